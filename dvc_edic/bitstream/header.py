@@ -1,0 +1,309 @@
+"""The stream header: everything a decoder must know before the first packet.
+
+Layout (little endian), format version 1::
+
+    magic, version, width, height, fps_num, fps_den, bit_depth, chroma,
+    representation, matrix, range, frame_count, quality, intra_period,
+    weights_hash, model_id_len | model_id | crc32
+
+The fixed part comes first so the reader can check magic and version before
+it interprets anything else, and the only variable field (model id) has a
+one-byte length that is bounded before it is read.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+from dvc_edic.bitstream.fields import as_int, check_range, decode_name, encode_name
+from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U32_MAX, Limits
+from dvc_edic.bitstream.source import ByteSource
+from dvc_edic.errors import BitstreamError
+
+MAGIC = b"DVCE"
+# Bump on any layout change; a reader accepts exactly its own version.
+FORMAT_VERSION = 1
+
+# Enum codes as stored in the stream. New values may only be appended.
+CHROMA_CODES: dict[str, int] = {"420": 0}
+REPRESENTATION_CODES: dict[str, int] = {"yuv420": 0, "rgb": 1}
+MATRIX_CODES: dict[str, int] = {"bt709": 0, "bt601": 1}
+RANGE_LIMITED = 0
+RANGE_FULL = 1
+
+MIN_BIT_DEPTH = 8
+MAX_BIT_DEPTH = 16
+# Quality is stored as an integer number of thousandths so that encoder and
+# decoder derive gains from the very same value.
+QUALITY_SCALE = 1000
+MIN_QUALITY = 1.0
+MAX_QUALITY = 8.0
+# -1 means "only the first frame is intra"; N >= 1 means an I-frame every N frames.
+INTRA_ONLY_FIRST = -1
+I32_MAX = 0x7FFF_FFFF
+WEIGHTS_HASH_LEN = 32  # sha256 digest
+
+# (name, struct code) of the fixed part, in stream order.
+FIXED_FIELDS: tuple[tuple[str, str], ...] = (
+    ("magic", "4s"),
+    ("version", "H"),
+    ("width", "I"),
+    ("height", "I"),
+    ("fps_num", "I"),
+    ("fps_den", "I"),
+    ("bit_depth", "B"),
+    ("chroma", "B"),
+    ("representation", "B"),
+    ("matrix", "B"),
+    ("range", "B"),
+    ("frame_count", "I"),
+    ("quality", "H"),
+    ("intra_period", "i"),
+    ("weights_hash", f"{WEIGHTS_HASH_LEN}s"),
+    ("model_id_len", "B"),
+)
+FIXED = struct.Struct("<" + "".join(code for _, code in FIXED_FIELDS))
+FIELD_OFFSETS: dict[str, int] = {
+    name: struct.calcsize("<" + "".join(code for _, code in FIXED_FIELDS[:i]))
+    for i, (name, _) in enumerate(FIXED_FIELDS)
+}
+MAGIC_SIZE = len(MAGIC)
+VERSION = struct.Struct("<H")
+CRC = struct.Struct("<I")
+
+
+# Integer fields and the range the format allows for each (limits come on top).
+_INT_FIELD_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("width", 1, U32_MAX),
+    ("height", 1, U32_MAX),
+    ("fps_num", 1, U32_MAX),
+    ("fps_den", 1, U32_MAX),
+    ("bit_depth", MIN_BIT_DEPTH, MAX_BIT_DEPTH),
+    ("frame_count", 0, U32_MAX),
+)
+
+
+def _where(field: str) -> str:
+    return f"header field {field} (offset {FIELD_OFFSETS[field]})"
+
+
+def _decode_enum(codes: dict[str, int], code: int, field: str) -> str:
+    for name, value in codes.items():
+        if value == code:
+            return name
+    known = ", ".join(f"{v}={k}" for k, v in codes.items())
+    raise BitstreamError(f"{_where(field)}: unsupported code {code}, expected one of {known}")
+
+
+def _check_enum(codes: dict[str, int], value: object, field: str) -> str:
+    if value not in codes:
+        raise BitstreamError(f"{_where(field)}: expected one of {sorted(codes)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def quantize_quality(quality: float) -> float:
+    """Snap a quality to the stored grid, so callers can build a valid Header."""
+    return round(float(quality) * QUALITY_SCALE) / QUALITY_SCALE
+
+
+@dataclass(frozen=True)
+class Header:
+    """Stream-level parameters; construction checks what the format can express.
+
+    Bounds that a reader may choose (dimensions, frame count...) are checked
+    separately by `check_limits`, since a caller may widen them.
+    """
+
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    bit_depth: int
+    chroma: str
+    representation: str
+    matrix: str
+    full_range: bool
+    frame_count: int
+    model_id: str
+    weights_hash: bytes
+    quality: float
+    intra_period: int
+
+    def __post_init__(self) -> None:
+        def set_(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        for name, low, high in _INT_FIELD_RANGES:
+            set_(
+                name,
+                check_range(as_int(getattr(self, name), _where(name)), low, high, _where(name)),
+            )
+        _check_enum(CHROMA_CODES, self.chroma, "chroma")
+        _check_enum(REPRESENTATION_CODES, self.representation, "representation")
+        _check_enum(MATRIX_CODES, self.matrix, "matrix")
+        if not isinstance(self.full_range, bool):
+            raise BitstreamError(
+                f"{_where('range')}: full_range must be a bool, got {self.full_range!r}"
+            )
+        encode_name(self.model_id, U8_MAX, "header field model_id")
+        if not isinstance(self.weights_hash, (bytes, bytearray, memoryview)):
+            raise BitstreamError(
+                f"{_where('weights_hash')}: expected bytes, got {type(self.weights_hash).__name__}"
+            )
+        set_("weights_hash", bytes(self.weights_hash))
+        if len(self.weights_hash) != WEIGHTS_HASH_LEN:
+            raise BitstreamError(
+                f"{_where('weights_hash')}: expected {WEIGHTS_HASH_LEN} "
+                f"bytes (sha256), got {len(self.weights_hash)}"
+            )
+        set_("quality", _checked_quality(self.quality))
+        period = as_int(self.intra_period, _where("intra_period"))
+        if period != INTRA_ONLY_FIRST:
+            check_range(period, 1, I32_MAX, _where("intra_period") + f" (or {INTRA_ONLY_FIRST})")
+        set_("intra_period", period)
+
+    @property
+    def fps(self) -> Fraction:
+        return Fraction(self.fps_num, self.fps_den)
+
+    def with_frame_count(self, frame_count: int) -> Header:
+        return replace(self, frame_count=frame_count)
+
+    def check_limits(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        """Raise BitstreamError if this header declares more than `limits` allow."""
+        check_range(self.width, 1, limits.max_width, _where("width"))
+        check_range(self.height, 1, limits.max_height, _where("height"))
+        check_range(self.frame_count, 0, limits.max_frame_count, _where("frame_count"))
+        check_range(
+            len(self.model_id),
+            1,
+            limits.max_model_id_len,
+            f"{_where('model_id_len')}: model_id length",
+        )
+
+    def to_bytes(self) -> bytes:
+        model_id = self.model_id.encode("ascii")
+        body = (
+            FIXED.pack(
+                MAGIC,
+                FORMAT_VERSION,
+                self.width,
+                self.height,
+                self.fps_num,
+                self.fps_den,
+                self.bit_depth,
+                CHROMA_CODES[self.chroma],
+                REPRESENTATION_CODES[self.representation],
+                MATRIX_CODES[self.matrix],
+                RANGE_FULL if self.full_range else RANGE_LIMITED,
+                self.frame_count,
+                round(self.quality * QUALITY_SCALE),
+                self.intra_period,
+                self.weights_hash,
+                len(model_id),
+            )
+            + model_id
+        )
+        return body + CRC.pack(zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Header:
+        """Parse a header that is exactly `data` (no packets after it)."""
+        source = ByteSource.from_input(data)
+        header = read_header(source, limits)
+        if source.offset != len(data):
+            raise BitstreamError(
+                f"header ends at offset {source.offset}, but {len(data)} "
+                f"bytes were given ({len(data) - source.offset} extra)"
+            )
+        return header
+
+
+def _checked_quality(quality: object) -> float:
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)):
+        raise BitstreamError(f"{_where('quality')}: expected a float, got {quality!r}")
+    value = float(quality)
+    if not math.isfinite(value) or not MIN_QUALITY <= value <= MAX_QUALITY:
+        raise BitstreamError(
+            f"{_where('quality')}: expected {MIN_QUALITY}..{MAX_QUALITY}, got {value}"
+        )
+    if quantize_quality(value) != value:
+        raise BitstreamError(
+            f"{_where('quality')}: {value!r} is not a multiple of 1/{QUALITY_SCALE}, so it "
+            f"cannot be stored exactly; pass quantize_quality({value!r})"
+        )
+    return value
+
+
+def header_size(header: Header) -> int:
+    """Serialized size of `header` in bytes."""
+    return FIXED.size + len(header.model_id) + CRC.size
+
+
+def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
+    """Read and validate a header from the current position of `source`."""
+    start = source.offset
+    magic = source.read_upto(MAGIC_SIZE)
+    if magic != MAGIC:
+        got = f"{len(magic)} bytes in total" if len(magic) < MAGIC_SIZE else f"magic {magic!r}"
+        raise BitstreamError(
+            f"not a dvc_edic stream: expected magic {MAGIC!r} at offset {start}, got {got}"
+        )
+    (version,) = VERSION.unpack(source.read_exact(VERSION.size, _where("version")))
+    if version != FORMAT_VERSION:
+        raise BitstreamError(
+            f"stream format version {version}, this decoder reads version {FORMAT_VERSION} "
+            f"({_where('version')})"
+        )
+    rest = source.read_exact(FIXED.size - MAGIC_SIZE - VERSION.size, "header fixed fields")
+    fixed = magic + VERSION.pack(version) + rest
+    values = dict(zip((name for name, _ in FIXED_FIELDS), FIXED.unpack(fixed), strict=True))
+    model_id_len = values["model_id_len"]
+    check_range(
+        model_id_len, 1, limits.max_model_id_len, f"{_where('model_id_len')}: model_id length"
+    )
+    model_id_raw = source.read_exact(model_id_len, f"header field model_id (offset {FIXED.size})")
+    crc_offset = source.offset
+    (stored_crc,) = CRC.unpack(source.read_exact(CRC.size, f"header crc32 (offset {crc_offset})"))
+    computed_crc = zlib.crc32(fixed + model_id_raw)
+    if stored_crc != computed_crc:
+        raise BitstreamError(
+            f"header CRC32 mismatch (offset {crc_offset}): stored 0x{stored_crc:08x}, computed "
+            f"0x{computed_crc:08x} over bytes {start}..{crc_offset - 1}; the header is corrupted"
+        )
+    if values["range"] not in (RANGE_LIMITED, RANGE_FULL):
+        raise BitstreamError(
+            f"{_where('range')}: expected {RANGE_LIMITED} (limited) or "
+            f"{RANGE_FULL} (full), got {values['range']}"
+        )
+    quality_milli = values["quality"]
+    check_range(
+        quality_milli,
+        round(MIN_QUALITY * QUALITY_SCALE),
+        round(MAX_QUALITY * QUALITY_SCALE),
+        f"{_where('quality')} (thousandths)",
+    )
+    header = Header(
+        width=values["width"],
+        height=values["height"],
+        fps_num=values["fps_num"],
+        fps_den=values["fps_den"],
+        bit_depth=values["bit_depth"],
+        chroma=_decode_enum(CHROMA_CODES, values["chroma"], "chroma"),
+        representation=_decode_enum(
+            REPRESENTATION_CODES, values["representation"], "representation"
+        ),
+        matrix=_decode_enum(MATRIX_CODES, values["matrix"], "matrix"),
+        full_range=values["range"] == RANGE_FULL,
+        frame_count=values["frame_count"],
+        model_id=decode_name(model_id_raw, f"header field model_id (offset {FIXED.size})"),
+        weights_hash=values["weights_hash"],
+        quality=quality_milli / QUALITY_SCALE,
+        intra_period=values["intra_period"],
+    )
+    header.check_limits(limits)
+    return header

@@ -1,0 +1,264 @@
+"""One packet per frame: sync marker, frame type, payload length, CRC32, payload.
+
+The payload is a list of named sections (name, shape, bytes). The container
+does not interpret section data; the codec decides what `y`, `z` or side-info
+sections hold. The CRC covers the frame type and length as well as the
+payload, so any single corrupted bit in a packet is detected.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from dvc_edic.bitstream.fields import as_int, check_range, decode_name, encode_name
+from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U16_MAX, U32_MAX, Limits
+from dvc_edic.bitstream.source import ByteSource
+from dvc_edic.errors import BitstreamError
+
+# Marks the start of each packet, so a reader that lost its place says so.
+SYNC = b"DVCF"
+# sync, frame type, payload length, payload crc32.
+PACKET_HEAD = struct.Struct("<4sBII")
+# The CRC starts right after the sync marker and stops before the CRC field.
+CRC_COVERED = struct.Struct("<BI")
+SECTION_COUNT = struct.Struct("<H")
+U8 = struct.Struct("<B")
+U32 = struct.Struct("<I")
+# Smallest possible packet: head plus an empty section list.
+MIN_PACKET_SIZE = PACKET_HEAD.size + SECTION_COUNT.size
+
+
+class FrameType(IntEnum):
+    I = 0  # noqa: E741 - the codec's own name for an intra frame
+    P = 1
+
+
+@dataclass(frozen=True)
+class Section:
+    """A named blob with a shape the codec needs to decode it (e.g. a latent's (M, h, w))."""
+
+    name: str
+    shape: tuple[int, ...]
+    data: bytes
+
+    def __post_init__(self) -> None:
+        what = f"section {self.name!r}"
+        encode_name(self.name, U8_MAX, "section name")
+        if isinstance(self.shape, (str, bytes)) or not isinstance(self.shape, Iterable):
+            raise BitstreamError(f"{what}: shape must be a tuple of ints, got {self.shape!r}")
+        shape = tuple(as_int(dim, f"{what} shape") for dim in self.shape)
+        check_range(len(shape), 0, U8_MAX, f"{what}: number of dims")
+        for axis, dim in enumerate(shape):
+            check_range(dim, 0, U32_MAX, f"{what}: shape[{axis}]")
+        object.__setattr__(self, "shape", shape)
+        if not isinstance(self.data, (bytes, bytearray, memoryview)):
+            raise BitstreamError(f"{what}: data must be bytes, got {type(self.data).__name__}")
+        object.__setattr__(self, "data", bytes(self.data))
+        check_range(len(self.data), 0, U32_MAX, f"{what}: data length")
+
+    @property
+    def num_elements(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+    def to_bytes(self) -> bytes:
+        name = self.name.encode("ascii")
+        return b"".join(
+            (
+                U8.pack(len(name)),
+                name,
+                U8.pack(len(self.shape)),
+                struct.pack(f"<{len(self.shape)}I", *self.shape),
+                U32.pack(len(self.data)),
+                self.data,
+            )
+        )
+
+    def check_limits(self, limits: Limits, where: str) -> None:
+        what = f"{where} section {self.name!r}"
+        check_range(len(self.name), 1, limits.max_section_name_len, f"{what}: name length")
+        check_range(len(self.shape), 0, limits.max_ndim, f"{what}: ndim")
+        for axis, dim in enumerate(self.shape):
+            check_range(dim, 0, limits.max_dim, f"{what}: shape[{axis}]")
+        check_range(
+            self.num_elements,
+            0,
+            limits.max_section_elements,
+            f"{what}: number of elements of shape {self.shape}",
+        )
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One coded frame."""
+
+    frame_type: FrameType
+    sections: tuple[Section, ...]
+
+    def __post_init__(self) -> None:
+        try:
+            frame_type = FrameType(as_int(self.frame_type, "packet frame_type"))
+        except ValueError:
+            raise BitstreamError(
+                f"packet frame_type: expected one of {[t.name for t in FrameType]}, "
+                f"got {self.frame_type!r}"
+            ) from None
+        object.__setattr__(self, "frame_type", frame_type)
+        if not isinstance(self.sections, Iterable):
+            raise BitstreamError(f"packet sections: expected a sequence, got {self.sections!r}")
+        sections = tuple(self.sections)
+        seen: set[str] = set()
+        for section in sections:
+            if not isinstance(section, Section):
+                raise BitstreamError(
+                    f"packet sections: expected Section, got {type(section).__name__}"
+                )
+            if section.name in seen:
+                raise BitstreamError(f"packet sections: name {section.name!r} appears twice")
+            seen.add(section.name)
+        check_range(len(sections), 0, U16_MAX, "packet section count")
+        object.__setattr__(self, "sections", sections)
+
+    def section(self, name: str) -> Section:
+        for section in self.sections:
+            if section.name == name:
+                return section
+        names = ", ".join(repr(s.name) for s in self.sections) or "none"
+        raise BitstreamError(
+            f"{self.frame_type.name}-frame packet has no section {name!r} (it has {names})"
+        )
+
+    def payload_bytes(self) -> bytes:
+        return SECTION_COUNT.pack(len(self.sections)) + b"".join(
+            section.to_bytes() for section in self.sections
+        )
+
+    def to_bytes(self) -> bytes:
+        payload = self.payload_bytes()
+        check_range(len(payload), 0, U32_MAX, "packet payload length")
+        covered = CRC_COVERED.pack(self.frame_type, len(payload))
+        crc = zlib.crc32(payload, zlib.crc32(covered))
+        return PACKET_HEAD.pack(SYNC, self.frame_type, len(payload), crc) + payload
+
+    def check_limits(self, limits: Limits = DEFAULT_LIMITS, where: str = "packet") -> None:
+        """Raise BitstreamError if a reader with `limits` would refuse this packet."""
+        check_range(len(self.sections), 0, limits.max_sections, f"{where}: section count")
+        for section in self.sections:
+            section.check_limits(limits, where)
+        size = len(self.payload_bytes())
+        check_range(size, 0, limits.max_payload_bytes, f"{where}: payload length")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Packet:
+        """Parse exactly one packet from `data`."""
+        source = ByteSource.from_input(data)
+        packet = read_packet(source, limits, index=0)
+        if source.offset != len(data):
+            raise BitstreamError(
+                f"packet ends at offset {source.offset}, but {len(data)} "
+                f"bytes were given ({len(data) - source.offset} extra)"
+            )
+        return packet
+
+
+def read_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
+    """Read packet number `index` at the current offset, checking each field as it comes."""
+    start = source.offset
+    where = f"packet {index} (offset {start})"
+    head = source.read_exact(PACKET_HEAD.size, f"{where} head")
+    sync, frame_code, length, stored_crc = PACKET_HEAD.unpack(head)
+    if sync != SYNC:
+        raise BitstreamError(
+            f"{where}: expected sync marker {SYNC!r}, got {sync!r}; "
+            "the stream is corrupted or not aligned on a packet"
+        )
+    if frame_code not in FrameType._value2member_map_:
+        raise BitstreamError(
+            f"{where} field frame_type (offset {start + len(SYNC)}): "
+            f"unsupported value {frame_code}, expected 0 (I) or 1 (P)"
+        )
+    length_field = f"{where} field payload_length (offset {start + len(SYNC) + U8.size})"
+    check_range(length, SECTION_COUNT.size, limits.max_payload_bytes, length_field)
+    remaining = source.remaining()
+    if remaining is not None and length > remaining:
+        raise BitstreamError(
+            f"truncated stream: {length_field} says {length} bytes, but only "
+            f"{remaining} remain in the stream"
+        )
+    payload_offset = source.offset
+    payload = source.read_exact(length, f"{where} payload")
+    computed_crc = zlib.crc32(payload, zlib.crc32(CRC_COVERED.pack(frame_code, length)))
+    if computed_crc != stored_crc:
+        raise BitstreamError(
+            f"{where}: CRC32 mismatch, stored 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
+            f"over the frame type, length and {length}-byte payload; the packet is corrupted"
+        )
+    sections = _parse_sections(memoryview(payload), payload_offset, limits, where)
+    return Packet(FrameType(frame_code), sections)
+
+
+def _parse_sections(
+    payload: memoryview, base: int, limits: Limits, where: str
+) -> tuple[Section, ...]:
+    """Split a CRC-checked payload; every length is checked against what is left in it."""
+    pos = 0
+
+    def take(count: int, what: str) -> memoryview:
+        nonlocal pos
+        if count > len(payload) - pos:
+            raise BitstreamError(
+                f"{where} {what} (offset {base + pos}): needs {count} bytes, but only "
+                f"{len(payload) - pos} remain in the {len(payload)}-byte payload"
+            )
+        view = payload[pos : pos + count]
+        pos += count
+        return view
+
+    (count,) = SECTION_COUNT.unpack(take(SECTION_COUNT.size, "section count"))
+    check_range(count, 0, limits.max_sections, f"{where} section count (offset {base})")
+    sections: list[Section] = []
+    names: set[str] = set()
+    for number in range(count):
+        what = f"section {number}"
+        field_offset = base + pos
+        (name_len,) = U8.unpack(take(U8.size, f"{what} name length"))
+        check_range(
+            name_len,
+            1,
+            limits.max_section_name_len,
+            f"{where} {what} name length (offset {field_offset})",
+        )
+        name = decode_name(
+            bytes(take(name_len, f"{what} name")),
+            f"{where} {what} name (offset {field_offset + U8.size})",
+        )
+        what = f"section {number} {name!r}"
+        if name in names:
+            raise BitstreamError(f"{where} {what} (offset {field_offset}): duplicate name")
+        names.add(name)
+        ndim_offset = base + pos
+        (ndim,) = U8.unpack(take(U8.size, f"{what} ndim"))
+        check_range(ndim, 0, limits.max_ndim, f"{where} {what} ndim (offset {ndim_offset})")
+        shape = struct.unpack(f"<{ndim}I", take(ndim * U32.size, f"{what} shape"))
+        for axis, dim in enumerate(shape):
+            dim_offset = ndim_offset + U8.size + U32.size * axis
+            check_range(
+                dim, 0, limits.max_dim, f"{where} {what} shape[{axis}] (offset {dim_offset})"
+            )
+        (data_len,) = U32.unpack(take(U32.size, f"{what} data length"))
+        data = bytes(take(data_len, f"{what} data of {data_len} bytes"))
+        section = Section(name, shape, data)
+        section.check_limits(limits, where)
+        sections.append(section)
+    if pos != len(payload):
+        raise BitstreamError(
+            f"{where}: {len(payload) - pos} unused bytes after the last "
+            f"section (offset {base + pos}); the payload is malformed"
+        )
+    return tuple(sections)

@@ -1,0 +1,201 @@
+"""Sequence-level encoder and decoder: frames in, packets out, and back.
+
+The encoder keeps the decoder's state (the reference buffer) by running the
+decoder's own reconstruction code on what it has just coded. References are
+stored as decoded integer frames, so float noise never accumulates across a
+GOP and the decoded YUV is byte-identical to the encoder's reconstruction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+
+import torch
+
+from dvc_edic.bitstream import FrameType, Header, Packet, Section
+from dvc_edic.bitstream.header import quantize_quality
+from dvc_edic.errors import BitstreamError, WeightsError
+from dvc_edic.gop import frame_type
+from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.models.edic import CodedLatents
+from dvc_edic.models.pframe import PFrameLatents
+from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.representation import crop_to, frame_to_tensor, pad_to_multiple, tensor_to_frame
+from dvc_edic.weights import weights_hash
+
+QUALITY_MIN = 1.0
+
+# Section names of each frame type, in packet order.
+I_SECTIONS = ("z", "y")
+P_SECTIONS = ("mv_z", "mv_y", "res_z", "res_y")
+
+
+def coded_quality(quality: float, levels: int) -> float:
+    """The quality value exactly as the decoder will read it from the header."""
+    if not QUALITY_MIN <= quality <= levels:
+        raise ValueError(f"quality must be between {QUALITY_MIN:g} and {levels}, got {quality:g}")
+    return quantize_quality(quality)
+
+
+def _latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
+    return [
+        Section(f"{prefix}z", tuple(latents.z_shape), latents.z),
+        Section(f"{prefix}y", tuple(latents.y_shape), latents.y),
+    ]
+
+
+def _latents_from(packet: Packet, prefix: str) -> CodedLatents:
+    z = packet.section(f"{prefix}z")
+    y = packet.section(f"{prefix}y")
+    if len(z.shape) != 3 or len(y.shape) != 3:
+        raise BitstreamError(
+            f"sections {prefix}z/{prefix}y must have 3-dimensional shapes, got {z.shape}, {y.shape}"
+        )
+    return CodedLatents(z=z.data, y=y.data, z_shape=z.shape, y_shape=y.shape)
+
+
+class _Pipeline:
+    """What encoder and decoder share: frame <-> padded model tensor, and the reference."""
+
+    def __init__(self, model: VideoCodecModel, info: VideoInfo) -> None:
+        self.model = model
+        self.info = info
+        self.reference: torch.Tensor | None = None
+
+    def to_tensor(self, frame: Frame) -> tuple[torch.Tensor, tuple[int, int]]:
+        x = frame_to_tensor(
+            frame,
+            self.model.representation,
+            matrix=self.info.matrix,
+            full_range=self.info.full_range,
+        )
+        return pad_to_multiple(x, self.model.stride)
+
+    def to_frame(self, x: torch.Tensor, size: tuple[int, int]) -> Frame:
+        """Round the reconstruction to output samples and keep it as the next reference."""
+        frame = tensor_to_frame(
+            crop_to(x, size),
+            self.model.representation,
+            self.info.bit_depth,
+            matrix=self.info.matrix,
+            full_range=self.info.full_range,
+        )
+        self.reference, _ = self.to_tensor(frame)
+        return frame
+
+
+class SequenceEncoder:
+    """Turns frames into packets; ``encode`` also returns the decoder's output frame."""
+
+    def __init__(
+        self, model: VideoCodecModel, info: VideoInfo, quality: float, intra_period: int
+    ) -> None:
+        self.model = model.eval()
+        self.quality = coded_quality(quality, model.quality_levels)
+        self.intra_period = intra_period
+        self.index = 0
+        self._pipe = _Pipeline(model, info)
+        fps = Fraction(info.fps)
+        self.header = Header(
+            width=info.width,
+            height=info.height,
+            fps_num=fps.numerator,
+            fps_den=fps.denominator,
+            bit_depth=info.bit_depth,
+            chroma=info.chroma,
+            representation=model.representation,
+            matrix=info.matrix,
+            full_range=info.full_range,
+            frame_count=0,
+            model_id=model.model_id,
+            weights_hash=weights_hash(model),
+            quality=self.quality,
+            intra_period=intra_period,
+        )
+
+    @torch.no_grad()
+    def encode(self, frame: Frame) -> tuple[Packet, Frame]:
+        x, size = self._pipe.to_tensor(frame)
+        ftype = frame_type(self.index, self.intra_period)
+        if ftype == FrameType.I:
+            latents, x_hat = self.model.intra.compress(x, self.quality)
+            sections = _latent_sections("", latents)
+        else:
+            assert self._pipe.reference is not None
+            p, x_hat = self.model.pframe.compress(x, self._pipe.reference, self.quality)
+            sections = _latent_sections("mv_", p.mv) + _latent_sections("res_", p.residual)
+        self.index += 1
+        return Packet(ftype, tuple(sections)), self._pipe.to_frame(x_hat, size)
+
+
+def check_model(model: VideoCodecModel, header: Header) -> None:
+    """Stop before decoding anything if the stream was made by other weights."""
+    if header.model_id != model.model_id:
+        raise WeightsError(
+            f"stream was encoded with model {header.model_id!r}, these weights are "
+            f"{model.model_id!r}; pass the matching --weights"
+        )
+    if header.weights_hash != weights_hash(model):
+        raise WeightsError(
+            f"stream was encoded with weights {header.weights_hash.hex()[:16]}..., these weights "
+            f"hash to {weights_hash(model).hex()[:16]}...; pass the matching --weights"
+        )
+    if header.representation != model.representation:
+        raise BitstreamError(
+            f"stream representation {header.representation!r} differs from the model's "
+            f"{model.representation!r}"
+        )
+
+
+class SequenceDecoder:
+    def __init__(self, model: VideoCodecModel, header: Header) -> None:
+        check_model(model, header)
+        self.model = model.eval()
+        self.header = header
+        self.index = 0
+        info = VideoInfo(
+            width=header.width,
+            height=header.height,
+            fps=Fraction(header.fps_num, header.fps_den),
+            bit_depth=header.bit_depth,
+            chroma=header.chroma,
+            num_frames=header.frame_count,
+            matrix=header.matrix,
+            full_range=header.full_range,
+        )
+        self.info = info
+        self._pipe = _Pipeline(model, info)
+        h, w = self._model_size()
+        self._padded = (-(-h // model.stride) * model.stride, -(-w // model.stride) * model.stride)
+        self._size = (h, w)
+
+    def _model_size(self) -> tuple[int, int]:
+        """The unpadded model-tensor size for the header's picture size."""
+        if self.model.representation == "yuv420":
+            return self.header.height // 2, self.header.width // 2
+        return self.header.height, self.header.width
+
+    @torch.no_grad()
+    def decode(self, packet: Packet) -> Frame:
+        expected = frame_type(self.index, self.header.intra_period)
+        if packet.frame_type != expected:
+            raise BitstreamError(
+                f"packet {self.index}: frame type {packet.frame_type.name}, the GOP structure "
+                f"(intra period {self.header.intra_period}) requires {expected.name}"
+            )
+        q = self.header.quality
+        if expected == FrameType.I:
+            x_hat = self.model.intra.decompress(_latents_from(packet, ""), q, self._padded)
+        else:
+            assert self._pipe.reference is not None
+            latents = PFrameLatents(
+                mv=_latents_from(packet, "mv_"), residual=_latents_from(packet, "res_")
+            )
+            x_hat = self.model.pframe.decompress(latents, self._pipe.reference, q)
+        self.index += 1
+        return self._pipe.to_frame(x_hat, self._size)
+
+    def decode_all(self, packets: Iterator[Packet]) -> Iterator[Frame]:
+        for packet in packets:
+            yield self.decode(packet)

@@ -1,0 +1,179 @@
+"""Encode a video into a dvc_edic bitstream.
+
+python -m dvc_edic.encode_sequence video_352x288_30.yuv [-o out.dvce] [--quality 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dvc_edic.bitstream import BitstreamWriter
+from dvc_edic.cli import UNTRAINED_NOTE, add_common_flags, run_cli, setup_threads
+from dvc_edic.codec import SequenceEncoder
+from dvc_edic.errors import InputError
+from dvc_edic.io import open_video
+from dvc_edic.io.atomic import AtomicFile
+from dvc_edic.metrics import frame_metrics
+from dvc_edic.weights import load_model
+
+STREAM_SUFFIX = ".dvce"
+DEFAULT_QUALITY = 4.0
+DEFAULT_INTRA_PERIOD = 12
+BITS_PER_BYTE = 8
+KILO = 1000.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m dvc_edic.encode_sequence",
+        description=(
+            "Encode a video with dvc_edic: I-frames by the EDIC image codec, P-frames by DVC-style "
+            "motion-compensated coding. Input: raw planar YUV 4:2:0 (.yuv, 8- or 10-bit), .y4m, "
+            "or any container PyAV opens (.mp4, .mkv, ...). For .yuv, width, height and fps come "
+            "from the flags or from a name like Name_1920x1080_50.yuv."
+        ),
+        epilog=UNTRAINED_NOTE,
+    )
+    p.add_argument("input", help="video to encode")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help=f"output stream (default: the input's name with {STREAM_SUFFIX}, next to it)",
+    )
+    p.add_argument(
+        "--quality",
+        type=float,
+        default=DEFAULT_QUALITY,
+        help=f"1 (lowest rate) to 8 (highest); fractions interpolate (default {DEFAULT_QUALITY:g})",
+    )
+    p.add_argument(
+        "--intra-period",
+        type=int,
+        default=DEFAULT_INTRA_PERIOD,
+        help=f"frames per GOP; -1 = only the first frame is intra (default {DEFAULT_INTRA_PERIOD})",
+    )
+    p.add_argument("--frames", type=int, default=None, help="encode at most this many frames")
+    p.add_argument("--width", type=int, default=None, help="width of a raw .yuv input")
+    p.add_argument("--height", type=int, default=None, help="height of a raw .yuv input")
+    p.add_argument(
+        "--fps", type=str, default=None, help="frame rate of a raw .yuv (e.g. 30000/1001)"
+    )
+    p.add_argument("--bit-depth", type=int, default=None, help="bit depth of a raw .yuv (8 or 10)")
+    p.add_argument("--stats", metavar="JSON", default=None, help="write per-frame statistics here")
+    add_common_flags(p)
+    return p
+
+
+def default_output(inp: Path) -> Path:
+    return inp.with_suffix(STREAM_SUFFIX)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_threads(args.threads)
+    inp = Path(args.input)
+    out = Path(args.output) if args.output else default_output(inp)
+    if args.frames is not None and args.frames < 1:
+        raise InputError(f"--frames must be at least 1, got {args.frames}")
+    model = load_model(args.weights)
+    with open_video(
+        inp,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        bit_depth=args.bit_depth,
+        max_frames=args.frames,
+    ) as reader:
+        info = reader.info
+        encoder = SequenceEncoder(model, info, args.quality, args.intra_period)
+        summary = _encode(reader, encoder, out, inp, args)
+    _print_summary(summary, out)
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dict:
+    info = reader.info
+    pixels = info.width * info.height
+    fps = float(info.fps)
+    total = (
+        info.num_frames if args.frames is None else min(args.frames, info.num_frames or args.frames)
+    )
+    frames: list[dict] = []
+    sink = AtomicFile(out, overwrite=args.force, inputs=[inp])
+    start = time.perf_counter()
+    try:
+        writer = BitstreamWriter(sink.file, encoder.header)
+        bar = tqdm(total=total, unit="f", disable=args.quiet, file=sys.stderr, desc="encode")
+        bits = 0
+        for frame in reader:
+            packet, recon = encoder.encode(frame)
+            size = writer.write_packet(packet)
+            bits += size * BITS_PER_BYTE
+            stats = {"index": len(frames), "type": packet.frame_type.name, "bytes": size}
+            stats.update(
+                frame_metrics(frame, recon, matrix=info.matrix, full_range=info.full_range)
+            )
+            frames.append(stats)
+            elapsed = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(
+                fps=f"{len(frames) / elapsed:.2f}",
+                kbps=f"{bits * fps / len(frames) / KILO:.1f}",
+                psnr=f"{stats['psnr_yuv']:.2f}",
+            )
+        bar.close()
+        if not frames:
+            raise InputError(f"{inp}: no frames to encode")
+        writer.finalize()
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    elapsed = time.perf_counter() - start
+    n = len(frames)
+    file_bytes = out.stat().st_size
+    mean = {k: sum(f[k] for f in frames) / n for k in ("psnr_y", "psnr_yuv", "psnr_rgb")}
+    return {
+        "input": str(inp),
+        "output": str(out),
+        "width": info.width,
+        "height": info.height,
+        "fps": fps,
+        "frames": n,
+        "quality": encoder.quality,
+        "intra_period": encoder.intra_period,
+        "model_id": encoder.header.model_id,
+        "file_bytes": file_bytes,
+        "bpp": file_bytes * BITS_PER_BYTE / (pixels * n),
+        "kbps": file_bytes * BITS_PER_BYTE * fps / n / KILO,
+        **mean,
+        "encode_fps": n / elapsed,
+        "per_frame": frames,
+    }
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    print(
+        f"{out}: {s['frames']} frames {s['width']}x{s['height']}, {s['file_bytes']} bytes | "
+        f"{s['bpp']:.4f} bpp, {s['kbps']:.1f} kbps | PSNR-Y {s['psnr_y']:.2f} dB, "
+        f"PSNR-YUV {s['psnr_yuv']:.2f} dB, PSNR-RGB {s['psnr_rgb']:.2f} dB | "
+        f"{s['encode_fps']:.2f} fps encode"
+    )
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

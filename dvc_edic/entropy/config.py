@@ -1,0 +1,80 @@
+"""Settings of the Gaussian-mixture entropy model (the ``entropy:`` section of a preset).
+
+Every value here changes the bitstream: encoder and decoder must build their
+probability tables from the same config, so it is a frozen, hashable dataclass
+(hashable so that the tables built from it can be cached per config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from dvc_edic.errors import InputError
+
+# Limits that keep the integer tables small and every product inside int64.
+MAX_MIXTURES = 16  # more components than this is a config typo, not a model
+MAX_MEAN_STEP_LOG2 = 8  # finer mean grids multiply the CDF table size by 2**mean_step_log2
+MAX_SCALE = 1024.0  # the CDF table grows linearly with scale_max
+MAX_SCALE_LEVELS = 256
+MAX_WEIGHT_BITS = 16
+MAX_HALF_WIDTH_LIMIT = 1023  # symbols per element 2R+1 <= 2047; the table pads by 2R+1
+CODER_PRECISION_BITS = 24  # constriction's AnsCoder quantizes every PMF to 2**24
+
+
+@dataclass(frozen=True)
+class GmmConfig:
+    """Grids and precisions of the quantized mixture (see configs/models/*.yaml)."""
+
+    mixtures: int
+    mean_step_log2: int
+    scale_min: float
+    scale_max: float
+    scale_levels: int
+    weight_bits: int
+    prob_bits: int
+    max_half_width: int
+
+    def __post_init__(self) -> None:
+        _check_int("mixtures", self.mixtures, 1, MAX_MIXTURES)
+        _check_int("mean_step_log2", self.mean_step_log2, 1, MAX_MEAN_STEP_LOG2)
+        _check_int("scale_levels", self.scale_levels, 2, MAX_SCALE_LEVELS)
+        _check_int("weight_bits", self.weight_bits, 1, MAX_WEIGHT_BITS)
+        _check_int("max_half_width", self.max_half_width, 1, MAX_HALF_WIDTH_LIMIT)
+        # The PMF must leave room for one count per symbol, and its integer
+        # frequencies must be exact in constriction's float32 prefix sums.
+        min_prob_bits = (2 * self.max_half_width + 1).bit_length() + 1
+        _check_int("prob_bits", self.prob_bits, min_prob_bits, CODER_PRECISION_BITS)
+        for name in ("scale_min", "scale_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f"entropy.{name}: expected a number, got {value!r}")
+        if not 0.0 < self.scale_min < self.scale_max <= MAX_SCALE:
+            raise InputError(
+                "entropy: expected 0 < scale_min < scale_max <= "
+                f"{MAX_SCALE}, got scale_min={self.scale_min}, scale_max={self.scale_max}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GmmConfig:
+        """Build from a preset's ``entropy:`` mapping; unknown or missing keys are errors."""
+        if not isinstance(d, Mapping):
+            raise InputError(f"entropy: expected a mapping, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        missing = [n for n in names if n not in d]
+        if unknown or missing:
+            raise InputError(
+                f"entropy: expected keys {names}, got unknown {unknown} and missing {missing}"
+            )
+        values = {n: d[n] for n in names}
+        for n in ("scale_min", "scale_max"):
+            if isinstance(values[n], int) and not isinstance(values[n], bool):
+                values[n] = float(values[n])
+        return cls(**values)
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InputError(f"entropy.{name}: expected an integer in [{lo}, {hi}], got {value!r}")

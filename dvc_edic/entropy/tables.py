@@ -1,0 +1,179 @@
+"""Integer PMFs of the quantized mixture, identical on every machine by construction.
+
+Everything after ``quantize_gmm`` is numpy int64 arithmetic on the constant tables
+of :mod:`dvc_edic.entropy.grids`, so the encoder and the decoder build the same
+integers whatever the thread count, SIMD path or platform.
+
+Component CDF. A mean m (integer, units of 1/S with S = 2**mean_step_log2) is
+split into m = q*S + r with 0 <= r < S. The CDF of component (sigma_s, m) at the
+lower edge t - 1/2 of integer symbol t depends only on (s, r, u = t - q):
+
+    F[s, r, u] = Phi((u*S - S/2 - r) / (S * sigma_s))      (units of 2**-PHI_BITS)
+
+with z computed in fixed point from round(2**INV_SCALE_BITS / sigma_s) and Phi
+linearly interpolated (integer) in ``phi_table()``. F saturates for |u| >= U_s
+(U_s = ceil(PHI_Z_MAX * sigma_s) + 2); by definition F[s, r, u] := F[s, r,
+clip(u, -U_s, U_s)]. ``component_cdf_table`` stores F for every (s, r) with
+2R_max+1 copies of the saturated end values on each side, so a row of
+consecutive edges is one clipped start index plus an ``arange`` (a gather).
+
+Mixture PMF over the 2R+1 symbols c-R .. c+R of an element with centre c:
+
+    M[e] = sum_k w_k * F_k(c - R + e),  e = 0 .. 2R+1   (w_k sum to 2**weight_bits)
+    M[0] := 0, M[2R+1] := 2**(weight_bits + PHI_BITS)   (tails go to the end symbols)
+    cdf[e] = ((M[e] * (2**prob_bits - (2R+1))) >> (weight_bits + PHI_BITS)) + e
+    freq[e] = cdf[e+1] - cdf[e] >= 1,  sum = 2**prob_bits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from dvc_edic.entropy.config import GmmConfig
+from dvc_edic.entropy.grids import (
+    INV_SCALE_BITS,
+    PHI_BITS,
+    PHI_GRID_LOG2,
+    PHI_INTERP_BITS,
+    phi_table,
+    scale_grid,
+)
+from dvc_edic.entropy.quantize import QuantizedGmm, centres
+
+# Table cells (elements x edges) handled per chunk: bounds memory (a few int64
+# temporaries of this size, ~20 MB) independently of N and keeps them cache-friendly.
+CHUNK_CELLS = 1 << 18
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentCdfTable:
+    """F[s, r, u] flattened; see the module docstring."""
+
+    values: np.ndarray  # int64 (total,), each in [0, 2**PHI_BITS]
+    zero_index: np.ndarray  # int64 (levels, S): index of u = 0 for (s, r)
+    u_min: np.ndarray  # int64 (levels,): lowest start u kept in the table (-(U_s + pad))
+    u_max: np.ndarray  # int64 (levels,): highest start u (U_s); start + 2R+1 stays inside
+
+
+def _phi_fixed(numerator: np.ndarray, inverse: int, mean_step_log2: int) -> np.ndarray:
+    """Phi(numerator / (2**mean_step_log2 * sigma)) in units of 2**-PHI_BITS, integers only."""
+    table = phi_table()
+    last = table.size - 1
+    ext = np.append(table, table[last])  # so that idx + 1 is valid at the end
+    shift = INV_SCALE_BITS + mean_step_log2 - PHI_GRID_LOG2 - PHI_INTERP_BITS
+    mag = np.abs(numerator) * inverse
+    pos = mag >> shift if shift >= 0 else mag << -shift
+    pos = np.minimum(pos, last << PHI_INTERP_BITS)
+    idx = pos >> PHI_INTERP_BITS
+    frac = pos & ((1 << PHI_INTERP_BITS) - 1)
+    lo = ext[idx]
+    val = lo + (((ext[idx + 1] - lo) * frac) >> PHI_INTERP_BITS)
+    return np.where(numerator >= 0, val, (1 << PHI_BITS) - val)
+
+
+@lru_cache(maxsize=4)
+def component_cdf_table(cfg: GmmConfig) -> ComponentCdfTable:
+    """All component CDFs of ``cfg`` (about 1.2M int64, 10 MB, for the shipped presets)."""
+    grid = scale_grid(cfg)
+    step = 1 << cfg.mean_step_log2
+    pad = 2 * cfg.max_half_width + 1
+    r = np.arange(step, dtype=np.int64)[:, None]
+    blocks: list[np.ndarray] = []
+    zero_index = np.empty((cfg.scale_levels, step), dtype=np.int64)
+    offset = 0
+    for s in range(cfg.scale_levels):
+        half = int(grid.half_width[s])
+        u = np.arange(-half, half + 1, dtype=np.int64)[None, :]
+        numerator = u * step - step // 2 - r  # (S, 2U+1)
+        f = _phi_fixed(numerator, int(grid.inverse[s]), cfg.mean_step_log2)
+        f = np.pad(f, ((0, 0), (pad, pad)), mode="edge")
+        width = f.shape[1]
+        zero_index[s] = offset + np.arange(step) * width + pad + half
+        offset += f.size
+        blocks.append(f.reshape(-1))
+    values = np.concatenate(blocks)
+    if values.min() < 0 or values.max() > (1 << PHI_BITS):
+        raise AssertionError("component CDF table out of range")  # cannot happen: Phi in [0,1]
+    return ComponentCdfTable(
+        values=np.ascontiguousarray(values, dtype=np.int64),
+        zero_index=zero_index,
+        u_min=-(grid.half_width + pad),
+        u_max=grid.half_width.copy(),
+    )
+
+
+def chunk_size(half_width: int) -> int:
+    """Elements per chunk for a support of 2*half_width+1 symbols."""
+    return max(1, CHUNK_CELLS // (2 * half_width + 2))
+
+
+def mixture_frequencies(
+    q: QuantizedGmm,
+    centre: np.ndarray,
+    half_width: int,
+    start: int,
+    stop: int,
+    cfg: GmmConfig,
+) -> np.ndarray:
+    """Integer frequencies (stop-start, 2R+1) of elements start..stop-1, each row summing
+    to 2**prob_bits with every entry >= 1; column j is symbol centre - R + j.
+
+    The factor 2**prob_bits - (2R+1) is folded into the weights (products stay below
+    2**(weight_bits + prob_bits + PHI_BITS) <= 2**62), which saves a pass over the table.
+    """
+    table = component_cdf_table(cfg)
+    n = 2 * half_width + 1
+    mix_bits = cfg.weight_bits + PHI_BITS
+    spread = (1 << cfg.prob_bits) - n  # counts left after the one-per-symbol floor
+    # Row i of ``windows`` is values[i : i + n + 1]: one gather per element fetches
+    # all its consecutive edges (a view, nothing is copied here).
+    windows = as_strided(
+        table.values,
+        shape=(table.values.size - n, n + 1),
+        strides=(table.values.strides[0],) * 2,
+        writeable=False,
+    )
+    c = centre[start:stop].astype(np.int64)
+    mix: np.ndarray | None = None
+    for k in range(q.weights.shape[1]):
+        w = q.weights[start:stop, k].astype(np.int64)
+        if not w.any():
+            continue
+        m = q.means[start:stop, k].astype(np.int64)
+        s = q.scale_idx[start:stop, k].astype(np.int64)
+        r = m & ((1 << cfg.mean_step_log2) - 1)
+        u0 = np.clip(c - half_width - (m >> cfg.mean_step_log2), table.u_min[s], table.u_max[s])
+        part = windows[table.zero_index[s, r] + u0]  # (E, n+1) int64, a fresh copy
+        part *= (w * spread)[:, None]
+        if mix is None:
+            mix = part
+        else:
+            mix += part
+    if mix is None:  # unreachable for valid weights (rows sum to 2**weight_bits)
+        mix = np.zeros((stop - start, n + 1), dtype=np.int64)
+    mix >>= mix_bits
+    mix[:, 0] = 0
+    mix[:, n] = spread
+    freq = mix[:, 1:] - mix[:, :-1]
+    freq += 1
+    return freq
+
+
+def ideal_code_length(
+    coded: np.ndarray, q: QuantizedGmm, half_width: int, cfg: GmmConfig
+) -> float:
+    """-sum log2 p(coded) in bits under the integer PMFs (the rate the coder aims at)."""
+    centre = centres(q, cfg)
+    total_bits = 0.0
+    step = chunk_size(half_width)
+    for start in range(0, centre.size, step):
+        stop = min(start + step, centre.size)
+        freq = mixture_frequencies(q, centre, half_width, start, stop, cfg)
+        col = coded[start:stop].astype(np.int64) - centre[start:stop] + half_width
+        f = freq[np.arange(stop - start), col]
+        total_bits += float(np.sum(cfg.prob_bits - np.log2(f)))
+    return total_bits

@@ -1,0 +1,64 @@
+"""Real entropy coding of the hyper-latent z.
+
+Training uses compressai's :class:`EntropyBottleneck` for its learned,
+factorized density. For bytes we take the integer CDF tables that
+``EntropyBottleneck.update()`` stores as buffers (so they travel inside the
+weights file and never depend on float noise at decode time) and drive
+constriction's ANS coder with them: constriction checks its input bounds,
+which makes corrupted streams fail cleanly instead of reading past a buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+
+from dvc_edic.entropy.ans import ans_decode, ans_encode
+
+
+def _tables(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel integer frequencies (C, L), pmf lengths (C,) and offsets (C,)."""
+    if eb._offset.numel() == 0:
+        eb.update(force=True)
+    cdf = eb._quantized_cdf.cpu().numpy().astype(np.int64)
+    lengths = eb._cdf_length.cpu().numpy().astype(np.int64) - 2  # drop the overflow slot
+    width = int(lengths.max())
+    freqs = np.diff(cdf, axis=1)[:, :width]
+    cols = np.arange(width)[None, :]
+    freqs = np.where(cols < lengths[:, None], freqs, 0)
+    offsets = eb._offset.cpu().numpy().astype(np.int64)  # = -(lowest symbol)
+    return freqs, lengths, offsets
+
+
+def _medians(eb: EntropyBottleneck) -> torch.Tensor:
+    return eb.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
+
+
+def encode_z(z: torch.Tensor, eb: EntropyBottleneck) -> tuple[bytes, torch.Tensor]:
+    """Code z (1, C, h, w); returns the bytes and the decoder's z_hat.
+
+    Values outside a channel's table are clamped to its ends; the returned
+    z_hat is built from the clamped symbols, exactly as the decoder will.
+    """
+    freqs, lengths, offsets = _tables(eb)
+    med = _medians(eb)
+    sym = torch.round(z - med).to(torch.int64).cpu().numpy()[0]  # (C, h, w)
+    idx = np.clip(sym - offsets[:, None, None], 0, (lengths - 1)[:, None, None])
+    chan = np.broadcast_to(np.arange(idx.shape[0])[:, None, None], idx.shape).reshape(-1)
+    data = ans_encode(idx.reshape(-1), freqs[chan])
+    return data, _dequantize(idx, offsets, med)
+
+
+def decode_z(data: bytes, shape: tuple[int, int, int], eb: EntropyBottleneck) -> torch.Tensor:
+    """Inverse of :func:`encode_z` for a latent of ``shape`` = (C, h, w)."""
+    freqs, _, offsets = _tables(eb)
+    c, h, w = shape
+    chan = np.repeat(np.arange(c), h * w)
+    idx = ans_decode(data, freqs[chan]).reshape(c, h, w).astype(np.int64)
+    return _dequantize(idx, offsets, _medians(eb))
+
+
+def _dequantize(idx: np.ndarray, offsets: np.ndarray, med: torch.Tensor) -> torch.Tensor:
+    sym = (idx + offsets[:, None, None]).astype(np.float32)
+    return torch.from_numpy(sym)[None] + med

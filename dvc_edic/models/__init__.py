@@ -1,0 +1,1 @@
+"""Network architectures. Entropy models live apart, in :mod:`dvc_edic.entropy`."""

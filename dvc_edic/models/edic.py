@@ -1,0 +1,255 @@
+"""EDIC: the one learned coder class behind I-frames, motion vectors and residuals.
+
+An autoencoder with channel attention, a hyperprior that predicts a
+K-component Gaussian mixture for every element of y (no autoregressive
+context, so decoding is fully parallel), a factorized bottleneck for z, a
+decoder-side enhancement net, and gain units for variable rate. The three
+uses differ only by :class:`CoderConfig`.
+
+``forward`` serves training (noisy / straight-through quantization, returns
+likelihoods). ``compress`` / ``decompress`` produce and read real bytes; the
+encoder's reconstruction is computed by the decoder's own code path
+(:meth:`EDIC.reconstruct`) on the symbols it just wrote, so the two match by
+construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.layers import GDN
+from torch import nn
+
+from dvc_edic.entropy import GmmConfig, GmmEntropyCoder, gmm_likelihood, quantize_gmm
+from dvc_edic.entropy.zcoder import decode_z, encode_z
+from dvc_edic.errors import BitstreamError
+from dvc_edic.models.gain import GainUnit
+from dvc_edic.models.layers import AttentionBlock, EnhancementNet, conv, deconv
+
+HYPER_STRIDE_STAGES = 2  # h_a halves twice: z is 4x smaller than y per side
+QUANTIZATION_MODES = ("mixed", "noise", "ste")
+
+
+@dataclass(frozen=True)
+class EnhancementConfig:
+    enabled: bool
+    channels: int
+    blocks: int
+
+
+@dataclass(frozen=True)
+class CoderConfig:
+    """Sizes of one EDIC coder, read from a preset's ``intra``/``mv``/``residual`` section."""
+
+    in_channels: int
+    N: int
+    M: int
+    downsample: int
+    kernel: int
+    attention_reduction: int
+    hyper_N: int
+    enhancement: EnhancementConfig
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CoderConfig:
+        fields = dict(d)
+        fields["enhancement"] = EnhancementConfig(**fields["enhancement"])
+        return cls(**fields)
+
+    @property
+    def stride(self) -> int:
+        """Inputs must be a multiple of this size; the caller pads."""
+        return 2**self.downsample
+
+
+@dataclass(frozen=True)
+class CodedLatents:
+    """What one EDIC coder writes for one picture: two byte strings and their shapes."""
+
+    z: bytes
+    y: bytes
+    z_shape: tuple[int, int, int]
+    y_shape: tuple[int, int, int]
+
+
+def _analysis(cfg: CoderConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    ch = cfg.in_channels
+    for i in range(cfg.downsample):
+        last = i == cfg.downsample - 1
+        out = cfg.M if last else cfg.N
+        layers.append(conv(ch, out, cfg.kernel, stride=2))
+        if not last:
+            layers.append(GDN(out))
+        if i == cfg.downsample // 2 - 1:
+            layers.append(AttentionBlock(out, cfg.attention_reduction))
+        ch = out
+    layers.append(AttentionBlock(cfg.M, cfg.attention_reduction))
+    return nn.Sequential(*layers)
+
+
+def _synthesis(cfg: CoderConfig) -> nn.Sequential:
+    layers: list[nn.Module] = [AttentionBlock(cfg.M, cfg.attention_reduction)]
+    ch = cfg.M
+    for i in range(cfg.downsample):
+        last = i == cfg.downsample - 1
+        out = cfg.in_channels if last else cfg.N
+        layers.append(deconv(ch, out, cfg.kernel))
+        if not last:
+            layers.append(GDN(out, inverse=True))
+        if i == cfg.downsample // 2 - 1:
+            layers.append(AttentionBlock(out, cfg.attention_reduction))
+        ch = out
+    return nn.Sequential(*layers)
+
+
+def _hyper_analysis(cfg: CoderConfig) -> nn.Sequential:
+    layers: list[nn.Module] = [conv(cfg.M, cfg.hyper_N, 3), nn.LeakyReLU(inplace=True)]
+    for i in range(HYPER_STRIDE_STAGES):
+        layers.append(conv(cfg.hyper_N, cfg.hyper_N, 5, stride=2))
+        if i < HYPER_STRIDE_STAGES - 1:
+            layers.append(nn.LeakyReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _hyper_synthesis(cfg: CoderConfig, mixtures: int) -> nn.Sequential:
+    wide = cfg.hyper_N * 3 // 2
+    return nn.Sequential(
+        deconv(cfg.hyper_N, cfg.hyper_N, 5),
+        nn.LeakyReLU(inplace=True),
+        deconv(cfg.hyper_N, wide, 5),
+        nn.LeakyReLU(inplace=True),
+        conv(wide, 3 * mixtures * cfg.M, 3),
+    )
+
+
+class EDIC(nn.Module):
+    def __init__(
+        self,
+        cfg: CoderConfig,
+        entropy: GmmConfig,
+        quality_levels: int,
+        gain_init: tuple[float, float],
+        training_quantization: str = "mixed",
+    ) -> None:
+        super().__init__()
+        if training_quantization not in QUANTIZATION_MODES:
+            raise ValueError(
+                f"training_quantization must be one of {QUANTIZATION_MODES}, "
+                f"got {training_quantization!r}"
+            )
+        self.cfg = cfg
+        self.entropy_cfg = entropy
+        self.training_quantization = training_quantization
+        self.g_a = _analysis(cfg)
+        self.g_s = _synthesis(cfg)
+        self.h_a = _hyper_analysis(cfg)
+        self.h_s = _hyper_synthesis(cfg, entropy.mixtures)
+        self.z_bottleneck = EntropyBottleneck(cfg.hyper_N)
+        self.gain = GainUnit(quality_levels, cfg.M, *gain_init)
+        self.enhance = (
+            EnhancementNet(cfg.in_channels, cfg.enhancement.channels, cfg.enhancement.blocks)
+            if cfg.enhancement.enabled
+            else None
+        )
+        self._coder = GmmEntropyCoder(entropy)
+
+    # ----------------------------------------------------------------- shared
+    def _mixture(self, z_hat: torch.Tensor, y_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """Mixture logits, means and scales, each (B, K, M, h, w), cropped to y's size."""
+        p = self.h_s(z_hat)[..., : y_size[0], : y_size[1]]
+        b, _, h, w = p.shape
+        k, m = self.entropy_cfg.mixtures, self.cfg.M
+        logits, means, scales = p.reshape(b, 3, k, m, h, w).unbind(dim=1)
+        return logits, means, nn.functional.softplus(scales)
+
+    def reconstruct(self, y_hat: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
+        """The decoder's synthesis from dequantized y (in the gained domain)."""
+        x = self.g_s(y_hat * self.gain.inverse_gain(quality))
+        if self.enhance is not None:
+            x = self.enhance(x)
+        return x
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if (
+            x.shape[1] != self.cfg.in_channels
+            or x.shape[-1] % self.cfg.stride
+            or (x.shape[-2] % self.cfg.stride)
+        ):
+            raise ValueError(
+                f"EDIC input must be (B, {self.cfg.in_channels}, H, W) with H, W multiples of "
+                f"{self.cfg.stride}; got {tuple(x.shape)}"
+            )
+
+    # --------------------------------------------------------------- training
+    def forward(self, x: torch.Tensor, quality: float | torch.Tensor) -> dict[str, Any]:
+        """Training/analysis pass: reconstruction plus likelihoods of y and z."""
+        self._check_input(x)
+        y = self.g_a(x) * self.gain.gain(quality)
+        z = self.h_a(y)
+        z_tilde, z_likelihoods = self.z_bottleneck(z)
+        logits, means, scales = self._mixture(z_tilde, (y.shape[-2], y.shape[-1]))
+        if self.training and self.training_quantization != "ste":
+            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            y_noisy = y + (torch.round(y) - y).detach()
+        y_likelihoods = gmm_likelihood(y_noisy, logits, means, scales, self.entropy_cfg)
+        if self.training and self.training_quantization == "noise":
+            y_dec = y_noisy
+        else:
+            y_dec = y + (torch.round(y) - y).detach()
+        return {
+            "x_hat": self.reconstruct(y_dec, quality),
+            "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
+        }
+
+    # ------------------------------------------------------------------ bytes
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: float) -> tuple[CodedLatents, torch.Tensor]:
+        """Code one picture (batch 1). Returns the bytes and the decoder's reconstruction."""
+        self._check_input(x)
+        if x.shape[0] != 1:
+            raise ValueError(f"compress codes one picture at a time, got batch {x.shape[0]}")
+        y = self.g_a(x) * self.gain.gain(quality)
+        z = self.h_a(y)
+        z_bytes, z_hat = encode_z(z, self.z_bottleneck)
+        q = quantize_gmm(*self._mixture(z_hat, (y.shape[-2], y.shape[-1])), self.entropy_cfg)
+        symbols = torch.round(y).to(torch.int64).cpu().numpy().reshape(-1)
+        y_bytes, coded = self._coder.encode(symbols, q)
+        y_hat = torch.from_numpy(coded.astype("float32")).reshape(y.shape)
+        latents = CodedLatents(
+            z=z_bytes, y=y_bytes, z_shape=tuple(z.shape[1:]), y_shape=tuple(y.shape[1:])
+        )
+        return latents, self.reconstruct(y_hat, quality)
+
+    def latent_shapes(self, size: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(y_shape, z_shape) for an input of ``size`` = (H, W), padded to the stride."""
+        h, w = (-(-s // self.cfg.stride) for s in size)
+        factor = 2**HYPER_STRIDE_STAGES
+        return (self.cfg.M, h, w), (self.cfg.hyper_N, -(-h // factor), -(-w // factor))
+
+    @torch.no_grad()
+    def decompress(
+        self, latents: CodedLatents, quality: float, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Rebuild a picture of ``size`` from its bytes.
+
+        The shapes written in the stream must be the ones this model produces
+        for that size; checking them first means a corrupt shape can never
+        make the decoder allocate.
+        """
+        y_shape, z_shape = self.latent_shapes(size)
+        if tuple(latents.y_shape) != y_shape or tuple(latents.z_shape) != z_shape:
+            raise BitstreamError(
+                f"latent shapes y {tuple(latents.y_shape)}, z {tuple(latents.z_shape)} do not "
+                f"match the model's y {y_shape}, z {z_shape} for a {size[0]}x{size[1]} input"
+            )
+        z_hat = decode_z(latents.z, latents.z_shape, self.z_bottleneck)
+        m, h, w = latents.y_shape
+        q = quantize_gmm(*self._mixture(z_hat, (h, w)), self.entropy_cfg)
+        symbols = self._coder.decode(latents.y, q)
+        y_hat = torch.from_numpy(symbols.astype("float32")).reshape(1, m, h, w)
+        return self.reconstruct(y_hat, quality)

@@ -1,0 +1,119 @@
+"""The DVC P-frame codec, built from two EDIC coders and a flow estimator.
+
+    v_t   = flow(x_t, x̂_{t-1})                 encoder only
+    v̂_t   = MV coder (EDIC on 2-channel flow)
+    x̄_t   = MC(warp(x̂_{t-1}, v̂_t), x̂_{t-1}, v̂_t)
+    r̂_t   = residual coder (EDIC on x_t - x̄_t)
+    x̂_t   = clamp(x̄_t + r̂_t)
+
+:meth:`PFrameCodec.predict` and :meth:`PFrameCodec.finish` are the decoder's
+code; the encoder calls them on what it has just coded, so both sides compute
+the same x̂_t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from dvc_edic.entropy import GmmConfig
+from dvc_edic.models.edic import EDIC, CodedLatents, CoderConfig
+from dvc_edic.models.layers import ResidualBlock, conv
+from flows import backward_warp, build_flow_estimator
+
+
+class MotionCompensation(nn.Module):
+    """Refines the warped reference using the reference itself and the decoded flow.
+
+    Output = warped + learned correction; the correction starts at zero so an
+    untrained network predicts plain warping.
+    """
+
+    def __init__(self, channels: int, hidden: int, blocks: int) -> None:
+        super().__init__()
+        self.head = conv(2 * channels + 2, hidden, 3)
+        self.body = nn.Sequential(*(ResidualBlock(hidden) for _ in range(blocks)))
+        self.tail = conv(hidden, channels, 3)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(
+        self, warped: torch.Tensor, reference: torch.Tensor, flow: torch.Tensor
+    ) -> torch.Tensor:
+        h = torch.relu(self.head(torch.cat([warped, reference, flow], dim=1)))
+        return warped + self.tail(self.body(h))
+
+
+@dataclass(frozen=True)
+class PFrameLatents:
+    mv: CodedLatents
+    residual: CodedLatents
+
+
+class PFrameCodec(nn.Module):
+    def __init__(self, preset: dict[str, Any], entropy: GmmConfig) -> None:
+        super().__init__()
+        levels = int(preset["quality_levels"])
+        gain_init = tuple(preset["gain_init"])
+        mode = preset.get("training_quantization", "mixed")
+        self.flow = build_flow_estimator(preset["flow"])
+        self.mv_coder = EDIC(CoderConfig.from_dict(preset["mv"]), entropy, levels, gain_init, mode)
+        self.residual_coder = EDIC(
+            CoderConfig.from_dict(preset["residual"]), entropy, levels, gain_init, mode
+        )
+        mc = preset["motion_compensation"]
+        channels = self.residual_coder.cfg.in_channels
+        self.mc = MotionCompensation(channels, int(mc["channels"]), int(mc["blocks"]))
+
+    def predict(self, reference: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
+        """Motion-compensated prediction x̄_t from the decoded reference and flow."""
+        warped = backward_warp(reference, flow_hat)
+        return self.mc(warped, reference, flow_hat)
+
+    @staticmethod
+    def finish(prediction: torch.Tensor, residual_hat: torch.Tensor) -> torch.Tensor:
+        return (prediction + residual_hat).clamp(0.0, 1.0)
+
+    def forward(
+        self, x: torch.Tensor, reference: torch.Tensor, quality: float | torch.Tensor
+    ) -> dict[str, Any]:
+        """Training pass; returns x̂, the prediction and every latent's likelihoods."""
+        flow = self.flow(x, reference)
+        mv = self.mv_coder(flow, quality)
+        prediction = self.predict(reference, mv["x_hat"])
+        res = self.residual_coder(x - prediction, quality)
+        return {
+            "x_hat": self.finish(prediction, res["x_hat"]),
+            "prediction": prediction,
+            "flow": flow,
+            "flow_hat": mv["x_hat"],
+            "likelihoods": {
+                "mv_y": mv["likelihoods"]["y"],
+                "mv_z": mv["likelihoods"]["z"],
+                "res_y": res["likelihoods"]["y"],
+                "res_z": res["likelihoods"]["z"],
+            },
+        }
+
+    @torch.no_grad()
+    def compress(
+        self, x: torch.Tensor, reference: torch.Tensor, quality: float
+    ) -> tuple[PFrameLatents, torch.Tensor]:
+        flow = self.flow(x, reference)
+        mv, flow_hat = self.mv_coder.compress(flow, quality)
+        prediction = self.predict(reference, flow_hat)
+        res, residual_hat = self.residual_coder.compress(x - prediction, quality)
+        return PFrameLatents(mv=mv, residual=res), self.finish(prediction, residual_hat)
+
+    @torch.no_grad()
+    def decompress(
+        self, latents: PFrameLatents, reference: torch.Tensor, quality: float
+    ) -> torch.Tensor:
+        size = (reference.shape[-2], reference.shape[-1])
+        flow_hat = self.mv_coder.decompress(latents.mv, quality, size)
+        prediction = self.predict(reference, flow_hat)
+        residual_hat = self.residual_coder.decompress(latents.residual, quality, size)
+        return self.finish(prediction, residual_hat)

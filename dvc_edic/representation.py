@@ -1,0 +1,127 @@
+"""How a frame becomes the model's input tensor, and how the output becomes a frame.
+
+yuv420 (default): the luma plane is pixel-unshuffled by 2 into 4 channels and
+stacked with U and V, giving 6 channels at half resolution. The network never
+sees chroma upsampled, which quarters its work per pixel compared with RGB at
+full size; and the mapping is a pure rearrangement, so it inverts bit-exactly.
+
+rgb: R'G'B' at full resolution via dvc_edic.colour with nearest ("sample
+replication") chroma upsampling, chosen because 2x2 averaging on the way back
+undoes it exactly; the inverse is then off only where RGB had to be clamped to
+[0,1] or by one code where float rounding lands on .5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dvc_edic.colour import frame_planes, rgb_to_yuv, yuv_to_rgb
+from dvc_edic.errors import InputError
+from dvc_edic.io.frames import Frame, max_sample_value, sample_dtype
+
+REPRESENTATIONS = ("yuv420", "rgb")
+
+# pixel_unshuffle factor that turns the luma plane into chroma-sized channels.
+_LUMA_FOLD = 2
+_CHANNELS = {"yuv420": _LUMA_FOLD * _LUMA_FOLD + 2, "rgb": 3}
+# Chroma filter of the rgb representation (see module docstring).
+RGB_CHROMA_FILTER = "nearest"
+
+
+def _check_rep(rep: str) -> str:
+    if rep not in REPRESENTATIONS:
+        raise InputError(f"unknown representation {rep!r}, expected one of {REPRESENTATIONS}")
+    return rep
+
+
+def representation_channels(rep: str) -> int:
+    return _CHANNELS[_check_rep(rep)]
+
+
+def representation_size(width: int, height: int, rep: str) -> tuple[int, int]:
+    """(h, w) of the model tensor for a width x height frame."""
+    if _check_rep(rep) == "yuv420":
+        return height // _LUMA_FOLD, width // _LUMA_FOLD
+    return height, width
+
+
+def frame_to_tensor(
+    frame: Frame, rep: str, *, matrix: str = "bt709", full_range: bool = False
+) -> torch.Tensor:
+    """(1, C, h, w) float32 in [0,1]; samples are normalised by (2^bit_depth - 1)."""
+    y, u, v = frame_planes(frame, torch.float32)
+    if _check_rep(rep) == "yuv420":
+        return torch.cat((F.pixel_unshuffle(y, _LUMA_FOLD), u, v), dim=1)
+    return yuv_to_rgb(
+        y,
+        u,
+        v,
+        matrix=matrix,
+        full_range=full_range,
+        bit_depth=frame.bit_depth,
+        chroma_filter=RGB_CHROMA_FILTER,
+    )
+
+
+def _quantise(plane: torch.Tensor, bit_depth: int) -> np.ndarray:
+    peak = max_sample_value(bit_depth)
+    codes = torch.round(plane.clamp(0.0, 1.0) * peak)
+    return codes[0, 0].numpy().astype(sample_dtype(bit_depth))
+
+
+def tensor_to_frame(
+    x: torch.Tensor,
+    rep: str,
+    bit_depth: int,
+    *,
+    matrix: str = "bt709",
+    full_range: bool = False,
+) -> Frame:
+    """Inverse of frame_to_tensor: clamps to [0,1], rounds to code values."""
+    _check_rep(rep)
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    channels = representation_channels(rep)
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != channels:
+        raise InputError(
+            f"tensor_to_frame: expected (1, {channels}, h, w) for {rep}, got {tuple(x.shape)}"
+        )
+    x = x.detach().to("cpu", torch.float32)
+    if rep == "yuv420":
+        y = F.pixel_shuffle(x[:, : channels - 2], _LUMA_FOLD)
+        u, v = x[:, channels - 2 : channels - 1], x[:, channels - 1 :]
+    else:
+        y, u, v = rgb_to_yuv(
+            x.clamp(0.0, 1.0), matrix=matrix, full_range=full_range, bit_depth=bit_depth
+        )
+    return Frame(
+        y=_quantise(y, bit_depth),
+        u=_quantise(u, bit_depth),
+        v=_quantise(v, bit_depth),
+        bit_depth=bit_depth,
+    )
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Replicate-pad bottom and right to a multiple of the network stride.
+
+    Replication (not zeros) avoids a hard edge that would cost bits to code.
+    Returns the padded tensor and the original (h, w) for crop_to.
+    """
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise InputError(f"pad_to_multiple: multiple must be a positive integer, got {multiple!r}")
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x, (height, width)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Cut the padding added by pad_to_multiple back off."""
+    height, width = size
+    if height > x.shape[-2] or width > x.shape[-1] or height < 1 or width < 1:
+        raise InputError(f"crop_to: cannot crop {tuple(x.shape[-2:])} to {(height, width)}")
+    return x[..., :height, :width]

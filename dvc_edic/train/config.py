@@ -1,0 +1,230 @@
+"""Stage configs: one YAML per training stage, read into plain dicts with defaults filled in.
+
+Configs stay plain dicts (not dataclasses) because the whole dict is stored in
+every checkpoint and in the exported weights' metadata: a user can always see
+exactly which settings produced a model, including ones added after it was
+trained. Every default lives in :data:`DEFAULTS`, so nothing hides in the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dvc_edic.config import load_yaml
+from dvc_edic.errors import InputError
+
+TASKS = ("image", "flow_supervised", "warp", "mv", "mc", "pframe", "multiframe")
+DISTORTIONS = ("mse", "ms-ssim")
+QUALITY_MODES = ("per_sample", "per_batch", "fixed")
+REFERENCES = ("original", "intra")
+DECAYS = ("none", "step", "cosine")
+
+# Dataset configs belong to dvc_edic.data and are replaced whole, never merged key by key.
+OPAQUE_KEYS = ("train", "val")
+
+# Keys a phase may set for itself; everything else belongs to the whole stage
+# (one optimizer, one set of trainable parameters, one output folder).
+PHASE_KEYS = ("name", "task", "steps", "batch_size", "data", "loss")
+
+DEFAULTS: dict[str, Any] = {
+    "stage": None,  # required: the name recorded in checkpoints and exported weights
+    "model": "cpu",  # preset name in configs/models/ or path to a preset YAML
+    "init_from": None,  # previous stage's checkpoint (.pt) or exported weights (.safetensors)
+    "out_dir": None,  # default: runs/<stage>
+    "seed": 1,
+    "threads": 2,  # torch intra-op threads per process
+    "device": "auto",  # auto | cpu | cuda
+    "task": None,
+    "steps": None,
+    "batch_size": 8,  # per process: under torchrun the global batch is N times this
+    "num_workers": 0,
+    "trainable": [],  # module-name prefixes that train, e.g. [intra] or [pframe.flow]
+    "freeze": [],  # prefixes taken back out of `trainable`
+    "optimizer": {
+        "lr": 1.0e-4,
+        "aux_lr": 1.0e-3,  # Adam on the entropy bottlenecks' quantiles (CompressAI practice)
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        "grad_clip": 1.0,  # max global gradient norm; 0 turns clipping off
+    },
+    "schedule": {
+        "warmup_steps": 0,
+        "decay": "step",  # none | step | cosine
+        "decay_at": [0.8],  # step decay: fractions of the stage's total steps
+        "gamma": 0.1,  # step decay: lr factor at each decay_at point
+        "final_factor": 0.01,  # cosine decay: lr factor at the last step
+    },
+    "loss": {
+        "distortion": "mse",  # mse | ms-ssim
+        "lambdas": None,  # mse ladder; None = the preset's `lambdas`
+        # ms-ssim ladder for L = lambda * (1 - MS-SSIM) + bpp (CompressAI's MS-SSIM ladder)
+        "msssim_lambdas": [2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00],
+        "msssim_weights": None,  # per-scale weights; None = pytorch-msssim's 5-scale default
+        "quality": "per_sample",  # per_sample | per_batch | fixed
+        "fixed_quality": None,  # used when quality is fixed
+        "reference": "intra",  # P tasks: reference is the original frame 0 or its I-frame decode
+        "detach_reference": True,  # multiframe: stop gradients between frames
+        "warp_weight": 1.0,  # warp task: weight of the warping MSE
+    },
+    "data": {
+        "train": None,  # dataset config(s) for dvc_edic.data.build_dataset (a list is concatenated)
+        "val": None,  # held-aside dataset config(s); None = the last `holdout` train items
+        "holdout": 0,  # train items set aside for validation when `val` is not given
+    },
+    "validate": {
+        "every": 0,  # steps between validations; 0 = only at the end of the stage
+        "items": 4,  # validation items per run
+        "qualities": None,  # None = lowest, middle and highest quality level
+    },
+    "checkpoint": {
+        "every_steps": 500,
+        "every_minutes": 10.0,
+    },
+    "log": {
+        "every": 10,  # steps per CSV/TensorBoard row (values are means over those steps)
+        "tensorboard": True,
+        "progress": True,  # tqdm bar (rank 0 only)
+    },
+    "ddp": {
+        "find_unused_parameters": False,
+        "timeout_minutes": 30,
+    },
+    "phases": None,  # optional list of {name, task, steps, batch_size, data, loss}
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], where: str) -> dict[str, Any]:
+    """Recursive update that refuses unknown keys, so a typo never silently does nothing."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key not in base:
+            raise InputError(f"{where}: unknown key {key!r}; known keys: {sorted(base)}")
+        if key not in OPAQUE_KEYS and isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _merge(base[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` from the command line; the value is read as YAML (numbers, lists...)."""
+    if "=" not in text:
+        raise InputError(f"--set expects KEY=VALUE (e.g. steps=100), got {text!r}")
+    key, value = text.split("=", 1)
+    path = [k for k in key.strip().split(".") if k]
+    if not path:
+        raise InputError(f"--set {text!r}: empty key")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise InputError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    return path, parsed
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {} if node.get(key) is None else node[key]
+        if not isinstance(node[key], dict):
+            raise InputError(f"--set {'.'.join(path)}: {key!r} is not a mapping")
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise InputError(f"{what} must be one of {choices}, got {value!r}")
+
+
+def _normalise_phases(cfg: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """Every stage becomes a list of phases; a stage without `phases` is a single phase."""
+    raw = cfg["phases"] or [{}]
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: phases must be a list, got {type(raw).__name__}")
+    phases = []
+    for i, over in enumerate(raw):
+        if not isinstance(over, dict):
+            raise InputError(f"{where}: phase {i} must be a mapping")
+        unknown = sorted(set(over) - set(PHASE_KEYS))
+        if unknown:
+            raise InputError(f"{where}: phase {i} has unknown keys {unknown}; allowed {PHASE_KEYS}")
+        phase = {
+            "name": over.get("name", cfg["task"] if len(raw) == 1 else f"phase{i}"),
+            "task": over.get("task", cfg["task"]),
+            "steps": over.get("steps", cfg["steps"]),
+            "batch_size": over.get("batch_size", cfg["batch_size"]),
+            "data": _merge(cfg["data"], over.get("data", {}), f"{where}.phases[{i}].data"),
+            "loss": _merge(cfg["loss"], over.get("loss", {}), f"{where}.phases[{i}].loss"),
+        }
+        _check_choice(phase["task"], TASKS, f"{where}: phase {i} task")
+        if not isinstance(phase["steps"], int) or phase["steps"] < 0:
+            raise InputError(f"{where}: phase {i} steps must be an integer >= 0, "
+                             f"got {phase['steps']!r}")
+        if not isinstance(phase["batch_size"], int) or phase["batch_size"] < 1:
+            raise InputError(f"{where}: phase {i} batch_size must be a positive integer, "
+                             f"got {phase['batch_size']!r}")
+        if phase["data"]["train"] is None:
+            raise InputError(f"{where}: phase {i} has no data.train dataset config")
+        loss = phase["loss"]
+        _check_choice(loss["distortion"], DISTORTIONS, f"{where}: loss.distortion")
+        _check_choice(loss["quality"], QUALITY_MODES, f"{where}: loss.quality")
+        _check_choice(loss["reference"], REFERENCES, f"{where}: loss.reference")
+        if loss["quality"] == "fixed" and loss["fixed_quality"] is None:
+            raise InputError(f"{where}: loss.quality is fixed but loss.fixed_quality is not set")
+        phases.append(phase)
+    return phases
+
+
+def normalise_config(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Defaults filled in, choices checked, `phases` expanded. Idempotent."""
+    raw = {k: v for k, v in raw.items() if k != "phase_list"}
+    cfg = _merge(DEFAULTS, raw, where)
+    if not cfg["stage"]:
+        raise InputError(f"{where}: `stage` (the stage's name) is required")
+    if cfg["out_dir"] is None:
+        cfg["out_dir"] = str(Path("runs") / str(cfg["stage"]))
+    _check_choice(cfg["schedule"]["decay"], DECAYS, f"{where}: schedule.decay")
+    _check_choice(cfg["device"], ("auto", "cpu", "cuda"), f"{where}: device")
+    if not isinstance(cfg["threads"], int) or cfg["threads"] < 1:
+        raise InputError(f"{where}: threads must be a positive integer, got {cfg['threads']!r}")
+    if not cfg["trainable"]:
+        raise InputError(f"{where}: `trainable` lists no module: nothing would train")
+    cfg["phase_list"] = _normalise_phases(cfg, where)
+    return cfg
+
+
+def load_train_config(
+    path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read a stage YAML (or start from ``base``, e.g. a checkpoint's config) and apply --set."""
+    if path is not None:
+        raw = load_yaml(path)
+        where = str(path)
+    elif base is not None:
+        raw = {k: v for k, v in copy.deepcopy(base).items() if k != "phase_list"}
+        where = "checkpoint config"
+    else:
+        raise InputError("no training config: pass a stage YAML or --resume a checkpoint")
+    for text in overrides:
+        apply_override(raw, *parse_override(text))
+    return normalise_config(raw, where)
+
+
+def total_steps(cfg: dict[str, Any]) -> int:
+    return sum(p["steps"] for p in cfg["phase_list"])
+
+
+def phase_at(cfg: dict[str, Any], step: int) -> tuple[int, int]:
+    """(phase index, first step of that phase) for a global step."""
+    start = 0
+    phases = cfg["phase_list"]
+    for i, phase in enumerate(phases):
+        if step < start + phase["steps"]:
+            return i, start
+        start += phase["steps"]
+    return len(phases) - 1, start - phases[-1]["steps"]

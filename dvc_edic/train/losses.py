@@ -1,0 +1,172 @@
+"""Rate, distortion and the per-sample lambda of L = lambda * D + R.
+
+Rate is in bits per *source* pixel: a yuv420 model tensor of h x w stands for
+a 2h x 2w frame, and bpp must mean the same thing here as in the RD results.
+Distortion follows CompressAI's convention: D = 255^2 * MSE on [0, 1] samples
+(so the MSE ladder of the presets applies unchanged), or D = 1 - MS-SSIM with
+its own ladder.
+
+Variable rate: every sample of a batch gets its own continuous quality q in
+[1, levels]; the gain units interpolate their log-gains linearly in q, so
+lambda is interpolated the same way (geometrically between ladder entries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dvc_edic.errors import InputError
+from dvc_edic.representation import representation_size
+
+PIXEL_PEAK = 255.0  # CompressAI's lambdas are defined for MSE on 8-bit sample values
+MIN_QUALITY = 1.0
+# sqrt(0) has an infinite derivative; the end-point error adds this under the root.
+EPE_EPSILON = 1e-12
+# pytorch-msssim needs each side above (window - 1) * 2^(scales - 1) pixels.
+MSSSIM_WINDOW = 11
+_PROBE = 64  # any even size: used to read the representation's source-to-model pixel ratio
+
+
+def source_pixels_per_model_pixel(representation: str) -> float:
+    """How many source pixels one model-tensor pixel stands for (4 for yuv420, 1 for rgb)."""
+    h, w = representation_size(_PROBE, _PROBE, representation)
+    return (_PROBE * _PROBE) / (h * w)
+
+
+def bits_per_sample(likelihoods: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Total -log2 likelihood of each batch element, summed over every latent given: (B,)."""
+    total: torch.Tensor | None = None
+    for lik in likelihoods:
+        bits = -torch.log2(lik).flatten(1).sum(dim=1)
+        total = bits if total is None else total + bits
+    if total is None:
+        raise ValueError("bits_per_sample needs at least one likelihood tensor")
+    return total
+
+
+def mse_per_sample(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (x_hat - x).pow(2).flatten(1).mean(dim=1)
+
+
+def epe(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean end-point error (pixels) of each batch element: (B,)."""
+    err = (flow - target).pow(2).sum(dim=1).add(EPE_EPSILON).sqrt()
+    return err.flatten(1).mean(dim=1)
+
+
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
+    return float("inf") if mse <= 0.0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def interpolate_ladder(ladder: Sequence[float], quality: torch.Tensor) -> torch.Tensor:
+    """Geometric interpolation of a lambda ladder at continuous qualities in [1, levels]."""
+    table = torch.log(torch.as_tensor(ladder, dtype=torch.float64))
+    pos = (quality.to(torch.float64) - MIN_QUALITY).clamp(0.0, len(ladder) - 1.0)
+    lo = pos.floor().long().clamp(max=len(ladder) - 2)
+    t = pos - lo.to(pos.dtype)
+    logs = table[lo] * (1.0 - t) + table[lo + 1] * t
+    return logs.exp().to(torch.float32)
+
+
+class QualitySampler:
+    """Draws the quality of each sample from its own generator, so resuming is exact."""
+
+    def __init__(self, levels: int, mode: str, fixed: float | None, seed: int) -> None:
+        self.levels = levels
+        self.mode = mode
+        self.fixed = fixed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self, batch: int) -> torch.Tensor:
+        if self.mode == "fixed":
+            return torch.full((batch,), float(self.fixed))
+        n = batch if self.mode == "per_sample" else 1
+        u = torch.rand(n, generator=self.generator)
+        q = MIN_QUALITY + u * (self.levels - MIN_QUALITY)
+        return q.expand(batch).clone() if n == 1 else q
+
+    def state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def load_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+def _luma_full_resolution(x: torch.Tensor, representation: str) -> torch.Tensor:
+    """The plane MS-SSIM is computed on: full-resolution luma for yuv420, RGB for rgb.
+
+    MS-SSIM on quarter-size chroma is not a metric anyone reports, and the
+    pixel-unshuffled luma channels are not images; folding them back gives the
+    luma plane the metric was designed for.
+    """
+    if representation == "yuv420":
+        fold = round(math.sqrt(source_pixels_per_model_pixel(representation)))
+        luma_channels = fold * fold
+        return F.pixel_shuffle(x[:, :luma_channels], fold)
+    return x
+
+
+class RateDistortion:
+    """L = lambda(q) * D + R with the lambda ladder and distortion chosen by a loss config."""
+
+    def __init__(self, loss_cfg: dict[str, Any], preset: dict[str, Any]) -> None:
+        self.kind = loss_cfg["distortion"]
+        self.representation = str(preset["representation"])
+        self.levels = int(preset["quality_levels"])
+        if self.kind == "mse":
+            ladder = loss_cfg["lambdas"] or preset["lambdas"]
+        else:
+            ladder = loss_cfg["msssim_lambdas"]
+        if len(ladder) != self.levels:
+            raise InputError(
+                f"loss: the {self.kind} lambda ladder has {len(ladder)} entries, "
+                f"the model has {self.levels} quality levels"
+            )
+        self.ladder = [float(v) for v in ladder]
+        self.msssim_weights = loss_cfg["msssim_weights"]
+        self.pixel_ratio = source_pixels_per_model_pixel(self.representation)
+
+    def lambdas(self, quality: torch.Tensor) -> torch.Tensor:
+        return interpolate_ladder(self.ladder, quality)
+
+    def source_pixels(self, x: torch.Tensor) -> float:
+        return float(x.shape[-2] * x.shape[-1]) * self.pixel_ratio
+
+    def bpp(self, likelihoods: Iterable[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return bits_per_sample(likelihoods) / self.source_pixels(x)
+
+    def distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample D (B,), scaled so the ladder's lambdas apply directly."""
+        if self.kind == "mse":
+            return PIXEL_PEAK * PIXEL_PEAK * mse_per_sample(x_hat, x)
+        from pytorch_msssim import ms_ssim
+
+        a = _luma_full_resolution(x_hat.clamp(0.0, 1.0), self.representation)
+        b = _luma_full_resolution(x, self.representation)
+        scales = len(self.msssim_weights) if self.msssim_weights else 5
+        needed = (MSSSIM_WINDOW - 1) * 2 ** (scales - 1)
+        if min(a.shape[-2:]) <= needed:
+            raise InputError(
+                f"ms-ssim with {scales} scales needs planes larger than {needed} pixels, "
+                f"got {tuple(a.shape[-2:])}: use a larger crop or fewer loss.msssim_weights"
+            )
+        score = ms_ssim(
+            a, b, data_range=1.0, size_average=False, win_size=MSSSIM_WINDOW,
+            weights=self.msssim_weights,
+        )
+        return 1.0 - score
+
+    def combine(
+        self, distortion: torch.Tensor, bpp: torch.Tensor | None, quality: torch.Tensor
+    ) -> torch.Tensor:
+        """Batch mean of lambda_i * D_i + R_i."""
+        lam = self.lambdas(quality).to(distortion.device)
+        loss = lam * distortion
+        if bpp is not None:
+            loss = loss + bpp
+        return loss.mean()

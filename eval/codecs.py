@@ -1,0 +1,213 @@
+"""Codec adapters: each turns (raw source, rate point) into a bitstream and a decoded YUV.
+
+Everything after that (metrics, rates, BD) is shared, which is what makes the
+comparison fair: the adapters never compute a quality number themselves, and bits
+are always the size of the file the encoder wrote.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from dvc_edic.errors import BitstreamError, InputError
+from eval import anchors
+from eval.sets import CodecSpec
+from eval.sources import RawSource
+
+# Modules of the dvc_edic command-line tools the adapter drives.
+DVC_ENCODE_MODULE = "dvc_edic.encode_sequence"
+DVC_DECODE_MODULE = "dvc_edic.decode_sequence"
+# Flags every dvc_edic tool takes: overwrite our own work files, no progress bar.
+QUIET_OVERWRITE = ("--force", "--quiet")
+# Longest a single dvc_edic encode or decode may run before we call it hung (seconds).
+DVC_TIMEOUT_S = 24 * 3600
+
+
+@dataclass
+class PointRun:
+    """What one codec produced for one rate point."""
+
+    bitstream: Path
+    decoded: Path
+    bits: int
+    decoded_frames: int | None
+    encode_s: float
+    decode_s: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class CodecAdapter(Protocol):
+    name: str
+    kind: str
+
+    def cache_key(self, src: RawSource, rate: float) -> dict[str, Any]: ...
+
+    def run_point(self, src: RawSource, rate: float, work: Path) -> PointRun: ...
+
+
+def rate_label(rate: float) -> str:
+    """A rate point as a file-name-safe label (23.0 -> '23', 22.5 -> '22.5')."""
+    return str(int(rate)) if float(rate).is_integer() else repr(float(rate))
+
+
+class AnchorAdapter:
+    """x264 or x265 through ffmpeg or PyAV; rate points are crf values."""
+
+    def __init__(self, spec: CodecSpec) -> None:
+        self.name = spec.name
+        self.kind = spec.kind
+        settings = dict(spec.settings)
+        self.preset = str(settings.pop("preset", anchors.DEFAULT_PRESET))
+        tune = settings.pop("tune", anchors.DEFAULT_TUNE)
+        self.tune = None if tune in (None, "", "none") else str(tune)
+        self.extra_params = {
+            str(k): str(v) for k, v in (settings.pop("params", None) or {}).items()
+        }
+        self.backend = settings.pop("backend", None) or anchors.backend()
+        if self.backend not in ("ffmpeg", "pyav"):
+            raise InputError(
+                f"codec {self.name}: backend must be ffmpeg or pyav, got {self.backend!r}"
+            )
+        if self.backend == "ffmpeg" and anchors.ffmpeg_path() is None:
+            raise InputError(f"codec {self.name}: backend ffmpeg asked for, but no ffmpeg on PATH")
+        if settings:
+            raise InputError(f"codec {self.name}: unknown settings {sorted(settings)}")
+
+    def settings(self, src: RawSource, rate: float) -> anchors.AnchorSettings:
+        return anchors.AnchorSettings(
+            codec=self.kind,
+            crf=float(rate),
+            intra_period=src.intra_period,
+            frames=src.frames,
+            preset=self.preset,
+            tune=self.tune,
+            extra_params=self.extra_params,
+        )
+
+    def cache_key(self, src: RawSource, rate: float) -> dict[str, Any]:
+        s = self.settings(src, rate)
+        return {"kind": self.kind, "backend": self.backend, "options": anchors.encoder_options(s)}
+
+    def run_point(self, src: RawSource, rate: float, work: Path) -> PointRun:
+        s = self.settings(src, rate)
+        stream = work / f"{rate_label(rate)}{anchors.SUFFIXES[self.kind]}"
+        decoded = work / f"{rate_label(rate)}.dec.yuv"
+        start = time.perf_counter()
+        info = anchors.encode(src, s, stream, use=self.backend)
+        mid = time.perf_counter()
+        count = anchors.decode(stream, self.kind, src, decoded, use=self.backend)
+        end = time.perf_counter()
+        return PointRun(stream, decoded, info.pop("bits"), count, mid - start, end - mid, info)
+
+
+class DvcEdicAdapter:
+    """The dvc_edic codec through its command-line tools; rate points are quality levels."""
+
+    def __init__(self, spec: CodecSpec) -> None:
+        self.name = spec.name
+        self.kind = spec.kind
+        settings = dict(spec.settings)
+        self.python = str(settings.pop("python", sys.executable))
+        self.extra_encode = [str(a) for a in settings.pop("encode_args", None) or []]
+        self.extra_decode = [str(a) for a in settings.pop("decode_args", None) or []]
+        if settings:
+            raise InputError(f"codec {self.name}: unknown settings {sorted(settings)}")
+
+    def encode_command(self, src: RawSource, rate: float, out: Path) -> list[str]:
+        flags = {
+            "-o": out,
+            "--quality": rate_label(rate),
+            "--intra-period": src.intra_period,
+            "--frames": src.frames,
+            "--width": src.width,
+            "--height": src.height,
+            "--fps": src.fps,
+            "--bit-depth": src.bit_depth,
+        }
+        args = [str(x) for pair in flags.items() for x in pair]
+        return [
+            self.python,
+            "-m",
+            DVC_ENCODE_MODULE,
+            str(src.path),
+            *args,
+            *QUIET_OVERWRITE,
+            *self.extra_encode,
+        ]
+
+    def decode_command(self, stream: Path, out: Path) -> list[str]:
+        return [
+            self.python,
+            "-m",
+            DVC_DECODE_MODULE,
+            str(stream),
+            "-o",
+            str(out),
+            *QUIET_OVERWRITE,
+            *self.extra_decode,
+        ]
+
+    def cache_key(self, src: RawSource, rate: float) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "encode_args": self.extra_encode,
+            "decode_args": self.extra_decode,
+            "version": _dvc_version(),
+        }
+
+    def _run(self, cmd: list[str], what: str) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=DVC_TIMEOUT_S
+        )
+        if proc.returncode != 0:
+            raise BitstreamError(
+                f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}"
+            )
+        return time.perf_counter() - start
+
+    def run_point(self, src: RawSource, rate: float, work: Path) -> PointRun:
+        stream = work / f"q{rate_label(rate)}.bin"
+        decoded = work / f"q{rate_label(rate)}.dec.yuv"
+        enc_s = self._run(self.encode_command(src, rate, stream), f"dvc_edic encode of {src.path}")
+        if not stream.is_file():
+            raise BitstreamError(f"dvc_edic encode of {src.path} exited 0 but wrote no {stream}")
+        dec_s = self._run(self.decode_command(stream, decoded), f"dvc_edic decode of {stream}")
+        if not decoded.is_file():
+            raise BitstreamError(f"dvc_edic decode of {stream} exited 0 but wrote no {decoded}")
+        info = {
+            "encoder": "dvc_edic",
+            "encoder_version": _dvc_version(),
+            "command": self.encode_command(src, rate, stream),
+        }
+        bits = 8 * stream.stat().st_size
+        return PointRun(stream, decoded, bits, None, enc_s, dec_s, info)
+
+
+def _dvc_version() -> str:
+    try:
+        import dvc_edic
+
+        return str(getattr(dvc_edic, "__version__", "unknown"))
+    except ImportError:
+        return "unknown"
+
+
+ADAPTERS: dict[str, type] = {
+    "x264": AnchorAdapter,
+    "x265": AnchorAdapter,
+    "dvc_edic": DvcEdicAdapter,
+}
+
+
+def make_adapter(spec: CodecSpec) -> CodecAdapter:
+    if spec.kind not in ADAPTERS:
+        raise InputError(
+            f"codec {spec.name}: kind must be one of {sorted(ADAPTERS)}, got {spec.kind!r}"
+        )
+    return ADAPTERS[spec.kind](spec)
