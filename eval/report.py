@@ -103,8 +103,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def _cell(entry: Mapping[str, Any] | None) -> str:
-    if not entry or entry.get("bd_rate_pct") is None:
+    if not entry:
         return "n/a"
+    if entry.get("bd_rate_pct") is None:
+        return "n/a *" if entry.get("notes") else "n/a"
     text = f"{entry['bd_rate_pct']:+.{PCT_DECIMALS}f}%"
     if entry.get("bd_psnr_db") is not None:
         text += f" ({entry['bd_psnr_db']:+.{DB_DECIMALS}f} dB)"

@@ -230,7 +230,8 @@ def resolve_sequences(cfg: EvalConfig) -> list[Sequence]:
         root = cfg.root if cfg.root is not None else "(not set)"
         raise InputError(
             f"set {cfg.name!r}: {len(missing)} of {len(cfg.sequences)} sequence files not found "
-            f"(root: {root}). Expected:\n" + "\n".join(missing)
+            f"(root: {root}; set `root:` in the config or pass --root). Expected:\n"
+            + "\n".join(missing)
         )
     if not found:
         raise InputError(f"set {cfg.name!r}: no sequences to evaluate")

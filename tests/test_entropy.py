@@ -89,8 +89,16 @@ def test_presets_parse_and_agree() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"mixtures": 0}, {"prob_bits": 30}, {"scale_min": -1.0}, {"max_half_width": 5000},
-     {"mean_step_log2": 0}, {"scale_levels": True}, {"extra_key": 1}],
+    [
+        {"mixtures": 0},
+        {"prob_bits": 30},
+        {"scale_min": -1.0},
+        {"max_half_width": 5000},
+        {"mean_step_log2": 0},
+        {"scale_levels": True},
+        {"extra_key": 1},
+        {"weight_bits": 16, "prob_bits": 20},  # int64 mixture sums would overflow
+    ],
 )
 def test_bad_config_is_input_error(change: dict) -> None:
     d = dataclasses.asdict(CFG) | change
@@ -115,8 +123,11 @@ def test_phi_table_matches_high_precision_references() -> None:
     ref = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) * unit for v in z])
     assert np.max(np.abs(table - ref)) <= 1.0
     # Published values of Phi (30+ digits), independent of libm.
-    known = {1: "0.841344746068542948585232545632", 2: "0.977249868051820792799717362833",
-             3: "0.998650101968369905473348185232"}
+    known = {
+        1: "0.841344746068542948585232545632",
+        2: "0.977249868051820792799717362833",
+        3: "0.998650101968369905473348185232",
+    }
     from decimal import Decimal
 
     for zv, val in known.items():
@@ -146,8 +157,14 @@ def test_golden_hashes_pin_the_format() -> None:
     n = 4000
     i = np.arange(n, dtype=np.int64)
     q = QuantizedGmm(
-        weights=np.stack([(i * 7) % 200 + 20, (i * 13) % 30 + 6, 256 - ((i * 7) % 200 + 20)
-                          - ((i * 13) % 30 + 6)], axis=1).astype(np.int32),
+        weights=np.stack(
+            [
+                (i * 7) % 200 + 20,
+                (i * 13) % 30 + 6,
+                256 - ((i * 7) % 200 + 20) - ((i * 13) % 30 + 6),
+            ],
+            axis=1,
+        ).astype(np.int32),
         means=np.stack([(i * 37) % 801 - 400, (i * 11) % 97, -(i % 500)], axis=1).astype(np.int32),
         scale_idx=np.stack([i % 64, (i * 5) % 64, 63 - i % 64], axis=1).astype(np.int32),
     )
@@ -181,8 +198,9 @@ def test_likelihood_is_a_pmf_and_differentiable() -> None:
     logits, means, scales = (t.clone().requires_grad_(True) for t in (logits, means, scales))
     support = torch.arange(-60, 61, dtype=torch.float32)
     y = support.reshape(-1, 1, 1, 1).expand(-1, 4, 2, 3)
-    p = gmm_likelihood(y, *(t.expand(support.numel(), -1, -1, -1, -1)
-                            for t in (logits, means, scales)), CFG)
+    p = gmm_likelihood(
+        y, *(t.expand(support.numel(), -1, -1, -1, -1) for t in (logits, means, scales)), CFG
+    )
     assert p.shape == y.shape
     assert torch.all(p > 0) and torch.all(p <= 1)
     assert torch.allclose(p.sum(dim=0), torch.ones(4, 2, 3), atol=1e-4)
@@ -198,8 +216,13 @@ def test_likelihood_is_a_pmf_and_differentiable() -> None:
 
 def test_likelihood_rejects_mismatched_shapes() -> None:
     with pytest.raises(InputError):
-        gmm_likelihood(torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 4, 2, 2),
-                       torch.zeros(1, 2, 4, 2, 2), torch.ones(1, 2, 4, 2, 2), CFG)
+        gmm_likelihood(
+            torch.zeros(1, 4, 2, 2),
+            torch.zeros(1, 2, 4, 2, 2),
+            torch.zeros(1, 2, 4, 2, 2),
+            torch.ones(1, 2, 4, 2, 2),
+            CFG,
+        )
 
 
 # ----------------------------------------------------------------------------- quantization
@@ -266,8 +289,7 @@ def _reference_frequencies(q: QuantizedGmm, cfg: GmmConfig, half: int) -> np.nda
             u = c[i] - half + np.arange(n + 1) - (int(q.means[i, k]) // step)
             u = np.clip(u, -grid.half_width[s], grid.half_width[s])
             num = u * step - step // 2 - (int(q.means[i, k]) % step)
-            mix += int(q.weights[i, k]) * _phi_fixed(num, int(grid.inverse[s]),
-                                                     cfg.mean_step_log2)
+            mix += int(q.weights[i, k]) * _phi_fixed(num, int(grid.inverse[s]), cfg.mean_step_log2)
         mix[0], mix[n] = 0, 1 << bits
         cdf = ((mix * (total - n)) >> bits) + np.arange(n + 1)
         out[i] = np.diff(cdf)
@@ -278,8 +300,7 @@ def _reference_frequencies(q: QuantizedGmm, cfg: GmmConfig, half: int) -> np.nda
 def test_frequencies_match_reference(cfg: GmmConfig) -> None:
     rng = np.random.default_rng(2)
     n = 300
-    logits, means, scales = _params(rng, n, cfg.mixtures, mean_spread=30,
-                                    log_scale=(0.0, 2.5))
+    logits, means, scales = _params(rng, n, cfg.mixtures, mean_spread=30, log_scale=(0.0, 2.5))
     means[0, :, :50] += 4000.0  # far from zero
     means[0, 0, 50:60] = -400.0  # components far from the centre, beyond the support
     q = quantize_gmm(logits, means, scales, cfg)
@@ -364,14 +385,15 @@ def test_rate_matches_ideal_and_float_estimate() -> None:
     rng = np.random.default_rng(6)
     m_, h, w_ = 16, 50, 50
     n = m_ * h * w_
-    logits, means, scales = (t.reshape(1, 3, m_, h, w_)
-                             for t in _params(rng, n, 3, log_scale=(0.3, 1.0)))
+    logits, means, scales = (
+        t.reshape(1, 3, m_, h, w_) for t in _params(rng, n, 3, log_scale=(0.3, 1.0))
+    )
     q = quantize_gmm(logits, means, scales, CFG)
     sym = _sample(q, CFG, rng)
     data, coded = GmmEntropyCoder(CFG).encode(sym, q)
     ideal = ideal_code_length(coded, q, data[0], CFG) / 8
     real = len(data)
-    assert ideal <= real <= ideal * 1.01 + 16
+    assert 0.995 * ideal <= real <= 1.01 * ideal + 16  # + a few bytes of ANS flush
     y = torch.from_numpy(coded.astype(np.float32)).reshape(1, m_, h, w_)
     estimate = float(-torch.log2(gmm_likelihood(y, logits, means, scales, CFG)).sum()) / 8
     assert abs(real - estimate) <= 0.1 * estimate
@@ -426,8 +448,10 @@ def test_corrupted_streams_raise_bitstream_error_only() -> None:
     data, coded = coder.encode(_sample(q, CFG, rng), q)
     assert np.array_equal(coder.decode(data, q), coded)
     cases = [data[:i] for i in range(0, len(data), max(1, len(data) // 25))]
-    cases += [bytes(rng.integers(0, 256, size=rng.integers(0, 2 * len(data)), dtype=np.uint8))
-              for _ in range(25)]
+    cases += [
+        bytes(rng.integers(0, 256, size=rng.integers(0, 2 * len(data)), dtype=np.uint8))
+        for _ in range(25)
+    ]
     for _ in range(25):
         b = bytearray(data)
         b[rng.integers(0, len(b))] ^= 1 << int(rng.integers(0, 8))

@@ -126,3 +126,17 @@ def test_bad_settings_are_input_errors() -> None:
         anchors.AnchorSettings(codec="vp9", crf=23, intra_period=12, frames=5)
     with pytest.raises(InputError, match="bit depth 12"):
         anchors.pix_fmt(12)
+
+
+@pytest.mark.skipif(anchors.ffmpeg_path() is None, reason="no ffmpeg binary on PATH (optional)")
+@pytest.mark.parametrize("codec", ["x264", "x265"])
+def test_ffmpeg_backend_matches_the_pyav_setup(
+    codec: str, source: RawSource, tmp_path: Path
+) -> None:
+    s = anchors.AnchorSettings(codec=codec, crf=28, intra_period=2, frames=FRAMES)
+    stream = tmp_path / f"f{anchors.SUFFIXES[codec]}"
+    info = anchors.encode(source, s, stream, use="ffmpeg")
+    assert info["bits"] == 8 * stream.stat().st_size and info["backend"] == "ffmpeg"
+    assert _frame_types(stream, codec) == ["I", "P", "I", "P", "I"]
+    decoded = tmp_path / "f.yuv"
+    assert anchors.decode(stream, codec, source, decoded, use="ffmpeg") == FRAMES

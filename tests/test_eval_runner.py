@@ -251,3 +251,14 @@ def test_unknown_codec_and_anchor_choices_are_input_errors(clips: Path, tmp_path
     assert rd.main([config, "--out", out, "--codecs", "vp9"]) == rd.EXIT_INPUT
     assert rd.main([config, "--out", out, "--anchor", "dvc_edic"]) == rd.EXIT_INPUT
     assert not os.path.exists(out)
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_curves(clips: Path, tmp_path: Path) -> None:
+    config = str(_tiny_config(tmp_path, clips))
+    assert rd.main([config, "--out", str(tmp_path / "serial")]) == 0
+    assert rd.main([config, "--out", str(tmp_path / "parallel"), "--jobs", "2"]) == 0
+    serial = json.loads((tmp_path / "serial" / "results.json").read_text())
+    parallel = json.loads((tmp_path / "parallel" / "results.json").read_text())
+    assert parallel["points_computed"] == 8
+    assert parallel["curves"] == serial["curves"]

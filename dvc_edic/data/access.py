@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import av
-
 from dvc_edic.errors import InputError
 from dvc_edic.io import VideoInfo, VideoReader, open_video
 from dvc_edic.io.frames import Frame
@@ -37,6 +35,8 @@ def _count_packets(path: Path) -> int:
     One video packet is one frame for every intra or low-delay stream this project
     reads; a stream where that fails is caught at read time (see StreamCursor).
     """
+    import av  # PyAV loads only when a container is read, as in dvc_edic.io
+
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -49,9 +49,7 @@ class ShortSourceError(InputError):
     """A container decoded fewer frames than its packets promised."""
 
     def __init__(self, path: Path, decoded: int, wanted: int) -> None:
-        super().__init__(
-            f"{path}: decoded {decoded} frames, frame {wanted} was expected to exist"
-        )
+        super().__init__(f"{path}: decoded {decoded} frames, frame {wanted} was expected to exist")
         self.source_path = path
         self.decoded = decoded
 

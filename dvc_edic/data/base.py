@@ -15,7 +15,7 @@ DESCRIBED_NAMES = 4
 
 
 def describe_names(paths: Sequence[Path]) -> str:
-    """"a.mkv, b.mkv, ... (3 more)": enough for a log line to say what the data was."""
+    """ "a.mkv, b.mkv, ... (3 more)": enough for a log line to say what the data was."""
     names = [p.name for p in paths]
     text = ", ".join(names[:DESCRIBED_NAMES])
     if len(names) > DESCRIBED_NAMES:

@@ -62,8 +62,7 @@ def rgb_to_frame(
     peak = max_sample_value(bit_depth)
     dtype = sample_dtype(bit_depth)
     planes = [
-        torch.round(plane[0, 0].clamp(0.0, 1.0) * peak).numpy().astype(dtype)
-        for plane in (y, u, v)
+        torch.round(plane[0, 0].clamp(0.0, 1.0) * peak).numpy().astype(dtype) for plane in (y, u, v)
     ]
     return Frame(y=planes[0], u=planes[1], v=planes[2], bit_depth=bit_depth)
 

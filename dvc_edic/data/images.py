@@ -67,10 +67,27 @@ def mirror_pad(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
 
 
+def rgb_window(
+    rgb: np.ndarray,
+    top: int,
+    left: int,
+    crop: tuple[int, int],
+    horizontal: bool,
+    vertical: bool,
+) -> np.ndarray:
+    """The crop of an (H, W, 3) picture, mirrored as asked (a view, not a copy)."""
+    window = rgb[top : top + crop[0], left : left + crop[1]]
+    if horizontal:
+        window = window[:, ::-1]
+    if vertical:
+        window = window[::-1]
+    return window
+
+
 def rgb_array_to_model(rgb: np.ndarray, representation: str) -> torch.Tensor:
     """(H, W, 3) uint8 -> (C, h, w) via 8-bit BT.709 limited 4:2:0."""
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(torch.float32)
-    return frame_to_model(rgb_to_frame(tensor / 255.0), representation)
+    scaled = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)  # a fresh, writable array
+    return frame_to_model(rgb_to_frame(torch.from_numpy(scaled).permute(2, 0, 1)), representation)
 
 
 class PhotoStore:
@@ -176,9 +193,5 @@ class ImageFolderDataset(RandomCropDataset):
         rgb = mirror_pad(self.photos[photo], *self.crop)
         top, left = crop_origin(rng, rgb.shape[:2], self.crop)
         horizontal, vertical = draw_flips(rng, self.flips)
-        window = rgb[top : top + self.crop[0], left : left + self.crop[1]]
-        if horizontal:
-            window = window[:, ::-1]
-        if vertical:
-            window = window[::-1]
+        window = rgb_window(rgb, top, left, self.crop, horizontal, vertical)
         return rgb_array_to_model(window, self.representation)

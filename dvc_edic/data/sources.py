@@ -101,7 +101,8 @@ def resolve_sources(
                 sorted(
                     p
                     for p in path.rglob("*")
-                    if p.suffix.lower() in EXTENSIONS[kind] and p.is_file()
+                    if p.suffix.lower() in EXTENSIONS[kind]
+                    and p.is_file()
                     and not p.name.startswith(".")
                 )
             )

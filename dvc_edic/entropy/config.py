@@ -21,6 +21,10 @@ MAX_SCALE_LEVELS = 256
 MAX_WEIGHT_BITS = 16
 MAX_HALF_WIDTH_LIMIT = 1023  # symbols per element 2R+1 <= 2047; the table pads by 2R+1
 CODER_PRECISION_BITS = 24  # constriction's AnsCoder quantizes every PMF to 2**24
+# Integer mixture sums are weight * count * CDF < 2**(weight_bits + prob_bits + 30)
+# (grids.PHI_BITS = 30) and must stay inside int64.
+MAX_WEIGHT_PLUS_PROB_BITS = 32
+INT64_SAFE_BITS = 62
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,11 @@ class GmmConfig:
         # frequencies must be exact in constriction's float32 prefix sums.
         min_prob_bits = (2 * self.max_half_width + 1).bit_length() + 1
         _check_int("prob_bits", self.prob_bits, min_prob_bits, CODER_PRECISION_BITS)
+        if self.weight_bits + self.prob_bits > MAX_WEIGHT_PLUS_PROB_BITS:
+            raise InputError(
+                f"entropy: expected weight_bits + prob_bits <= {MAX_WEIGHT_PLUS_PROB_BITS}, got "
+                f"{self.weight_bits} + {self.prob_bits}"
+            )
         for name in ("scale_min", "scale_max"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):

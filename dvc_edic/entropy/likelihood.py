@@ -14,7 +14,6 @@ import torch
 from dvc_edic.entropy.config import GmmConfig
 from dvc_edic.errors import InputError
 
-LIKELIHOOD_FLOOR = 1e-9  # keeps -log2 finite (about 30 bits) for wildly unlikely values
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
@@ -76,4 +75,7 @@ def gmm_likelihood(
     upper = _std_normal_cdf((0.5 - dist) / sigma)
     lower = _std_normal_cdf((-0.5 - dist) / sigma)
     likelihood = (weights * (upper - lower)).sum(dim=1)
-    return lower_bound(likelihood, LIKELIHOOD_FLOOR)
+    # The real coder gives every symbol at least one count out of 2**prob_bits,
+    # so no symbol ever costs more than about prob_bits bits; flooring the
+    # training likelihood there keeps the rate term honest about the tails.
+    return lower_bound(likelihood, 2.0 ** -cfg.prob_bits)

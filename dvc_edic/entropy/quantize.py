@@ -77,9 +77,7 @@ def quantize_gmm(
         raise InputError(f"quantize_gmm: parameter shapes differ: {sorted(shapes)}")
     shape = shapes.pop()
     if len(shape) != PARAM_NDIM or shape[0] != 1 or shape[1] != cfg.mixtures:
-        raise InputError(
-            f"quantize_gmm: expected shape (1, {cfg.mixtures}, M, H, W), got {shape}"
-        )
+        raise InputError(f"quantize_gmm: expected shape (1, {cfg.mixtures}, M, H, W), got {shape}")
     step = 1 << cfg.mean_step_log2
     w = _quantize_weights(_flat64(weight_logits), cfg.weight_bits)
     mean_limit = MEAN_ABS_MAX * step

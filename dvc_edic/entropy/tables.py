@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from dvc_edic.entropy.config import GmmConfig
+from dvc_edic.entropy.config import INT64_SAFE_BITS, MAX_WEIGHT_PLUS_PROB_BITS, GmmConfig
 from dvc_edic.entropy.grids import (
     INV_SCALE_BITS,
     PHI_BITS,
@@ -45,8 +45,12 @@ from dvc_edic.entropy.grids import (
 from dvc_edic.entropy.quantize import QuantizedGmm, centres
 
 # Table cells (elements x edges) handled per chunk: bounds memory (a few int64
-# temporaries of this size, ~20 MB) independently of N and keeps them cache-friendly.
+# temporaries of 2 MB each) independently of N and keeps them cache-friendly.
 CHUNK_CELLS = 1 << 18
+
+# Mixture sums reach 2**(weight_bits + prob_bits + PHI_BITS); GmmConfig caps the first two.
+if PHI_BITS + MAX_WEIGHT_PLUS_PROB_BITS > INT64_SAFE_BITS:
+    raise ImportError("entropy tables: PHI_BITS too large for int64 mixture sums")
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,7 +126,7 @@ def mixture_frequencies(
     """Integer frequencies (stop-start, 2R+1) of elements start..stop-1, each row summing
     to 2**prob_bits with every entry >= 1; column j is symbol centre - R + j.
 
-    The factor 2**prob_bits - (2R+1) is folded into the weights (products stay below
+    The factor 2**prob_bits - (2R+1) is folded into the weights (sums stay below
     2**(weight_bits + prob_bits + PHI_BITS) <= 2**62), which saves a pass over the table.
     """
     table = component_cdf_table(cfg)
@@ -163,9 +167,7 @@ def mixture_frequencies(
     return freq
 
 
-def ideal_code_length(
-    coded: np.ndarray, q: QuantizedGmm, half_width: int, cfg: GmmConfig
-) -> float:
+def ideal_code_length(coded: np.ndarray, q: QuantizedGmm, half_width: int, cfg: GmmConfig) -> float:
     """-sum log2 p(coded) in bits under the integer PMFs (the rate the coder aims at)."""
     centre = centres(q, cfg)
     total_bits = 0.0

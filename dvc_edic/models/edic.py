@@ -20,14 +20,13 @@ from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
-from compressai.layers import GDN
 from torch import nn
 
 from dvc_edic.entropy import GmmConfig, GmmEntropyCoder, gmm_likelihood, quantize_gmm
 from dvc_edic.entropy.zcoder import decode_z, encode_z
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.gain import GainUnit
-from dvc_edic.models.layers import AttentionBlock, EnhancementNet, conv, deconv
+from dvc_edic.models.layers import GDN, AttentionBlock, EnhancementNet, conv, upsample
 
 HYPER_STRIDE_STAGES = 2  # h_a halves twice: z is 4x smaller than y per side
 QUANTIZATION_MODES = ("mixed", "noise", "ste")
@@ -49,6 +48,7 @@ class CoderConfig:
     M: int
     downsample: int
     kernel: int
+    up_kernel: int
     attention_reduction: int
     hyper_N: int
     enhancement: EnhancementConfig
@@ -97,7 +97,7 @@ def _synthesis(cfg: CoderConfig) -> nn.Sequential:
     for i in range(cfg.downsample):
         last = i == cfg.downsample - 1
         out = cfg.in_channels if last else cfg.N
-        layers.append(deconv(ch, out, cfg.kernel))
+        layers.append(upsample(ch, out, cfg.up_kernel))
         if not last:
             layers.append(GDN(out, inverse=True))
         if i == cfg.downsample // 2 - 1:
@@ -118,9 +118,9 @@ def _hyper_analysis(cfg: CoderConfig) -> nn.Sequential:
 def _hyper_synthesis(cfg: CoderConfig, mixtures: int) -> nn.Sequential:
     wide = cfg.hyper_N * 3 // 2
     return nn.Sequential(
-        deconv(cfg.hyper_N, cfg.hyper_N, 5),
+        upsample(cfg.hyper_N, cfg.hyper_N, cfg.up_kernel),
         nn.LeakyReLU(inplace=True),
-        deconv(cfg.hyper_N, wide, 5),
+        upsample(cfg.hyper_N, wide, cfg.up_kernel),
         nn.LeakyReLU(inplace=True),
         conv(wide, 3 * mixtures * cfg.M, 3),
     )

@@ -7,7 +7,11 @@ configuration, never by copied layer code.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from compressai.layers import GDN as _CompressaiGDN
 from torch import nn
+
+UPSAMPLE_FACTOR = 2
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -15,11 +19,32 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
 
 
-def deconv(in_ch: int, out_ch: int, kernel: int, stride: int = 2) -> nn.ConvTranspose2d:
-    """Transposed convolution that exactly doubles the spatial size for stride 2."""
-    return nn.ConvTranspose2d(
-        in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
+def upsample(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
+    """Doubles the spatial size: a convolution to 4x the channels, then pixel shuffle.
+
+    Chosen over transposed convolution because oneDNN's transposed kernels
+    can split their reduction across threads, which makes the decoder's
+    output depend on the thread count; plain convolutions here do not.
+    """
+    return nn.Sequential(
+        conv(in_ch, out_ch * UPSAMPLE_FACTOR**2, kernel), nn.PixelShuffle(UPSAMPLE_FACTOR)
     )
+
+
+class GDN(_CompressaiGDN):
+    """compressai's GDN with its channel mixing done as a matrix product.
+
+    compressai computes the normaliser with a 1x1 convolution, whose oneDNN
+    kernel is not always independent of the thread count; a channels-last
+    matrix product over many pixels is, which keeps decoding bit-exact for
+    any --threads. Parameters and maths are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma)
+        norm = F.linear((x * x).permute(0, 2, 3, 1), gamma, beta).permute(0, 3, 1, 2)
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 class ChannelAttention(nn.Module):

@@ -8,7 +8,7 @@ with DistributedSampler and skips the consumed indices without loading them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -39,15 +39,16 @@ def describe(dataset: Dataset) -> list[str]:
 
 
 def canonical_item(item: Any) -> dict[str, torch.Tensor]:
-    """Every dataset's item as {"frames": (n, C, h, w)[, "flow": (n-1, 2, h, w)]}.
+    """Every item as {"frames": (n,C,h,w)[, "flow": (n-1,2,h,w), "valid": (n-1,1,h,w)]}.
 
     Image items (C, h, w) become one-frame clips, so image folders and video
     frames can be concatenated into one stage-1 dataset and batched together.
     """
     if isinstance(item, dict):
         out = {"frames": torch.as_tensor(item["frames"])}
-        if item.get("flow") is not None:
-            out["flow"] = torch.as_tensor(item["flow"])
+        for key in ("flow", "valid"):  # ground-truth motion and where it holds
+            if item.get(key) is not None:
+                out[key] = torch.as_tensor(item[key], dtype=torch.float32)
     else:
         out = {"frames": torch.as_tensor(item)}
     frames = out["frames"]
@@ -176,7 +177,3 @@ def split_holdout(dataset: Dataset, holdout: int) -> tuple[Dataset, Dataset | No
     if holdout >= n:
         raise InputError(f"data.holdout {holdout} leaves nothing to train on ({n} items)")
     return Subset(dataset, range(n - holdout)), Subset(dataset, range(n - holdout, n))
-
-
-def concat(datasets: Sequence[Dataset]) -> Dataset:
-    return datasets[0] if len(datasets) == 1 else ConcatDataset(list(datasets))

@@ -53,10 +53,18 @@ def mse_per_sample(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).pow(2).flatten(1).mean(dim=1)
 
 
-def epe(flow: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean end-point error (pixels) of each batch element: (B,)."""
-    err = (flow - target).pow(2).sum(dim=1).add(EPE_EPSILON).sqrt()
-    return err.flatten(1).mean(dim=1)
+def epe(flow: torch.Tensor, target: torch.Tensor,
+        valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean end-point error (pixels) of each batch element over its valid pixels: (B,).
+
+    ``valid`` (B, 1, h, w) marks where the ground truth holds (not occluded,
+    inside the frame); elsewhere no flow is right and none is penalised.
+    """
+    err = (flow - target).pow(2).sum(dim=1).add(EPE_EPSILON).sqrt().flatten(1)
+    if valid is None:
+        return err.mean(dim=1)
+    weight = valid.flatten(1).to(err.dtype)
+    return (err * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
 
 
 def psnr_from_mse(mse: float, peak: float = 1.0) -> float:

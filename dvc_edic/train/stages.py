@@ -44,6 +44,10 @@ def _pair(batch: Batch, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     return frames[:, 0], frames[:, 1]
 
 
+def _valid(batch: Batch) -> torch.Tensor | None:
+    return batch["valid"][:, 0] if "valid" in batch else None
+
+
 def reference_frame(
     model: VideoCodecModel, x0: torch.Tensor, quality: torch.Tensor, how: str
 ) -> torch.Tensor:
@@ -78,7 +82,7 @@ def flow_supervised_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor,
                          "(e.g. synthetic motion)")
     x0, x1 = _pair(batch, "flow_supervised")
     flow = model.pframe.flow(x1, x0)
-    err = epe(flow, batch["flow"][:, 0]).mean()
+    err = epe(flow, batch["flow"][:, 0], _valid(batch)).mean()
     warped = backward_warp(x0, flow.detach())
     return {"loss": err, "epe": err.detach(), "mse": _mse_metric(warped, x1)}
 
@@ -91,7 +95,7 @@ def warp_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateDis
     mse = mse_per_sample(warped, x1).mean()
     out: Metrics = {"loss": cfg["warp_weight"] * mse, "mse": mse.detach()}
     if "flow" in batch:
-        out["epe"] = epe(flow.detach(), batch["flow"][:, 0]).mean()
+        out["epe"] = epe(flow.detach(), batch["flow"][:, 0], _valid(batch)).mean()
     return out
 
 
@@ -171,18 +175,6 @@ TASK_FUNCTIONS: dict[str, TaskFn] = {
     "pframe": pframe_task,
     "multiframe": multiframe_task,
 }
-
-# Which coders' latents each task codes (their bottlenecks get the auxiliary loss).
-TASK_CODERS: dict[str, tuple[str, ...]] = {
-    "image": ("intra",),
-    "flow_supervised": (),
-    "warp": (),
-    "mv": ("pframe.mv_coder",),
-    "mc": ("pframe.mv_coder",),
-    "pframe": ("pframe.mv_coder", "pframe.residual_coder"),
-    "multiframe": ("pframe.mv_coder", "pframe.residual_coder"),
-}
-
 
 class TaskModule(nn.Module):
     """One training step's forward as a module, so DistributedDataParallel can wrap it."""

@@ -44,6 +44,7 @@ class _Frames:
         self.pixels = self.size[0] * self.size[1] * source_pixels_per_model_pixel(
             model.representation)
         self.flow = item.get("flow")
+        self.valid = item.get("valid")
 
     def crop(self, x: torch.Tensor) -> torch.Tensor:
         return crop_to(x, self.size)
@@ -63,7 +64,8 @@ def _item_metrics(model: VideoCodecModel, task: str, clip: _Frames, q: float) ->
         flow = model.pframe.flow(x1, x0)
         out = {"warp_psnr": _psnr(clip.crop(backward_warp(x0, flow)), clip.originals[1])}
         if clip.flow is not None:
-            out["epe"] = float(epe(clip.crop(flow), clip.flow[0][None]).mean())
+            valid = None if clip.valid is None else clip.valid[0][None]
+            out["epe"] = float(epe(clip.crop(flow), clip.flow[0][None], valid).mean())
         return out
     _, ref = _intra(model, clip, q)
     if task in ("mv", "mc"):

@@ -1,0 +1,474 @@
+"""The training loop of one stage: setup, steps, logs, validation, checkpoints, stopping.
+
+A stage is a list of phases (most stages have one) sharing one optimizer and
+one resume file. Resuming restores the model, both optimizers, the scheduler,
+the step, every RNG the loop draws from, and the data stream's position, so
+the resumed run computes the very losses the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dvc_edic.config import load_preset
+from dvc_edic.errors import InputError, WeightsError
+from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.train import distributed
+from dvc_edic.train.batches import BatchStream, ClipItems, describe, split_holdout, take
+from dvc_edic.train.checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    hardware,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from dvc_edic.train.config import phase_at, total_steps
+from dvc_edic.train.logs import TrainLogger
+from dvc_edic.train.losses import QualitySampler, RateDistortion, psnr_from_mse
+from dvc_edic.train.optim import (
+    QUANTILES,
+    apply_modes,
+    aux_bottlenecks,
+    build_optimizers,
+    build_scheduler,
+    select_trainable,
+)
+from dvc_edic.train.signals import StopRequest
+from dvc_edic.train.stages import TaskModule
+from dvc_edic.train.validate import default_qualities, validate
+
+SECONDS_PER_MINUTE = 60.0
+# Streams of random numbers derived from the config seed, one per use and rank.
+_STREAM_GLOBAL = 0
+_STREAM_QUALITY = 1
+# Config keys that may change between a checkpoint and its resumption without
+# changing the loss curve up to the checkpoint (anything else gets a warning).
+_RESUME_SAFE_KEYS = ("steps", "phases", "phase_list", "validate", "checkpoint", "log",
+                     "num_workers", "out_dir", "threads", "device")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; resume from the last checkpoint with a lower lr."""
+
+
+@dataclass
+class TrainResult:
+    stage: str
+    step: int  # global step reached
+    total_steps: int
+    checkpoint: Path
+    losses: list[float] = field(default_factory=list)  # one per step run by this call
+    signal: int | None = None  # the signal that stopped the run, if one did
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+def derived_seed(seed: int, *stream: int) -> int:
+    """Independent seeds for (seed, stream, rank...) without collisions between them."""
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------- model setup
+def _init_source(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[Any]]:
+    """(preset, tensors, history) of a previous stage's checkpoint or exported weights."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        from dvc_edic.weights import read_metadata
+
+        meta = read_metadata(path)
+        history = json.loads(meta.get("history", "[]"))
+        return json.loads(meta["preset"]), load_file(str(path)), history
+    state = load_checkpoint(path)
+    if state["step"] < state["total_steps"]:
+        warnings.warn(
+            f"{path}: stage {state['stage']!r} stopped at step {state['step']} of "
+            f"{state['total_steps']}; starting the next stage from it anyway",
+            stacklevel=3,
+        )
+    return state["preset"], state["model"], list(state["history"])
+
+
+def _check_preset(preset: dict[str, Any], cfg: dict[str, Any], source: str) -> None:
+    wanted = load_preset(cfg["model"])
+    if wanted != preset:
+        differing = sorted(k for k in set(wanted) | set(preset) if wanted.get(k) != preset.get(k))
+        raise WeightsError(
+            f"{source}: its model preset differs from the config's model {cfg['model']!r} "
+            f"in {differing}"
+        )
+
+
+def _config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = set(a) | set(b)
+    return sorted(k for k in keys if k not in _RESUME_SAFE_KEYS and a.get(k) != b.get(k))
+
+
+# ------------------------------------------------------------------ phase data
+@dataclass
+class PhaseData:
+    stream: BatchStream
+    val_items: list[dict[str, torch.Tensor]]
+    descriptions: list[str]
+
+
+def _build(spec: Any) -> Any:
+    from dvc_edic.data import build_dataset  # the data package is only needed once training
+
+    if isinstance(spec, list):
+        spec = {"type": "concat", "datasets": spec}
+    return build_dataset(spec)
+
+
+def _phase_data(
+    phase: dict[str, Any], cfg: dict[str, Any], ctx: distributed.Context, epoch: int, offset: int,
+) -> PhaseData:
+    data = phase["data"]
+    train_set, held = split_holdout(_build(data["train"]), int(data["holdout"]))
+    val_set = _build(data["val"]) if data["val"] is not None else held
+    val_items: list[dict[str, torch.Tensor]] = []
+    if ctx.is_main and val_set is not None:
+        val_items = take(ClipItems(val_set), int(cfg["validate"]["items"]))
+    stream = BatchStream(
+        ClipItems(train_set),
+        batch_size=phase["batch_size"],
+        num_workers=int(cfg["num_workers"]),
+        seed=int(cfg["seed"]),
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        epoch=epoch,
+        offset=offset,
+        pin_memory=ctx.device.type == "cuda",
+    )
+    return PhaseData(stream, val_items, describe(train_set))
+
+
+# --------------------------------------------------------------------- trainer
+class Trainer:
+    """Holds the state of one stage's run; ``run()`` does the steps."""
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        *,
+        resume: str | Path | None = None,
+        init_from: str | Path | None = None,
+        stop_after: int | None = None,
+        time_limit_minutes: float | None = None,
+    ) -> None:
+        self.ctx = distributed.setup(cfg["device"], float(cfg["ddp"]["timeout_minutes"]))
+        torch.set_num_threads(int(cfg["threads"]))
+        self.cfg = cfg
+        self.out_dir = Path(cfg["out_dir"])
+        self.ckpt_path = checkpoint_path(self.out_dir)
+        self.total = total_steps(cfg)
+        self.stop_after = stop_after
+        self.time_limit_s = None if time_limit_minutes is None else (
+            time_limit_minutes * SECONDS_PER_MINUTE)
+        state = load_checkpoint(resume) if resume is not None else None
+        if state is None and self.ckpt_path.exists():
+            raise InputError(
+                f"{self.ckpt_path} already exists: pass --resume to continue that run, or "
+                f"move it away (or set another out_dir) to start the stage again"
+            )
+        if state is not None:
+            self._check_resume(state, Path(resume))  # type: ignore[arg-type]
+
+        seed = int(cfg["seed"])
+        torch.manual_seed(seed)  # identical initial weights on every rank
+        init = init_from if init_from is not None else cfg["init_from"]
+        self.history: list[Any] = []
+        if state is not None:
+            preset, tensors = state["preset"], state["model"]
+            self.history = list(state["history"][:-1])
+        elif init is not None:
+            preset, tensors, self.history = _init_source(Path(init))
+            _check_preset(preset, cfg, str(init))
+        else:
+            preset, tensors = load_preset(cfg["model"]), None
+        self.model = VideoCodecModel(preset)
+        if tensors is not None:
+            from dvc_edic.weights import load_state
+
+            load_state(self.model, tensors, source=str(resume or init))
+        self.trainable = select_trainable(self.model, cfg["trainable"], cfg["freeze"])
+        self.model.to(self.ctx.device)
+        apply_modes(self.model)
+        self.optimizer, self.aux_optimizer = build_optimizers(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.total, cfg["schedule"])
+        self.bottlenecks = aux_bottlenecks(self.model)
+        self.task = TaskModule(self.model)
+        self.step_module: nn.Module = self.task
+        if self.ctx.distributed:
+            ignore = [f"model.{n}" for n, _ in self.model.named_parameters()
+                      if n.endswith("." + QUANTILES)]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.task, ignore)
+            self.step_module = DistributedDataParallel(
+                self.task,
+                device_ids=[self.ctx.device] if self.ctx.device.type == "cuda" else None,
+                broadcast_buffers=False,  # no running statistics; the CDF tables are rank 0's
+                find_unused_parameters=bool(cfg["ddp"]["find_unused_parameters"]),
+            )
+        self.quality = QualitySampler(
+            self.model.quality_levels, "per_sample", None,
+            derived_seed(seed, _STREAM_QUALITY, self.ctx.rank),
+        )
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.data_state = {"phase": 0, "epoch": 0, "offset": 0}
+        self.descriptions: dict[str, list[str]] = {}
+        if state is not None:
+            self._restore(state)
+        else:
+            seed_everything(derived_seed(seed, _STREAM_GLOBAL, self.ctx.rank))
+
+    # ------------------------------------------------------------- resuming
+    def _check_resume(self, state: dict[str, Any], path: Path) -> None:
+        if state["stage"] != self.cfg["stage"]:
+            raise WeightsError(
+                f"{path}: checkpoint of stage {state['stage']!r}, but the config is stage "
+                f"{self.cfg['stage']!r} (use init_from / --init to start a new stage from it)"
+            )
+        differing = _config_differences(state["config"], self.cfg)
+        if differing:
+            warnings.warn(
+                f"{path}: the config differs from the checkpoint's in {differing}; the "
+                f"resumed losses will not match an uninterrupted run",
+                stacklevel=3,
+            )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.aux_optimizer is not None and state["aux_optimizer"] is not None:
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self.data_state = dict(state["data"])
+        self.descriptions = {k: list(v) for k, v in state["descriptions"].items()}
+        rngs = state["rng"]
+        if len(rngs) == self.ctx.world_size:
+            restore_rng(rngs[self.ctx.rank])
+            self.quality.load_state(state["quality_rng"][self.ctx.rank])
+        else:
+            warnings.warn(
+                f"checkpoint written by {len(rngs)} process(es), resumed by "
+                f"{self.ctx.world_size}: random streams are re-derived, so the loss curve "
+                f"continues but not bit for bit",
+                stacklevel=3,
+            )
+            seed_everything(derived_seed(int(self.cfg["seed"]), self.step, self.ctx.rank))
+
+    # ---------------------------------------------------------- checkpoints
+    def _history_entry(self) -> dict[str, Any]:
+        return {
+            "stage": self.cfg["stage"],
+            "steps": self.step,
+            "total_steps": self.total,
+            "data": self.descriptions,
+            "hardware": hardware(),
+            "processes": self.ctx.world_size,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def save(self) -> None:
+        rngs = distributed.gather(self.ctx, capture_rng())
+        qualities = distributed.gather(self.ctx, self.quality.state())
+        if not self.ctx.is_main:
+            return
+        save_checkpoint(
+            {
+                "stage": self.cfg["stage"],
+                "step": self.step,
+                "total_steps": self.total,
+                "elapsed_s": self.elapsed_s,
+                "config": self.cfg,
+                "preset": self.model.preset,
+                "history": [*self.history, self._history_entry()],
+                "descriptions": self.descriptions,
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "aux_optimizer": (None if self.aux_optimizer is None
+                                  else self.aux_optimizer.state_dict()),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rngs,
+                "quality_rng": qualities,
+                "data": dict(self.data_state),
+            },
+            self.ckpt_path,
+        )
+
+    # ---------------------------------------------------------------- steps
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        batch = {k: v.to(self.ctx.device, non_blocking=True) for k, v in batch.items()}
+        q = self.quality.draw(batch["frames"].shape[0]).to(self.ctx.device)
+        metrics = self.step_module(batch, q)
+        loss = metrics["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = float(self.cfg["optimizer"]["grad_clip"])
+        if clip > 0:
+            nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.aux_optimizer is not None and self.bottlenecks:
+            self.aux_optimizer.zero_grad(set_to_none=True)
+            aux = torch.stack([eb.loss() for eb in self.bottlenecks]).sum()
+            aux.backward()
+            self.aux_optimizer.step()
+        values = {k: float(v.detach()) for k, v in metrics.items()}
+        if not math.isfinite(values["loss"]):
+            raise TrainingDiverged(
+                f"stage {self.cfg['stage']}: loss is {values['loss']} at step {self.step + 1}; "
+                f"resume from {self.ckpt_path} with a lower optimizer.lr"
+            )
+        return values
+
+    def _validate(self, phase: dict[str, Any], items: list[dict[str, torch.Tensor]],
+                  logger: TrainLogger) -> None:
+        if not (self.ctx.is_main and items):
+            return
+        qualities = self.cfg["validate"]["qualities"] or default_qualities(
+            self.model.quality_levels)
+        rows = validate(self.model, phase["task"], items, list(qualities))
+        for row in rows:
+            row.update(step=self.step, phase=phase["name"], task=phase["task"])
+        logger.val(rows)
+        apply_modes(self.model)
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        log_every = max(1, int(cfg["log"]["every"]))
+        val_every = int(cfg["validate"]["every"])
+        save_steps = int(cfg["checkpoint"]["every_steps"])
+        save_s = float(cfg["checkpoint"]["every_minutes"]) * SECONDS_PER_MINUTE
+        logger = TrainLogger(
+            self.out_dir, enabled=self.ctx.is_main, tensorboard=bool(cfg["log"]["tensorboard"]),
+            progress=bool(cfg["log"]["progress"]), total_steps=self.total, start_step=self.step,
+        )
+        result = TrainResult(str(cfg["stage"]), self.step, self.total, self.ckpt_path)
+        current = -1
+        phase: dict[str, Any] = {}
+        data: PhaseData | None = None
+        window: dict[str, list[float]] = {}
+        window_time = 0.0
+        run_start = last_save = time.monotonic()
+        steps_this_run = 0
+        with StopRequest() as stop:
+            while self.step < self.total:
+                index, start = phase_at(cfg, self.step)
+                if index != current:
+                    current, phase = index, cfg["phase_list"][index]
+                    resumed = self.data_state["phase"] == index
+                    data = _phase_data(
+                        phase, cfg, self.ctx,
+                        self.data_state["epoch"] if resumed else 0,
+                        self.data_state["offset"] if resumed else 0,
+                    )
+                    self.descriptions[phase["name"]] = data.descriptions
+                    self.task.configure(phase["task"], RateDistortion(phase["loss"],
+                                        self.model.preset), phase["loss"])
+                    self.quality.mode = phase["loss"]["quality"]
+                    self.quality.fixed = phase["loss"]["fixed_quality"]
+                    logger.message(f"stage {cfg['stage']}, phase {phase['name']} "
+                                   f"({phase['task']}): steps {start}..{start + phase['steps']}"
+                                   f" on {'; '.join(data.descriptions)}")
+                assert data is not None
+                t0 = time.monotonic()
+                values = self._train_step(data.stream.next())
+                took = time.monotonic() - t0
+                window_time += took
+                self.elapsed_s += took
+                self.step += 1
+                steps_this_run += 1
+                self.data_state = {"phase": index, **data.stream.state()}
+                result.losses.append(values["loss"])
+                for key, value in values.items():
+                    window.setdefault(key, []).append(value)
+                logger.advance()
+                phase_end = self.step == start + phase["steps"]
+                if self.step % log_every == 0 or phase_end:
+                    logger.train(self._row(phase, window, window_time))
+                    window, window_time = {}, 0.0
+                if (val_every > 0 and self.step % val_every == 0) or phase_end:
+                    self._validate(phase, data.val_items, logger)
+                now = time.monotonic()
+                want_stop = stop.requested or (
+                    self.stop_after is not None and steps_this_run >= self.stop_after) or (
+                    self.time_limit_s is not None and now - run_start >= self.time_limit_s)
+                want_save = (save_steps > 0 and self.step % save_steps == 0) or (
+                    save_s > 0 and now - last_save >= save_s) or self.step == self.total
+                want_stop, want_save = distributed.agree_any(self.ctx, want_stop, want_save)
+                if want_save or want_stop:
+                    self.save()
+                    last_save = time.monotonic()
+                if want_stop:
+                    result.signal = stop.signal
+                    logger.message(f"stopped at step {self.step} of {self.total}; checkpoint "
+                                   f"{self.ckpt_path} (continue with --resume)")
+                    break
+        logger.close()
+        result.step = self.step
+        return result
+
+    def _row(self, phase: dict[str, Any], window: dict[str, list[float]],
+             seconds: float) -> dict[str, Any]:
+        def mean(key: str) -> float:
+            values = window.get(key)
+            return sum(values) / len(values) if values else float("nan")
+
+        steps = len(window.get("loss", []))
+        return {
+            "step": self.step,
+            "phase": phase["name"],
+            "task": phase["task"],
+            "loss": mean("loss"),
+            "bpp_est": mean("bpp"),
+            "psnr": psnr_from_mse(mean("mse")) if "mse" in window else float("nan"),
+            "epe": mean("epe"),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "steps_per_s": steps / seconds if seconds > 0 else float("nan"),
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def close(self) -> None:
+        distributed.teardown(self.ctx)
+
+
+def train(
+    cfg: dict[str, Any],
+    *,
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    stop_after: int | None = None,
+    time_limit_minutes: float | None = None,
+) -> TrainResult:
+    """Run (or continue) one stage; returns where it got to and this call's losses."""
+    trainer = Trainer(cfg, resume=resume, init_from=init_from, stop_after=stop_after,
+                      time_limit_minutes=time_limit_minutes)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

@@ -1,0 +1,107 @@
+"""Which parameters train in a stage, their optimizers, and the learning-rate schedule.
+
+As in CompressAI, the entropy bottlenecks' ``quantiles`` are not part of the
+rate-distortion loss: they are fitted by their own auxiliary loss with their
+own Adam, so they live in a separate optimizer (and are kept out of DDP's
+gradient reduction; every rank computes the same auxiliary step).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+from dvc_edic.errors import InputError
+from dvc_edic.models.edic import EDIC
+from dvc_edic.models.video import VideoCodecModel
+
+QUANTILES = "quantiles"  # compressai's name for a bottleneck's auxiliary parameters
+
+
+def _matches(name: str, prefixes: list[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def select_trainable(model: nn.Module, trainable: list[str], freeze: list[str]) -> list[str]:
+    """Set requires_grad from the config's prefix lists; returns the trainable names."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in [*trainable, *freeze]:
+        if not any(_matches(n, [prefix]) for n in names):
+            raise InputError(
+                f"trainable/freeze entry {prefix!r} names no parameter of the model "
+                f"(top-level modules: {sorted({n.split('.')[0] for n in names})}; "
+                f"e.g. intra, pframe.flow, pframe.mv_coder, pframe.mc, pframe.residual_coder)"
+            )
+    chosen = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(_matches(name, trainable) and not _matches(name, freeze))
+        if p.requires_grad:
+            chosen.append(name)
+    return chosen
+
+
+def apply_modes(model: VideoCodecModel) -> None:
+    """Train mode, except coders with nothing to train: those run as the decoder does.
+
+    A frozen EDIC in eval mode rounds its latents instead of adding noise, so
+    a frozen I-frame coder supplies the references the real decoder would.
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, EDIC) and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
+
+
+def aux_bottlenecks(model: VideoCodecModel) -> list[EntropyBottleneck]:
+    """Bottlenecks whose quantiles train (their auxiliary loss is minimised every step)."""
+    return [m for m in model.modules()
+            if isinstance(m, EntropyBottleneck) and getattr(m, QUANTILES).requires_grad]
+
+
+def build_optimizers(
+    model: VideoCodecModel, cfg: dict[str, Any]
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+    """Adam on every trainable non-quantile parameter; Adam on the trainable quantiles."""
+    opt = cfg["optimizer"]
+    main = [p for n, p in model.named_parameters()
+            if p.requires_grad and not n.endswith("." + QUANTILES)]
+    aux = [p for n, p in model.named_parameters()
+           if p.requires_grad and n.endswith("." + QUANTILES)]
+    if not main:
+        raise InputError("the trainable lists select no parameter to optimise")
+    optimizer = torch.optim.Adam(
+        main, lr=float(opt["lr"]), betas=tuple(opt["betas"]),
+        weight_decay=float(opt["weight_decay"]),
+    )
+    aux_optimizer = torch.optim.Adam(aux, lr=float(opt["aux_lr"])) if aux else None
+    return optimizer, aux_optimizer
+
+
+def lr_factor(step: int, total: int, schedule: dict[str, Any]) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``."""
+    warmup = int(schedule["warmup_steps"])
+    factor = 1.0
+    if warmup > 0 and step < warmup:
+        factor = (step + 1) / warmup
+    decay = schedule["decay"]
+    if decay == "step":
+        for fraction in schedule["decay_at"]:
+            if step >= fraction * total:
+                factor *= float(schedule["gamma"])
+    elif decay == "cosine" and total > warmup:
+        progress = min(1.0, max(0.0, (step - warmup) / (total - warmup)))
+        final = float(schedule["final_factor"])
+        factor *= final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total: int, schedule: dict[str, Any]
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, schedule)
+    )

