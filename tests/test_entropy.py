@@ -203,7 +203,10 @@ def test_likelihood_is_a_pmf_and_differentiable() -> None:
     )
     assert p.shape == y.shape
     assert torch.all(p > 0) and torch.all(p <= 1)
-    assert torch.allclose(p.sum(dim=0), torch.ones(4, 2, 3), atol=1e-4)
+    # Each symbol carries at least the coder's minimum probability 2**-prob_bits.
+    floor_mass = support.numel() * 2.0**-CFG.prob_bits
+    assert torch.allclose(p.sum(dim=0), torch.ones(4, 2, 3), atol=1e-4 + floor_mass)
+    assert torch.all(p >= 2.0**-CFG.prob_bits)
     bits = -torch.log2(p[60]).sum()
     bits.backward()
     for t in (logits, means, scales):
@@ -211,7 +214,7 @@ def test_likelihood_is_a_pmf_and_differentiable() -> None:
         assert t.grad.abs().sum() > 0
     # Far-tail values stay finite (floored), with finite gradients.
     far = gmm_likelihood(torch.full((1, 4, 2, 3), 1e4), logits, means, scales, CFG)
-    assert torch.all(far >= 1e-9) and torch.isfinite(torch.log2(far)).all()
+    assert torch.all(far >= 2.0**-CFG.prob_bits) and torch.isfinite(torch.log2(far)).all()
 
 
 def test_likelihood_rejects_mismatched_shapes() -> None:

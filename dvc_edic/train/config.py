@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "lambdas": None,  # mse ladder; None = the preset's `lambdas`
         # ms-ssim ladder for L = lambda * (1 - MS-SSIM) + bpp (CompressAI's MS-SSIM ladder)
         "msssim_lambdas": [2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00],
-        "msssim_weights": None,  # per-scale weights; None = pytorch-msssim's 5-scale default
+        "msssim_weights": None,  # 5 per-scale weights; None = pytorch-msssim's default
         "quality": "per_sample",  # per_sample | per_batch | fixed
         "fixed_quality": None,  # used when quality is fixed
         "reference": "intra",  # P tasks: reference is the original frame 0 or its I-frame decode
@@ -126,14 +126,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
-    node = raw
-    for key in path[:-1]:
-        if not isinstance(node.get(key), dict):
-            node[key] = {} if node.get(key) is None else node[key]
-        if not isinstance(node[key], dict):
-            raise InputError(f"--set {'.'.join(path)}: {key!r} is not a mapping")
-        node = node[key]
-    node[path[-1]] = value
+    """Set ``raw[a][b]... = value``; an integer key indexes a list (data.train.0.root=...)."""
+    node: Any = raw
+    where = ".".join(path)
+    for i, key in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise InputError(f"--set {where}: {key!r} is not an index of a "
+                                 f"{len(node)}-item list")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                if node.get(key) is None:
+                    node[key] = {}
+                node = node[key]
+        else:
+            raise InputError(f"--set {where}: {path[i - 1]!r} is neither a mapping nor a list")
 
 
 def _check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:

@@ -27,8 +27,10 @@ PIXEL_PEAK = 255.0  # CompressAI's lambdas are defined for MSE on 8-bit sample v
 MIN_QUALITY = 1.0
 # sqrt(0) has an infinite derivative; the end-point error adds this under the root.
 EPE_EPSILON = 1e-12
-# pytorch-msssim needs each side above (window - 1) * 2^(scales - 1) pixels.
-MSSSIM_WINDOW = 11
+MSSSIM_WINDOW = 11  # pytorch-msssim's default Gaussian window
+# pytorch-msssim requires each side above (window - 1) * 2^4 pixels (its 4 downsamplings),
+# whatever the scale weights.
+MSSSIM_MIN_SIDE = (MSSSIM_WINDOW - 1) * 2**4
 _PROBE = 64  # any even size: used to read the representation's source-to-model pixel ratio
 
 
@@ -156,12 +158,10 @@ class RateDistortion:
 
         a = _luma_full_resolution(x_hat.clamp(0.0, 1.0), self.representation)
         b = _luma_full_resolution(x, self.representation)
-        scales = len(self.msssim_weights) if self.msssim_weights else 5
-        needed = (MSSSIM_WINDOW - 1) * 2 ** (scales - 1)
-        if min(a.shape[-2:]) <= needed:
+        if min(a.shape[-2:]) <= MSSSIM_MIN_SIDE:
             raise InputError(
-                f"ms-ssim with {scales} scales needs planes larger than {needed} pixels, "
-                f"got {tuple(a.shape[-2:])}: use a larger crop or fewer loss.msssim_weights"
+                f"ms-ssim needs planes larger than {MSSSIM_MIN_SIDE} pixels a side, got "
+                f"{tuple(a.shape[-2:])} (the luma plane of the crop): use a larger crop"
             )
         score = ms_ssim(
             a, b, data_range=1.0, size_average=False, win_size=MSSSIM_WINDOW,

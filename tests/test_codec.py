@@ -1,0 +1,177 @@
+"""Sequence coding end to end: real streams, exact decoding, sizes, GOP, CLIs."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.errors import WeightsError
+from dvc_edic.io import VideoInfo, open_video
+from dvc_edic.weights import load_weights, save_weights
+from tests.conftest import carphone_frames, smooth_frame, write_yuv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _encode(model, frames, quality=4.0, intra_period=3):
+    f0 = frames[0]
+    info = VideoInfo(width=f0.width, height=f0.height, fps=Fraction(30), bit_depth=f0.bit_depth)
+    enc = SequenceEncoder(model, info, quality, intra_period)
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, enc.header)
+    recons, sizes = [], []
+    for f in frames:
+        packet, recon = enc.encode(f)
+        sizes.append(writer.write_packet(packet))
+        recons.append(recon)
+    writer.finalize()
+    return buf.getvalue(), recons, sizes, enc.header
+
+
+def _decode(model, data: bytes):
+    reader = BitstreamReader(data)
+    dec = SequenceDecoder(model, reader.header)
+    return [dec.decode(p) for p in reader]
+
+
+def test_carphone_round_trip_is_exact(tiny_model) -> None:
+    frames = carphone_frames(5)
+    data, recons, sizes, header = _encode(tiny_model, frames)
+    assert len(data) == header_size(header) + sum(sizes)
+    decoded = _decode(tiny_model, data)
+    assert len(decoded) == 5
+    assert all(d == r for d, r in zip(decoded, recons, strict=True))
+    types = [p.frame_type for p in BitstreamReader(data)]
+    assert types == [FrameType.I, FrameType.P, FrameType.P, FrameType.I, FrameType.P]
+
+
+@pytest.mark.parametrize("size", [(240, 426), (136, 200), (64, 64)])
+def test_odd_multiple_sizes_work(tiny_model, size: tuple[int, int]) -> None:
+    h, w = size
+    frames = [smooth_frame(h, w, seed) for seed in range(2)]
+    data, recons, _, _ = _encode(tiny_model, frames)
+    decoded = _decode(tiny_model, data)
+    assert [(d.height, d.width) for d in decoded] == [size, size]
+    assert all(d == r for d, r in zip(decoded, recons, strict=True))
+
+
+def test_ten_bit_round_trip(tiny_model) -> None:
+    frames = [smooth_frame(64, 96, s, bit_depth=10) for s in range(2)]
+    data, recons, _, header = _encode(tiny_model, frames)
+    assert header.bit_depth == 10
+    decoded = _decode(tiny_model, data)
+    assert all(d == r and d.y.dtype == np.uint16 for d, r in zip(decoded, recons, strict=True))
+
+
+def test_decode_with_one_and_two_threads_is_identical(tiny_model) -> None:
+    frames = carphone_frames(3)
+    data, recons, _, _ = _encode(tiny_model, frames, intra_period=-1)
+    previous = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(_decode(tiny_model, data))
+    finally:
+        torch.set_num_threads(previous)
+    assert all(a == b == r for a, b, r in zip(*outs, recons, strict=True))
+
+
+def test_encoding_twice_gives_identical_bytes(tiny_model) -> None:
+    frames = carphone_frames(3)
+    assert _encode(tiny_model, frames)[0] == _encode(tiny_model, frames)[0]
+
+
+def test_pframe_forward_likelihoods(tiny_model) -> None:
+    pf = tiny_model.pframe.train()
+    x, ref = torch.rand(2, 6, 64, 64), torch.rand(2, 6, 64, 64)
+    out = pf(x, ref, torch.tensor([2.0, 7.0]))
+    assert out["x_hat"].shape == x.shape and out["flow"].shape == (2, 2, 64, 64)
+    assert set(out["likelihoods"]) == {"mv_y", "mv_z", "res_y", "res_z"}
+    for v in out["likelihoods"].values():
+        assert torch.all(v > 0) and torch.all(v <= 1)
+
+
+def test_pframe_compress_decompress_equal(tiny_model) -> None:
+    x, ref = torch.rand(1, 6, 48, 64), torch.rand(1, 6, 48, 64)
+    latents, x_enc = tiny_model.pframe.compress(x, ref, 3.0)
+    assert torch.equal(x_enc, tiny_model.pframe.decompress(latents, ref, 3.0))
+
+
+def test_other_weights_are_refused(tiny_model, tmp_path: Path) -> None:
+    data, *_ = _encode(tiny_model, carphone_frames(1))
+    torch.manual_seed(1)
+    from dvc_edic.models.video import VideoCodecModel
+
+    other = VideoCodecModel(tiny_model.preset)
+    other.update_entropy_tables()
+    with pytest.raises(WeightsError, match="weights"):
+        _decode(other.eval(), data)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_cli_encode_decode_carphone(tiny_model, tmp_path: Path) -> None:
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, weights)
+    assert load_weights(weights).model_id == tiny_model.model_id
+    src = write_yuv(tmp_path / "carphone_176x144_30.yuv", carphone_frames(4))
+    stream, stats = tmp_path / "c.dvce", tmp_path / "stats.json"
+    enc = _run("-m", "dvc_edic.encode_sequence", str(src), "-o", str(stream), "--weights",
+               str(weights), "--quality", "5", "--intra-period", "12", "--stats", str(stats), "-q")
+    assert enc.returncode == 0, enc.stderr
+    assert "bpp" in enc.stdout and "PSNR-YUV" in enc.stdout
+    s = json.loads(stats.read_text())
+    assert s["file_bytes"] == stream.stat().st_size and s["frames"] == 4
+    assert [f["type"] for f in s["per_frame"]] == ["I", "P", "P", "P"]
+    out = tmp_path / "dec.yuv"
+    dec = _run("-m", "dvc_edic.decode_sequence", str(stream), "-o", str(out), "--weights",
+               str(weights), "-q")
+    assert dec.returncode == 0, dec.stderr
+    with open_video(out, width=176, height=144) as r:
+        assert r.info.num_frames == 4
+    # the encoder's own reconstruction, computed in-process, matches the decoded file
+    _, recons, _, _ = _encode(tiny_model, carphone_frames(4), quality=5.0, intra_period=12)
+    with open_video(out, width=176, height=144) as r:
+        assert all(d == e for d, e in zip(r, recons, strict=True))
+    again = _run("-m", "dvc_edic.encode_sequence", str(src), "-o", str(stream), "--weights",
+                 str(weights), "-q")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    wrong = _run("-m", "dvc_edic.decode_sequence", str(stream), "-o", str(tmp_path / "x.yuv"), "-q")
+    assert wrong.returncode == 1 and "weights" in wrong.stderr
+    assert not (tmp_path / "x.yuv").exists()
+
+
+def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
+    from PIL import Image
+
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, weights)
+    f = smooth_frame(70, 92, 3)
+    rgb = np.stack([f.y, np.resize(f.u, f.y.shape), np.resize(f.v, f.y.shape)], axis=-1)
+    rgb = np.ascontiguousarray(rgb[:, :91])  # odd width: padded and cropped back
+    png = tmp_path / "in.png"
+    Image.fromarray(rgb).save(png)
+    stream, back = tmp_path / "in.dvce", tmp_path / "back.png"
+    enc = _run("-m", "dvc_edic.image", "encode", str(png), str(stream), "--weights",
+               str(weights), "--quality", "6.5")
+    assert enc.returncode == 0, enc.stderr
+    assert "bpp" in enc.stdout and "PSNR-RGB" in enc.stdout
+    dec = _run("-m", "dvc_edic.image", "decode", str(stream), str(back), "--weights",
+               str(weights))
+    assert dec.returncode == 0, dec.stderr
+    assert np.asarray(Image.open(back)).shape == (70, 91, 3)
