@@ -26,9 +26,12 @@ def training_metadata(state: dict[str, Any], source: Path) -> dict[str, Any]:
     """What the weights' metadata says about how they were made."""
     history = list(state["history"])
     config = {k: v for k, v in state["config"].items() if k != "phase_list"}
+    steps: dict[str, int] = {}
+    for entry in history:  # a stage run twice (e.g. fine-tuned again) counts both runs
+        steps[entry["stage"]] = steps.get(entry["stage"], 0) + int(entry["steps"])
     return {
         "stage": state["stage"],
-        "steps_per_stage": {entry["stage"]: entry["steps"] for entry in history},
+        "steps_per_stage": steps,
         "history": history,
         "data": {entry["stage"]: entry["data"] for entry in history},
         "synthetic_data": any("synthetic" in str(d).lower() for d in

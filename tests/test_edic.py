@@ -10,7 +10,6 @@ import torch
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import CodedLatents
 
-
 LAMBDA_BOOST = 20.0
 
 

@@ -75,7 +75,7 @@ def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
 
 def interpolate_ladder(ladder: Sequence[float], quality: torch.Tensor) -> torch.Tensor:
     """Geometric interpolation of a lambda ladder at continuous qualities in [1, levels]."""
-    table = torch.log(torch.as_tensor(ladder, dtype=torch.float64))
+    table = torch.log(torch.as_tensor(ladder, dtype=torch.float64, device=quality.device))
     pos = (quality.to(torch.float64) - MIN_QUALITY).clamp(0.0, len(ladder) - 1.0)
     lo = pos.floor().long().clamp(max=len(ladder) - 2)
     t = pos - lo.to(pos.dtype)
