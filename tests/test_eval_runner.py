@@ -27,7 +27,7 @@ FRAMES = 5
 BIKES_CROP = (320, 176)  # keeps bikes (640x272) fast; 176 rows still allow 5-scale MS-SSIM
 
 
-def _tiny_config(tmp_path: Path, root: Path) -> Path:
+def _tiny_config(tmp_path: Path, root: Path, weights: Path | None = None) -> Path:
     cfg = {
         "name": "tiny",
         "root": str(root),
@@ -51,8 +51,28 @@ def _tiny_config(tmp_path: Path, root: Path) -> Path:
             {"name": "bikes", "file": "bikes_320x176_25.yuv"},  # size and fps from the name
         ],
     }
+    if weights is not None:
+        flags = ["--weights", str(weights)]
+        cfg["codecs"]["dvc_edic"] = {
+            "kind": "dvc_edic", "rates": [2, 7], "encode_args": flags, "decode_args": flags,
+        }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small dvc_edic model, so the runner drives the real command-line tools quickly."""
+    import torch
+
+    from dvc_edic.models.video import VideoCodecModel
+    from dvc_edic.weights import save_weights
+    from tests.conftest import tiny_preset
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(VideoCodecModel(tiny_preset()), path)
     return path
 
 
@@ -64,13 +84,21 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_tiny_run_writes_results_plots_table_and_resumes(clips: Path, tmp_path: Path) -> None:
+def test_tiny_run_writes_results_plots_table_and_resumes(
+    clips: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    args = [str(_tiny_config(tmp_path, clips)), "--out", str(out)]
+    args = [str(_tiny_config(tmp_path, clips, tiny_weights)), "--out", str(out)]
     assert rd.main(args) == 0
 
     results = json.loads((out / "results.json").read_text())
-    assert results["points_computed"] == 8 and results["points_reused"] == 0
+    assert results["points_computed"] == 12 and results["points_reused"] == 0
+    for seq, (w, h) in (("carphone", (176, 144)), ("bikes", BIKES_CROP)):
+        for p in results["results"]["dvc_edic"][seq]:
+            stream = out / "work" / "points" / seq / "dvc_edic" / p["bitstream"]
+            assert p["bits"] == 8 * stream.stat().st_size > 0
+            assert p["bpp"] == p["bits"] / (w * h * FRAMES)
+            assert len(p["per_frame"]) == FRAMES
     assert results["bd"]["method"] == "pchip" and results["anchor_backend"] == ["pyav"]
     assert results["machine"]["command"][1:3] == ["-m", "eval.rd"]
     assert results["encoders"]["x265"]["versions"][0].startswith("x265")
@@ -95,7 +123,8 @@ def test_tiny_run_writes_results_plots_table_and_resumes(clips: Path, tmp_path: 
     for name in pngs:
         assert (out / "plots" / name).read_bytes().startswith(b"\x89PNG")
     table = (out / "table.md").read_text()
-    assert "| Sequence | x265 |" in table
+    header = next(line for line in table.splitlines() if line.startswith("| Sequence |"))
+    assert "x265" in header and "dvc_edic" in header
     assert "| carphone |" in table and "| bikes |" in table and "**Average tiny**" in table
 
     streams = sorted((out / "work" / "points").rglob("*.26[45]"))
@@ -103,7 +132,7 @@ def test_tiny_run_writes_results_plots_table_and_resumes(clips: Path, tmp_path: 
     assert len(streams) == 8
     assert rd.main(args) == 0
     again = json.loads((out / "results.json").read_text())
-    assert again["points_computed"] == 0 and again["points_reused"] == 8
+    assert again["points_computed"] == 0 and again["points_reused"] == 12
     assert {p: p.stat().st_mtime_ns for p in streams} == stamps
     assert again["curves"] == results["curves"]
 
