@@ -12,7 +12,8 @@ import numpy as np
 
 from dvc_edic.errors import BitstreamError
 
-_WORD_BYTES = 4  # constriction emits 32-bit words
+WORD_BYTES = 4  # constriction emits 32-bit words
+PANIC_EXCEPTION_NAME = "PanicException"  # pyo3's wrapper for a panic inside constriction
 # constriction's submodules are attributes of its compiled module, not importable paths.
 AnsCoder = constriction.stream.stack.AnsCoder
 _MODEL = constriction.stream.model.Categorical(perfect=False)
@@ -32,9 +33,9 @@ def ans_encode(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
 
 def ans_decode(data: bytes, freqs: np.ndarray) -> np.ndarray:
     """Decode ``len(freqs)`` symbols; any inconsistency becomes a BitstreamError."""
-    if len(data) % _WORD_BYTES:
+    if len(data) % WORD_BYTES:
         raise BitstreamError(
-            f"entropy-coded section has {len(data)} bytes, not a multiple of {_WORD_BYTES}"
+            f"entropy-coded section has {len(data)} bytes, not a multiple of {WORD_BYTES}"
         )
     n = freqs.shape[0]
     if n == 0:
@@ -43,6 +44,21 @@ def ans_decode(data: bytes, freqs: np.ndarray) -> np.ndarray:
     try:
         coder = AnsCoder(words)
         out = coder.decode(_MODEL, np.ascontiguousarray(freqs, dtype=np.float64))
+        consumed = coder.is_empty()
     except Exception as exc:  # constriction reports corrupt input as assorted errors
         raise BitstreamError(f"entropy decoding failed: {exc}") from exc
+    except BaseException as exc:
+        raise_if_panic(exc)
+        raise
+    if not consumed:
+        raise BitstreamError(
+            f"entropy decoding of {n} symbols did not end in the coder's initial state "
+            "(truncated or corrupt stream)"
+        )
     return np.asarray(out, dtype=np.int32)
+
+
+def raise_if_panic(exc: BaseException) -> None:
+    """A Rust panic surfaces as pyo3's PanicException, a BaseException: make it a stream error."""
+    if type(exc).__name__ == PANIC_EXCEPTION_NAME:
+        raise BitstreamError(f"entropy decoder panicked: {exc}") from exc

@@ -22,14 +22,13 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
+from dvc_edic.entropy.ans import WORD_BYTES, raise_if_panic
 from dvc_edic.entropy.config import GmmConfig
 from dvc_edic.entropy.quantize import QuantizedGmm, centres, validate_quantized
 from dvc_edic.entropy.tables import chunk_size, component_cdf_table, mixture_frequencies
 from dvc_edic.errors import BitstreamError, InputError
 
-WORD_BYTES = 4  # constriction's AnsCoder emits 32-bit words
 BYTE_LIMIT_ONE = 255  # half-widths up to this fit a 1-byte header
-PANIC_EXCEPTION_NAME = "PanicException"  # pyo3's wrapper for a panic inside constriction
 FLOAT_SYMBOL_LIMIT = float(1 << 40)  # float symbols are clipped here before the int64 cast
 
 
@@ -111,10 +110,8 @@ class GmmEntropyCoder:
         except Exception as exc:  # constriction reports corrupt input as assorted errors
             raise BitstreamError(f"GMM-coded latent: entropy decoding failed: {exc}") from exc
         except BaseException as exc:
-            # A Rust panic surfaces as pyo3's PanicException, a BaseException.
-            if type(exc).__name__ != PANIC_EXCEPTION_NAME:
-                raise
-            raise BitstreamError(f"GMM-coded latent: entropy decoder panicked: {exc}") from exc
+            raise_if_panic(exc)
+            raise
         if not consumed:
             # ANS returns to its initial state only if every word was consumed in order,
             # so truncation, extra bytes and most bit flips all end up here.
