@@ -146,6 +146,16 @@ def test_config_typos_are_errors(tmp_path: Path) -> None:
         train(tiny("1_image", tmp_path, "trainable=[pframe.nothing]"))
 
 
+def test_set_overrides_reach_into_nested_mappings_and_lists() -> None:
+    cfg = load_train_config(FULL / "1_image.yaml", [
+        "optimizer.lr=2e-4", "data.train.0.root=/photos", "data.train.1.sources=[/clips]"])
+    assert cfg["optimizer"]["lr"] == 2e-4 and cfg["optimizer"]["aux_lr"] == 1e-3
+    assert cfg["data"]["train"][0]["root"] == "/photos"
+    assert cfg["phase_list"][0]["data"]["train"][1]["sources"] == ["/clips"]
+    with pytest.raises(InputError, match="not an index"):
+        load_train_config(FULL / "1_image.yaml", ["data.train.5.root=/x"])
+
+
 # -------------------------------------------------------------------- stages
 def test_all_stages_train_end_to_end_and_export_to_the_codec(tmp_path: Path) -> None:
     from dvc_edic.codec import SequenceDecoder, SequenceEncoder

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from dvc_edic.cli import EXIT_ERROR, EXIT_USAGE
-from dvc_edic.errors import DvcEdicError
+from dvc_edic.errors import DvcEdicError, InputError
 from dvc_edic.train.checkpoint import checkpoint_path, load_checkpoint
 from dvc_edic.train.config import load_train_config
 from dvc_edic.train.loop import train
 from dvc_edic.train.signals import exit_code
 
 AUTO = "auto"
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         resume = args.resume
+        if args.config is None and resume is not None and Path(resume).suffix in YAML_SUFFIXES:
+            # `--resume configs/x.yaml`: argparse gave the config to --resume's optional value
+            args.config, resume = resume, AUTO
+        if args.stop_after is not None and args.stop_after < 1:
+            raise InputError(f"--stop-after must be at least 1, got {args.stop_after}")
+        if args.time_limit is not None and args.time_limit <= 0:
+            raise InputError(f"--time-limit must be positive, got {args.time_limit}")
         if resume is not None and resume != AUTO:
             base = load_checkpoint(resume)["config"] if args.config is None else None
             cfg = load_train_config(args.config, args.set, base=base)

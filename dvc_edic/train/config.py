@@ -9,6 +9,7 @@ trained. Every default lives in :data:`DEFAULTS`, so nothing hides in the loop.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ DISTORTIONS = ("mse", "ms-ssim")
 QUALITY_MODES = ("per_sample", "per_batch", "fixed")
 REFERENCES = ("original", "intra")
 DECAYS = ("none", "step", "cosine")
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 # Dataset configs belong to dvc_edic.data and are replaced whole, never merged key by key.
 OPAQUE_KEYS = ("train", "val")
@@ -122,6 +125,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as exc:
         raise InputError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):
+        parsed = float(parsed)  # YAML 1.1 reads 5e-4 (no dot) as a string
     return path, parsed
 
 

@@ -26,6 +26,7 @@ class Context:
     local_rank: int
     world_size: int
     device: torch.device
+    owns_group: bool = False  # this run created the process group (and so destroys it)
 
     @property
     def distributed(self) -> bool:
@@ -60,6 +61,7 @@ def setup(device: str, timeout_minutes: float) -> Context:
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     dev = pick_device(device, local_rank)
+    owns = False
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
@@ -67,11 +69,14 @@ def setup(device: str, timeout_minutes: float) -> Context:
             backend="nccl" if dev.type == "cuda" else "gloo",
             timeout=_dt.timedelta(minutes=timeout_minutes),
         )
-    return Context(rank=rank, local_rank=local_rank, world_size=world, device=dev)
+        owns = True
+    return Context(rank=rank, local_rank=local_rank, world_size=world, device=dev,
+                   owns_group=owns)
 
 
 def teardown(ctx: Context) -> None:
-    if ctx.distributed and dist.is_initialized():
+    """Leave the process group if this run joined it (a caller's own group is kept)."""
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -178,6 +178,20 @@ class Trainer:
         time_limit_minutes: float | None = None,
     ) -> None:
         self.ctx = distributed.setup(cfg["device"], float(cfg["ddp"]["timeout_minutes"]))
+        try:
+            self._setup(cfg, resume, init_from, stop_after, time_limit_minutes)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(
+        self,
+        cfg: dict[str, Any],
+        resume: str | Path | None,
+        init_from: str | Path | None,
+        stop_after: int | None,
+        time_limit_minutes: float | None,
+    ) -> None:
         torch.set_num_threads(int(cfg["threads"]))
         self.cfg = cfg
         self.out_dir = Path(cfg["out_dir"])
@@ -425,6 +439,8 @@ class Trainer:
                     self.save()
                     last_save = time.monotonic()
                 if want_stop:
+                    if window:  # the steps since the last row would otherwise go unlogged
+                        logger.train(self._row(phase, window, window_time))
                     result.signal = stop.signal
                     logger.message(f"stopped at step {self.step} of {self.total}; checkpoint "
                                    f"{self.ckpt_path} (continue with --resume)")
