@@ -317,3 +317,22 @@ def test_full_stage_configs_name_existing_presets() -> None:
 
 if __name__ == "__main__":
     _ddp_worker(Path(sys.argv[1]))
+
+
+def test_compact_checkpoint_is_smaller_and_resumes_close_to_the_full_run(tmp_path: Path) -> None:
+    from dvc_edic.train.checkpoint import save_checkpoint
+    from dvc_edic.train.compact import compact_state
+
+    common = ["init_from=null", "checkpoint.every_steps=2", "loss.quality=fixed",
+              "loss.fixed_quality=4"]
+    whole = train(tiny("1_image", tmp_path / "whole", *common))
+    cfg = tiny("1_image", tmp_path / "split", *common)
+    first = train(cfg, stop_after=3)
+    small = tmp_path / "compact.pt"
+    save_checkpoint(compact_state(torch.load(first.checkpoint, weights_only=True)), small)
+    assert small.stat().st_size < 0.7 * Path(first.checkpoint).stat().st_size
+    second = train(cfg, resume=small)
+    assert second.finished and len(first.losses + second.losses) == len(whole.losses)
+    resumed = second.losses
+    reference = whole.losses[len(first.losses):]
+    assert max(abs(a - b) / abs(b) for a, b in zip(resumed, reference, strict=True)) < 0.05
