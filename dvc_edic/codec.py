@@ -15,7 +15,7 @@ import torch
 
 from dvc_edic.bitstream import FrameType, Header, Packet, Section
 from dvc_edic.bitstream.header import quantize_quality
-from dvc_edic.errors import BitstreamError, WeightsError
+from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.edic import CodedLatents
@@ -154,16 +154,19 @@ class SequenceDecoder:
         self.model = model.eval()
         self.header = header
         self.index = 0
-        info = VideoInfo(
-            width=header.width,
-            height=header.height,
-            fps=Fraction(header.fps_num, header.fps_den),
-            bit_depth=header.bit_depth,
-            chroma=header.chroma,
-            num_frames=header.frame_count,
-            matrix=header.matrix,
-            full_range=header.full_range,
-        )
+        try:
+            info = VideoInfo(
+                width=header.width,
+                height=header.height,
+                fps=Fraction(header.fps_num, header.fps_den),
+                bit_depth=header.bit_depth,
+                chroma=header.chroma,
+                num_frames=header.frame_count,
+                matrix=header.matrix,
+                full_range=header.full_range,
+            )
+        except InputError as exc:
+            raise BitstreamError(f"stream header describes an impossible video: {exc}") from exc
         self.info = info
         self._pipe = _Pipeline(model, info)
         h, w = self._model_size()

@@ -147,7 +147,7 @@ class SinkPipe:
     [
         {},
         dict(representation="rgb", matrix="bt601", full_range=True, bit_depth=10),
-        dict(width=16384, height=1, fps_num=25, fps_den=1, quality=8.0, intra_period=1),
+        dict(width=16384, height=2, fps_num=25, fps_den=1, quality=8.0, intra_period=1),
         dict(quality=1.0, intra_period=2**31 - 1, frame_count=12, model_id="x" * 64),
     ],
 )
@@ -444,8 +444,8 @@ packets = st.builds(
 )
 headers = st.builds(
     make_header,
-    width=st.integers(1, 16384),
-    height=st.integers(1, 16384),
+    width=st.integers(1, 8192).map(lambda n: 2 * n),
+    height=st.integers(1, 8192).map(lambda n: 2 * n),
     fps_num=st.integers(1, 2**32 - 1),
     fps_den=st.integers(1, 2**32 - 1),
     bit_depth=st.integers(8, 16),
@@ -532,3 +532,9 @@ def test_fuzz_headers_with_valid_crc(fixed: bytes, model_id: bytes) -> None:
     except BitstreamError:
         return
     assert header.to_bytes() == data
+
+
+def test_odd_420_dimensions_are_a_stream_error() -> None:
+    """4:2:0 cannot describe an odd size: such a header is corrupt, not a bad input file."""
+    with pytest.raises(BitstreamError, match="even dimensions"):
+        make_header(width=175)

@@ -143,6 +143,11 @@ class Header:
                 check_range(as_int(getattr(self, name), _where(name)), low, high, _where(name)),
             )
         _check_enum(CHROMA_CODES, self.chroma, "chroma")
+        if self.chroma == "420" and (self.width % 2 or self.height % 2):
+            raise BitstreamError(
+                f"{_where('width')}/height: 4:2:0 needs even dimensions, "
+                f"got {self.width}x{self.height}"
+            )
         _check_enum(REPRESENTATION_CODES, self.representation, "representation")
         _check_enum(MATRIX_CODES, self.matrix, "matrix")
         if not isinstance(self.full_range, bool):
