@@ -16,7 +16,7 @@ from tqdm import tqdm
 from dvc_edic.bitstream import BitstreamReader
 from dvc_edic.cli import UNTRAINED_NOTE, add_common_flags, run_cli, setup_threads
 from dvc_edic.codec import SequenceDecoder
-from dvc_edic.errors import InputError
+from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import open_writer
 from dvc_edic.weights import load_model
 
@@ -40,9 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_threads(args.threads)
     inp = Path(args.input)
+    if inp.is_dir():
+        raise InputError(f"{inp}: is a directory, expected a stream file")
     if not inp.is_file():
         raise InputError(f"{inp}: no such stream file")
     model = load_model(args.weights)
+    try:
+        return _decode(inp, model, args)
+    except BitstreamError as exc:
+        raise BitstreamError(f"{inp}: {exc}") from exc
+
+
+def _decode(inp: Path, model, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with inp.open("rb") as f:
         reader = BitstreamReader(f)

@@ -60,7 +60,7 @@ def check_output_path(target: PathLike, *, overwrite: bool, inputs: Iterable[Pat
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an output file name")
     if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists; pass overwrite=True (--overwrite) to replace it")
+        raise InputError(f"{path}: already exists; pass --force (overwrite=True) to replace it")
     directory = path.parent
     if not directory.is_dir():
         raise InputError(f"{path}: output directory {directory} does not exist")
@@ -145,12 +145,12 @@ class AtomicFile:
             os.link(self.temp_path, self.target)
         except FileExistsError:
             raise InputError(
-                f"{self.target}: appeared while writing; not replacing it (pass overwrite=True)"
+                f"{self.target}: appeared while writing; not replacing it (pass --force)"
             ) from None
         except OSError:  # filesystems without hard links: check, then rename
             if self.target.exists():
                 raise InputError(
-                    f"{self.target}: appeared while writing; not replacing it (pass overwrite=True)"
+                    f"{self.target}: appeared while writing; not replacing it (pass --force)"
                 ) from None
             os.replace(self.temp_path, self.target)
             return
