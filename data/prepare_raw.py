@@ -24,8 +24,8 @@ try:
 except ImportError:  # run from a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dvc_edic.cli import run_cli
 from dvc_edic.data.sources import resolve_sources
-from dvc_edic.errors import DvcEdicError
 from dvc_edic.io import open_video, open_writer
 from dvc_edic.io.frames import MIN_BIT_DEPTH
 
@@ -69,18 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=None, help="keep the first N frames")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for source in resolve_sources(args.sources, kind="video"):
-            target = convert(
-                source, args.out, fmt=args.fmt, max_frames=args.max_frames, overwrite=args.overwrite
-            )
-            print(f"{source} -> {target}")
-    except DvcEdicError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    for source in resolve_sources(args.sources, kind="video"):
+        target = convert(
+            source, args.out, fmt=args.fmt, max_frames=args.max_frames, overwrite=args.overwrite
+        )
+        print(f"{source} -> {target}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, None))

@@ -30,6 +30,7 @@ try:
 except ImportError:  # run from a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dvc_edic.cli import run_cli
 from dvc_edic.colour import frame_to_rgb
 from dvc_edic.data.sources import drop_evaluation_sequences, split_holdout
 from dvc_edic.data.vimeo import (
@@ -39,7 +40,7 @@ from dvc_edic.data.vimeo import (
     TEST_LIST,
     TRAIN_LIST,
 )
-from dvc_edic.errors import DvcEdicError, InputError
+from dvc_edic.errors import InputError
 from dvc_edic.io import Frame, open_video
 
 # Vimeo-90k's own frame size (width, height).
@@ -128,42 +129,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        size = parse_size(args.size)
-        if not 0.0 < args.scale <= 1.0 or args.step < 1 or args.tiles < 1:
-            raise InputError("need 0 < --scale <= 1, --step >= 1 and --tiles >= 1")
-        if (args.out / SEQUENCES_DIR).exists():
-            raise InputError(f"{args.out / SEQUENCES_DIR}: exists; choose a new --out")
-        train, test = split_holdout(
-            args.sources, names=args.test_names, fraction=args.test_fraction, seed=args.seed
+    size = parse_size(args.size)
+    if not 0.0 < args.scale <= 1.0 or args.step < 1 or args.tiles < 1:
+        raise InputError("need 0 < --scale <= 1, --step >= 1 and --tiles >= 1")
+    if (args.out / SEQUENCES_DIR).exists():
+        raise InputError(f"{args.out / SEQUENCES_DIR}: exists; choose a new --out")
+    train, test = split_holdout(
+        args.sources, names=args.test_names, fraction=args.test_fraction, seed=args.seed
+    )
+    train = drop_evaluation_sequences(train, "prepare_vimeo_style")
+    test = drop_evaluation_sequences(test, "prepare_vimeo_style")
+    lists: dict[str, list[str]] = {TRAIN_LIST: [], TEST_LIST: []}
+    for number, path in enumerate(sorted(train + test, key=lambda p: p.name), start=1):
+        group = f"{number:05d}"
+        count = septuplets_of(
+            path,
+            args.out / SEQUENCES_DIR / group,
+            size=size,
+            scale=args.scale,
+            step=args.step,
+            tiles=args.tiles,
+            max_windows=args.max_windows,
         )
-        train = drop_evaluation_sequences(train, "prepare_vimeo_style")
-        test = drop_evaluation_sequences(test, "prepare_vimeo_style")
-        lists: dict[str, list[str]] = {TRAIN_LIST: [], TEST_LIST: []}
-        for number, path in enumerate(sorted(train + test, key=lambda p: p.name), start=1):
-            group = f"{number:05d}"
-            count = septuplets_of(
-                path,
-                args.out / SEQUENCES_DIR / group,
-                size=size,
-                scale=args.scale,
-                step=args.step,
-                tiles=args.tiles,
-                max_windows=args.max_windows,
-            )
-            names = [f"{group}/{k:04d}" for k in range(1, count + 1)]
-            lists[TEST_LIST if path in test else TRAIN_LIST] += names
-            print(
-                f"{path.name}: {count} septuplets -> {SEQUENCES_DIR}/{group}"
-                f"{' (test)' if path in test else ''}"
-            )
-        for list_name, names in lists.items():
-            (args.out / list_name).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
-    except DvcEdicError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        names = [f"{group}/{k:04d}" for k in range(1, count + 1)]
+        lists[TEST_LIST if path in test else TRAIN_LIST] += names
+        print(
+            f"{path.name}: {count} septuplets -> {SEQUENCES_DIR}/{group}"
+            f"{' (test)' if path in test else ''}"
+        )
+    for list_name, names in lists.items():
+        (args.out / list_name).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, None))

@@ -23,6 +23,17 @@ def describe_names(paths: Sequence[Path]) -> str:
     return text
 
 
+def describe_clip_settings(
+    frames: int, crop: tuple[int, int] | None, stride: int, flips: bool, representation: str
+) -> str:
+    """The sampling settings every clip dataset reports in its description."""
+    size = "whole frames" if crop is None else f"crop {crop[1]}x{crop[0]}"
+    return (
+        f"{frames} frames/item, {size}, temporal stride <= {stride}, "
+        f"flips {'on' if flips else 'off'}, {representation}"
+    )
+
+
 class RandomCropDataset(Dataset):
     """Base of the datasets: deterministic items given (seed, epoch, index).
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dvc_edic.data.access import FrameSource, SeekCursor, ShortSourceError, StreamCursor
-from dvc_edic.data.base import RandomCropDataset, describe_names
+from dvc_edic.data.base import RandomCropDataset, describe_clip_settings, describe_names
 from dvc_edic.data.cache import LruCache
 from dvc_edic.data.convert import crop_frame, flip_frame, frame_to_model
 from dvc_edic.data.sampling import (
@@ -141,13 +141,13 @@ class VideoClipDataset(RandomCropDataset):
 
     @property
     def description(self) -> str:
-        crop = "whole frames" if self.crop is None else f"crop {self.crop[1]}x{self.crop[0]}"
         total = sum(s.num_frames for s in self.sources)
+        settings = describe_clip_settings(
+            self.frames, self.crop, self.max_temporal_stride, self.flips, self.representation
+        )
         return (
             f"video clips (real): {len(self.sources)} files [{describe_names(self.files)}], "
-            f"{total} frames; "
-            f"{self.frames} frames/item, {crop}, temporal stride <= {self.max_temporal_stride}, "
-            f"flips {'on' if self.flips else 'off'}, {self.representation}"
+            f"{total} frames; {settings}"
         )
 
     # --- per-process state: open files and cache never travel to workers -------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dvc_edic.data.base import RandomCropDataset
+from dvc_edic.data.base import RandomCropDataset, describe_clip_settings
 from dvc_edic.data.cache import LruCache
 from dvc_edic.data.images import load_rgb, rgb_array_to_model, rgb_window
 from dvc_edic.data.sampling import (
@@ -142,12 +142,12 @@ class VimeoSeptupletDataset(RandomCropDataset):
 
     @property
     def description(self) -> str:
-        crop = "whole frames" if self.crop is None else f"crop {self.crop[1]}x{self.crop[0]}"
+        settings = describe_clip_settings(
+            self.frames, self.crop, self.max_temporal_stride, self.flips, self.representation
+        )
         return (
             f"Vimeo-90k septuplets (real): {len(self.sequences)} sequences ({self.split}) "
-            f"from {self.root.name}; {self.frames} frames/item, {crop}, temporal stride <= "
-            f"{self.max_temporal_stride}, flips {'on' if self.flips else 'off'}, "
-            f"{self.representation}"
+            f"from {self.root.name}; {settings}"
         )
 
     def __getstate__(self) -> dict[str, object]:
