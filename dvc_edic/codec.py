@@ -21,7 +21,13 @@ from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.edic import CodedLatents
 from dvc_edic.models.pframe import PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
-from dvc_edic.representation import crop_to, frame_to_tensor, pad_to_multiple, tensor_to_frame
+from dvc_edic.representation import (
+    crop_to,
+    frame_to_tensor,
+    pad_to_multiple,
+    representation_size,
+    tensor_to_frame,
+)
 from dvc_edic.weights import weights_hash
 
 QUALITY_MIN = 1.0
@@ -169,15 +175,9 @@ class SequenceDecoder:
             raise BitstreamError(f"stream header describes an impossible video: {exc}") from exc
         self.info = info
         self._pipe = _Pipeline(model, info)
-        h, w = self._model_size()
+        h, w = representation_size(header.width, header.height, model.representation)
         self._padded = (-(-h // model.stride) * model.stride, -(-w // model.stride) * model.stride)
         self._size = (h, w)
-
-    def _model_size(self) -> tuple[int, int]:
-        """The unpadded model-tensor size for the header's picture size."""
-        if self.model.representation == "yuv420":
-            return self.header.height // 2, self.header.width // 2
-        return self.header.height, self.header.width
 
     @torch.no_grad()
     def decode(self, packet: Packet) -> Frame:
