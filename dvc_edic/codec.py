@@ -40,7 +40,9 @@ P_SECTIONS = ("mv_z", "mv_y", "res_z", "res_y")
 def coded_quality(quality: float, levels: int) -> float:
     """The quality value exactly as the decoder will read it from the header."""
     if not QUALITY_MIN <= quality <= levels:
-        raise ValueError(f"quality must be between {QUALITY_MIN:g} and {levels}, got {quality:g}")
+        raise InputError(
+            f"--quality must be between {QUALITY_MIN:g} and {levels}, got {quality:g}"
+        )
     return quantize_quality(quality)
 
 

@@ -170,7 +170,3 @@ def load_model(path: str | Path | None = None) -> VideoCodecModel:
         stacklevel=2,
     )
     return untrained_model()
-
-
-def is_untrained(path: str | Path | None) -> bool:
-    return path is None and not DEFAULT_WEIGHTS.is_file()

@@ -175,3 +175,12 @@ def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
                str(weights))
     assert dec.returncode == 0, dec.stderr
     assert np.asarray(Image.open(back)).shape == (70, 91, 3)
+
+
+@pytest.mark.parametrize("quality", [0.5, 8.5])
+def test_quality_outside_the_ladder_is_an_input_error(tiny_model, quality: float) -> None:
+    from dvc_edic.errors import InputError
+
+    info = VideoInfo(width=64, height=64, fps=Fraction(30), bit_depth=8)
+    with pytest.raises(InputError, match="between 1 and 8"):
+        SequenceEncoder(tiny_model, info, quality, 12)
