@@ -184,3 +184,18 @@ def test_quality_outside_the_ladder_is_an_input_error(tiny_model, quality: float
     info = VideoInfo(width=64, height=64, fps=Fraction(30), bit_depth=8)
     with pytest.raises(InputError, match="between 1 and 8"):
         SequenceEncoder(tiny_model, info, quality, 12)
+
+
+def test_paper_preset_codes_a_short_sequence_exactly() -> None:
+    """The GPU-sized preset is built from the same code; check it really codes, on a tiny clip."""
+    from dvc_edic.config import load_preset
+    from dvc_edic.models.video import VideoCodecModel
+
+    torch.manual_seed(0)
+    model = VideoCodecModel(load_preset("paper"))
+    model.update_entropy_tables()
+    model.eval()
+    frames = [smooth_frame(64, 96, s) for s in range(2)]
+    data, recons, _, header = _encode(model, frames)
+    assert header.model_id == "dvc_edic-paper-v1"
+    assert all(d == r for d, r in zip(_decode(model, data), recons, strict=True))
