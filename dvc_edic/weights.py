@@ -11,18 +11,17 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from dvc_edic.config import load_preset
 from dvc_edic.errors import WeightsError
+from dvc_edic.io.atomic import AtomicFile
 from dvc_edic.models.video import VideoCodecModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -73,14 +72,13 @@ def save_weights(
         meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    sink = AtomicFile(path, overwrite=True)
     try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        sink.file.write(save(tensors, metadata=meta))
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dvc_edic.io.atomic import AtomicFile
+
 # Packages whose versions change numbers (decoders, metrics, BD interpolation).
 VERSIONED_PACKAGES = (
     "torch",
@@ -35,7 +37,8 @@ PCT_DECIMALS = 2
 DB_DECIMALS = 3
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's marketing name, so results from different machines can be told apart."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
@@ -82,7 +85,7 @@ def machine_info(module: str, argv: Sequence[str] | None = None) -> dict[str, An
         except metadata.PackageNotFoundError:
             versions[pkg] = _module_version(pkg)
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "versions": versions,
@@ -95,11 +98,14 @@ def machine_info(module: str, argv: Sequence[str] | None = None) -> dict[str, An
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a killed run leaves either the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    sink = AtomicFile(path, overwrite=True)
+    try:
+        sink.file.write(text.encode("utf-8"))
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def _cell(entry: Mapping[str, Any] | None) -> str:
