@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import torch
 
-from dvc_edic.bitstream import FrameType, Header, Packet, Section
+from dvc_edic.bitstream import DEFAULT_LIMITS, FrameType, Header, Limits, Packet, Section
 from dvc_edic.bitstream.header import quantize_quality
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
@@ -44,6 +44,22 @@ def coded_quality(quality: float, levels: int) -> float:
             f"--quality must be between {QUALITY_MIN:g} and {levels}, got {quality:g}"
         )
     return quantize_quality(quality)
+
+
+def check_frame_size(width: int, height: int, limits: Limits, where: str) -> None:
+    """Refuse, before any coding, frames the decoder with the same limits would refuse.
+
+    `where` starts the message (the input file, for the CLI), so the user learns
+    which file is too large and which flag raises the cap.
+    """
+    pixels = width * height
+    if pixels > limits.max_pixels:
+        raise InputError(
+            f"{where}: frames are {width}x{height} = {pixels} pixels, above the limit of "
+            f"{limits.max_pixels} pixels per frame; a decoder with that limit would refuse the "
+            f"stream. To encode it anyway pass --max-pixels {pixels} (or more) here and when "
+            f"decoding (Limits(max_pixels=...) in Python)"
+        )
 
 
 def _latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
@@ -97,8 +113,15 @@ class SequenceEncoder:
     """Turns frames into packets; ``encode`` also returns the decoder's output frame."""
 
     def __init__(
-        self, model: VideoCodecModel, info: VideoInfo, quality: float, intra_period: int
+        self,
+        model: VideoCodecModel,
+        info: VideoInfo,
+        quality: float,
+        intra_period: int,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        check_frame_size(info.width, info.height, limits, "input")
+        self.limits = limits  # what the stream writer must apply too
         self.model = model.eval()
         self.quality = coded_quality(quality, model.quality_levels)
         self.intra_period = intra_period

@@ -13,8 +13,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dvc_edic.bitstream import BitstreamReader
-from dvc_edic.cli import UNTRAINED_NOTE, add_common_flags, run_cli, setup_threads
+from dvc_edic.bitstream import BitstreamReader, Limits
+from dvc_edic.cli import (
+    UNTRAINED_NOTE,
+    add_common_flags,
+    add_max_pixels_flag,
+    limits_from_flags,
+    run_cli,
+    setup_threads,
+)
 from dvc_edic.codec import SequenceDecoder
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import open_writer
@@ -32,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="dvc_edic stream (.dvce)")
     p.add_argument("-o", "--output", required=True, help="decoded video (.yuv or .y4m)")
+    add_max_pixels_flag(p, "decode")
     add_common_flags(p)
     return p
 
@@ -39,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_threads(args.threads)
+    limits = limits_from_flags(args.max_pixels)
     inp = Path(args.input)
     if inp.is_dir():
         raise InputError(f"{inp}: is a directory, expected a stream file")
@@ -46,15 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"{inp}: no such stream file")
     model = load_model(args.weights)
     try:
-        return _decode(inp, model, args)
+        return _decode(inp, model, args, limits)
     except BitstreamError as exc:
         raise BitstreamError(f"{inp}: {exc}") from exc
 
 
-def _decode(inp: Path, model, args: argparse.Namespace) -> int:
+def _decode(inp: Path, model, args: argparse.Namespace, limits: Limits) -> int:
     start = time.perf_counter()
     with inp.open("rb") as f:
-        reader = BitstreamReader(f)
+        reader = BitstreamReader(f, limits)
         decoder = SequenceDecoder(model, reader.header)
         n = 0
         bar = tqdm(

@@ -15,8 +15,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dvc_edic.bitstream import BitstreamWriter
-from dvc_edic.cli import UNTRAINED_NOTE, add_common_flags, run_cli, setup_threads
-from dvc_edic.codec import SequenceEncoder
+from dvc_edic.cli import (
+    UNTRAINED_NOTE,
+    add_common_flags,
+    add_max_pixels_flag,
+    limits_from_flags,
+    run_cli,
+    setup_threads,
+)
+from dvc_edic.codec import SequenceEncoder, check_frame_size
 from dvc_edic.errors import InputError
 from dvc_edic.io import open_video
 from dvc_edic.io.atomic import AtomicFile
@@ -68,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bit-depth", type=int, default=None, help="bit depth of a raw .yuv (8 or 10)")
     p.add_argument("--stats", metavar="JSON", default=None, help="write per-frame statistics here")
+    add_max_pixels_flag(p, "encode")
     add_common_flags(p)
     return p
 
@@ -83,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.output) if args.output else default_output(inp)
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
+    limits = limits_from_flags(args.max_pixels)
     model = load_model(args.weights)
     with open_video(
         inp,
@@ -93,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_frames=args.frames,
     ) as reader:
         info = reader.info
-        encoder = SequenceEncoder(model, info, args.quality, args.intra_period)
+        # Before any coding (opening read at most a header, or one probe frame of a container).
+        check_frame_size(info.width, info.height, limits, str(inp))
+        encoder = SequenceEncoder(model, info, args.quality, args.intra_period, limits)
         summary = _encode(reader, encoder, out, inp, args)
     _print_summary(summary, out)
     if args.stats:
@@ -112,7 +123,7 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
     sink = AtomicFile(out, overwrite=args.force, inputs=[inp])
     start = time.perf_counter()
     try:
-        writer = BitstreamWriter(sink.file, encoder.header)
+        writer = BitstreamWriter(sink.file, encoder.header, encoder.limits)
         bar = tqdm(total=total, unit="f", disable=args.quiet, file=sys.stderr, desc="encode")
         bits = 0
         for frame in reader:

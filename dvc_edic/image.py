@@ -24,8 +24,16 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, Packet, Section
-from dvc_edic.cli import UNTRAINED_NOTE, add_common_flags, run_cli, setup_threads
-from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.bitstream.limits import DEFAULT_LIMITS, Limits
+from dvc_edic.cli import (
+    UNTRAINED_NOTE,
+    add_common_flags,
+    add_max_pixels_flag,
+    limits_from_flags,
+    run_cli,
+    setup_threads,
+)
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder, check_frame_size
 from dvc_edic.colour import frame_to_rgb, rgb_to_yuv
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
@@ -42,15 +50,19 @@ DEFAULT_QUALITY = 4.0
 BITS_PER_BYTE = 8
 
 
-def _rgb_to_frame(rgb: np.ndarray) -> Frame:
-    """uint8 (H, W, 3) with even H, W -> 8-bit YUV 4:2:0 frame."""
+def rgb_to_frame(rgb: np.ndarray) -> Frame:
+    """uint8 (H, W, 3) with even H, W -> 8-bit YUV 4:2:0 frame.
+
+    Public so eval.image_rd's x265 anchor codes exactly the YUV this codec codes.
+    """
     t = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(torch.float32) / MAX_SAMPLE
     planes = rgb_to_yuv(t, matrix=IMAGE_MATRIX, full_range=IMAGE_FULL_RANGE)
     y, u, v = ((p[0, 0].clamp(0, 1) * MAX_SAMPLE).round().to(torch.uint8).numpy() for p in planes)
     return Frame(y=y, u=u, v=v, bit_depth=IMAGE_BIT_DEPTH)
 
 
-def _frame_to_rgb8(frame: Frame) -> np.ndarray:
+def frame_to_rgb8(frame: Frame) -> np.ndarray:
+    """The inverse of rgb_to_frame, rounded and clipped back to 8-bit RGB."""
     rgb = frame_to_rgb(frame, matrix=IMAGE_MATRIX, full_range=IMAGE_FULL_RANGE)
     return np.clip(np.round(rgb * MAX_SAMPLE), 0, MAX_SAMPLE).astype(np.uint8)
 
@@ -65,15 +77,19 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError(f"{path}: not an image Pillow can read ({exc})") from exc
 
 
-def _pad_even(rgb: np.ndarray) -> np.ndarray:
+def pad_even(rgb: np.ndarray) -> np.ndarray:
+    """Edge-replicate to even H, W, which 4:2:0 chroma needs; callers crop back."""
     h, w = rgb.shape[:2]
     return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def encode_image(rgb: np.ndarray, model, quality: float) -> tuple[bytes, np.ndarray]:
+def encode_image(
+    rgb: np.ndarray, model, quality: float, limits: Limits = DEFAULT_LIMITS, where: str = "image"
+) -> tuple[bytes, np.ndarray]:
     """Returns the stream bytes and the decoder's RGB reconstruction."""
     h, w = rgb.shape[:2]
-    frame = _rgb_to_frame(_pad_even(rgb))
+    check_frame_size(w + w % 2, h + h % 2, limits, where)
+    frame = rgb_to_frame(pad_even(rgb))
     info = VideoInfo(
         width=frame.width,
         height=frame.height,
@@ -83,18 +99,20 @@ def encode_image(rgb: np.ndarray, model, quality: float) -> tuple[bytes, np.ndar
         matrix=IMAGE_MATRIX,
         full_range=IMAGE_FULL_RANGE,
     )
-    encoder = SequenceEncoder(model, info, quality, intra_period=1)
+    encoder = SequenceEncoder(model, info, quality, intra_period=1, limits=limits)
     packet, recon = encoder.encode(frame)
     packet = Packet(packet.frame_type, (*packet.sections, Section(CROP_SECTION, (h, w), b"")))
     buf = io.BytesIO()
-    writer = BitstreamWriter(buf, encoder.header)
+    writer = BitstreamWriter(buf, encoder.header, limits)
     writer.write_packet(packet)
     writer.finalize()
-    return buf.getvalue(), _frame_to_rgb8(recon)[:h, :w]
+    return buf.getvalue(), frame_to_rgb8(recon)[:h, :w]
 
 
-def decode_image(data: bytes | io.BufferedIOBase, model) -> np.ndarray:
-    reader = BitstreamReader(data)
+def decode_image(
+    data: bytes | io.BufferedIOBase, model, limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray:
+    reader = BitstreamReader(data, limits)
     decoder = SequenceDecoder(model, reader.header)
     packets = reader.read_all()
     if len(packets) != 1:
@@ -108,7 +126,7 @@ def decode_image(data: bytes | io.BufferedIOBase, model) -> np.ndarray:
         raise BitstreamError(
             f"crop size {h}x{w} does not fit the coded size {hdr.height}x{hdr.width}"
         )
-    return _frame_to_rgb8(decoder.decode(packet))[:h, :w]
+    return frame_to_rgb8(decoder.decode(packet))[:h, :w]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_QUALITY,
         help=f"1 (lowest rate) to 8 (highest); fractions interpolate (default {DEFAULT_QUALITY:g})",
     )
+    add_max_pixels_flag(enc, "encode")
     add_common_flags(enc)
     dec = sub.add_parser("decode", help=".dvce -> PNG", epilog=UNTRAINED_NOTE)
     dec.add_argument("input")
     dec.add_argument("output")
+    add_max_pixels_flag(dec, "decode")
     add_common_flags(dec)
     return p
 
@@ -139,11 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_threads(args.threads)
     inp, out = Path(args.input), Path(args.output)
+    limits = limits_from_flags(args.max_pixels)
     model = load_model(args.weights)
     start = time.perf_counter()
     if args.command == "encode":
         rgb = read_image(inp)
-        data, recon = encode_image(rgb, model, args.quality)
+        data, recon = encode_image(rgb, model, args.quality, limits, str(inp))
         _write(out, data, args.force, inp)
         mse = float(np.mean((rgb.astype(np.float64) - recon.astype(np.float64)) ** 2))
         bpp = len(data) * BITS_PER_BYTE / (rgb.shape[0] * rgb.shape[1])
@@ -154,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if not inp.is_file():
             raise InputError(f"{inp}: no such stream file")
-        rgb = decode_image(inp.read_bytes(), model)
+        rgb = decode_image(inp.read_bytes(), model, limits)
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, format="PNG")
         _write(out, buf.getvalue(), args.force, inp)

@@ -7,10 +7,13 @@ are always the size of the file the encoder wrote.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +29,8 @@ DVC_DECODE_MODULE = "dvc_edic.decode_sequence"
 QUIET_OVERWRITE = ("--force", "--quiet")
 # Longest a single dvc_edic encode or decode may run before we call it hung (seconds).
 DVC_TIMEOUT_S = 24 * 3600
+# Read size when hashing a weights file.
+DIGEST_CHUNK = 1 << 20
 
 
 @dataclass
@@ -158,6 +163,7 @@ class DvcEdicAdapter:
             "encode_args": self.extra_encode,
             "decode_args": self.extra_decode,
             "version": _dvc_version(),
+            "weights": weights_identity(self.extra_encode),
         }
 
     def _run(self, cmd: list[str], what: str) -> float:
@@ -187,6 +193,32 @@ class DvcEdicAdapter:
         }
         bits = 8 * stream.stat().st_size
         return PointRun(stream, decoded, bits, None, enc_s, dec_s, info)
+
+
+@lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(DIGEST_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weights_identity(args: Sequence[str]) -> str:
+    """What decides the dvc_edic points besides the code: the weights the CLI will load.
+
+    Cached points made with other weights must not be reused, so the key holds the
+    file's digest (or says the seeded untrained model is used).
+    """
+    from dvc_edic.weights import DEFAULT_WEIGHTS
+
+    path = DEFAULT_WEIGHTS
+    if "--weights" in args[:-1]:
+        path = Path(args[list(args).index("--weights") + 1])
+    if not path.is_file():
+        return "untrained" if path == DEFAULT_WEIGHTS else f"missing {path}"
+    stat = path.stat()
+    return "sha256:" + _file_digest(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
 def _dvc_version() -> str:

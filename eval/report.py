@@ -95,10 +95,9 @@ def machine_info(module: str, argv: Sequence[str] | None = None) -> dict[str, An
     }
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a killed run leaves either the old file or the new one."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that a killed run leaves either the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
     sink = AtomicFile(path, overwrite=True)
     try:
         sink.file.write(text.encode("utf-8"))
@@ -106,6 +105,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         sink.abort()
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 def _cell(entry: Mapping[str, Any] | None) -> str:

@@ -23,10 +23,12 @@ import pytest
 import torch
 
 from dvc_edic import decode_sequence, encode_sequence
-from dvc_edic.bitstream import FORMAT_VERSION, BitstreamReader
+from dvc_edic.bitstream import FORMAT_VERSION, BitstreamReader, Limits
 from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, VERSION
+from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS_FRAME
 from dvc_edic.cli import EXIT_ERROR, EXIT_INTERRUPTED
-from dvc_edic.codec import SequenceDecoder
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.errors import InputError
 from dvc_edic.io import VideoInfo, open_video, open_writer
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import load_weights, save_weights
@@ -150,6 +152,87 @@ def test_width_or_height_odd_zero_or_huge(
     result = tools.encode(clip, "-o", out, "--width", str(width), "--height", str(height))
     assert_error(result, clip, expect)
     assert no_outputs(tmp_path, "o.dvce")
+
+
+def test_frame_area_above_the_default_cap_is_refused_before_coding(
+    tools: Tools, weights: Path, tmp_path: Path
+) -> None:
+    width, height = DEFAULT_MAX_PIXELS_FRAME[0] + 16, DEFAULT_MAX_PIXELS_FRAME[1]
+    src = tmp_path / f"big_{width}x{height}_30.yuv"
+    with src.open("wb") as f:  # one frame of the right size, sparse: no data is written
+        f.truncate(width * height * 3 // 2)
+    line = assert_error(
+        tools.encode(src, "-o", tmp_path / "o.dvce"),
+        src,
+        f"{width}x{height}",
+        str(width * height),
+        str(DEFAULT_MAX_PIXELS),
+        "--max-pixels",
+    )
+    assert "pixels" in line
+    assert no_outputs(tmp_path, "o.dvce")
+    # the Python API refuses the same frames, and takes the cap from its Limits
+    info = VideoInfo(width=width, height=height, fps=Fraction(30), bit_depth=8)
+    with pytest.raises(InputError, match="--max-pixels"):
+        SequenceEncoder(load_weights(weights), info, 4.0, -1)
+    roomy = Limits(max_pixels=width * height)
+    assert SequenceEncoder(load_weights(weights), info, 4.0, -1, roomy).limits == roomy
+
+
+# A frame small enough to code in a moment, and caps on either side of its area.
+SMALL_W, SMALL_H = 64, 48
+BELOW_SMALL_AREA = 1000
+AT_SMALL_AREA = SMALL_W * SMALL_H
+
+
+@pytest.fixture
+def small_clip(tmp_path: Path) -> Path:
+    frames = [smooth_frame(SMALL_H, SMALL_W, seed) for seed in range(2)]
+    return write_yuv(tmp_path / f"small_{SMALL_W}x{SMALL_H}_30.yuv", frames)
+
+
+def test_max_pixels_flag_bounds_the_encoder(tools: Tools, small_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.dvce"
+    line = assert_error(
+        tools.encode(small_clip, "-o", out, "--max-pixels", str(BELOW_SMALL_AREA)),
+        small_clip,
+        f"{SMALL_W}x{SMALL_H}",
+        str(AT_SMALL_AREA),
+        str(BELOW_SMALL_AREA),
+        "--max-pixels",
+    )
+    assert "pixels" in line
+    assert no_outputs(tmp_path, out.name)
+    encode_ok(tools, small_clip, out, "--max-pixels", str(AT_SMALL_AREA))  # inclusive
+    assert BitstreamReader(out.read_bytes()).header.width == SMALL_W
+
+
+def test_max_pixels_flag_bounds_the_decoder(tools: Tools, small_clip: Path, tmp_path: Path) -> None:
+    stream, out = tmp_path / "s.dvce", tmp_path / "o.yuv"
+    encode_ok(tools, small_clip, stream)
+    assert_error(
+        tools.decode(stream, "-o", out, "--max-pixels", str(BELOW_SMALL_AREA)),
+        stream,
+        f"{SMALL_W}x{SMALL_H}",
+        str(AT_SMALL_AREA),
+        str(BELOW_SMALL_AREA),
+        "--max-pixels",
+    )
+    assert no_outputs(tmp_path, out.name)
+    code, err = tools.decode(stream, "-o", out, "--max-pixels", str(AT_SMALL_AREA))
+    assert code == 0, err
+    with open_video(out, width=SMALL_W, height=SMALL_H) as r:
+        assert r.info.num_frames == 2
+
+
+@pytest.mark.parametrize("tool", ["encode", "decode"])
+def test_max_pixels_below_one_is_refused(
+    tools: Tools, small_clip: Path, tmp_path: Path, tool: str
+) -> None:
+    run = tools.encode if tool == "encode" else tools.decode
+    code, err = run(small_clip, "-o", tmp_path / "o.yuv", "--max-pixels", "0")
+    assert code == EXIT_ERROR and "--max-pixels must be at least 1, got 0" in err, err
+    assert no_outputs(tmp_path, "o.yuv")
 
 
 def test_ten_bit_input_round_trips_as_ten_bit(tools: Tools, weights: Path, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from dvc_edic.bitstream import (
     quantize_quality,
 )
 from dvc_edic.bitstream.header import FIELD_OFFSETS, FIXED
+from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS
 from dvc_edic.bitstream.source import READ_CHUNK
 from dvc_edic.errors import BitstreamError, InputError
 
@@ -389,8 +390,10 @@ def _refused_cheaply(data: object, limits: Limits = DEFAULT_LIMITS) -> str:
 def test_crafted_huge_claims_do_not_allocate(tmp_path: Path) -> None:
     huge = make_header(width=16384, height=16384, frame_count=2**31).to_bytes()
     crafted = huge + bytes(1024 - len(huge))
-    assert "frame_count" in _refused_cheaply(crafted)
-    wide = Limits(max_frame_count=2**32 - 1)
+    assert "max_pixels" in _refused_cheaply(crafted)  # the frame area comes first
+    big = Limits(max_pixels=16384 * 16384)
+    assert "frame_count" in _refused_cheaply(crafted, big)
+    wide = Limits(max_pixels=16384 * 16384, max_frame_count=2**32 - 1)
     assert "only" in _refused_cheaply(crafted, wide)  # frame count vs bytes that follow
 
     head = make_header(frame_count=1).to_bytes()
@@ -442,20 +445,28 @@ packets = st.builds(
     frame_type=st.sampled_from(FrameType),
     sections=st.lists(sections, max_size=5, unique_by=lambda s: s.name).map(tuple),
 )
-headers = st.builds(
-    make_header,
-    width=st.integers(1, 8192).map(lambda n: 2 * n),
-    height=st.integers(1, 8192).map(lambda n: 2 * n),
-    fps_num=st.integers(1, 2**32 - 1),
-    fps_den=st.integers(1, 2**32 - 1),
-    bit_depth=st.integers(8, 16),
-    representation=st.sampled_from(["yuv420", "rgb"]),
-    matrix=st.sampled_from(["bt709", "bt601"]),
-    full_range=st.booleans(),
-    model_id=names,
-    quality=st.integers(1000, 8000).map(lambda m: m / 1000),
-    intra_period=st.one_of(st.just(-1), st.integers(1, 2**31 - 1)),
-)
+
+
+def _headers_of_width(width: int) -> st.SearchStrategy[Header]:
+    # Heights up to 16384, but within Limits.max_pixels so the default reader takes them.
+    max_half_height = min(8192, DEFAULT_MAX_PIXELS // width // 2)
+    return st.builds(
+        make_header,
+        width=st.just(width),
+        height=st.integers(1, max_half_height).map(lambda n: 2 * n),
+        fps_num=st.integers(1, 2**32 - 1),
+        fps_den=st.integers(1, 2**32 - 1),
+        bit_depth=st.integers(8, 16),
+        representation=st.sampled_from(["yuv420", "rgb"]),
+        matrix=st.sampled_from(["bt709", "bt601"]),
+        full_range=st.booleans(),
+        model_id=names,
+        quality=st.integers(1000, 8000).map(lambda m: m / 1000),
+        intra_period=st.one_of(st.just(-1), st.integers(1, 2**31 - 1)),
+    )
+
+
+headers = st.integers(1, 8192).map(lambda n: 2 * n).flatmap(_headers_of_width)
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

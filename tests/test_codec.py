@@ -175,6 +175,14 @@ def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
                str(weights))
     assert dec.returncode == 0, dec.stderr
     assert np.asarray(Image.open(back)).shape == (70, 91, 3)
+    # the pixel cap: a 70x92 (padded) image is refused under 6440 pixels, naming the file
+    small = _run("-m", "dvc_edic.image", "encode", str(png), str(tmp_path / "s.dvce"),
+                 "--weights", str(weights), "--max-pixels", "6439")
+    assert small.returncode == 1 and str(png) in small.stderr and "--max-pixels" in small.stderr
+    assert not (tmp_path / "s.dvce").exists()
+    dec_small = _run("-m", "dvc_edic.image", "decode", str(stream), str(tmp_path / "s.png"),
+                     "--weights", str(weights), "--max-pixels", "6439")
+    assert dec_small.returncode == 1 and "max_pixels" in dec_small.stderr
 
 
 @pytest.mark.parametrize("quality", [0.5, 8.5])

@@ -223,6 +223,19 @@ def test_dvc_edic_adapter_drives_the_clis_and_counts_file_bits(clips: Path, tmp_
         assert all(a == b for a, b in zip(ref, dec, strict=False))
 
 
+def test_dvc_edic_cache_key_changes_with_the_weights_file(clips: Path, tmp_path: Path) -> None:
+    """Points cached with other weights must not be reused after retraining."""
+    path = clips / "carphone_176x144_30.yuv"
+    src = RawSource("carphone", "t", path, 176, 144, Fraction(30000, 1001), 8, 3, 2, str(path))
+    weights = tmp_path / "w.safetensors"
+    spec = CodecSpec("ours", "dvc_edic", [4.0], {"encode_args": ["--weights", str(weights)]})
+    weights.write_bytes(b"first")
+    first = DvcEdicAdapter(spec).cache_key(src, 4.0)
+    weights.write_bytes(b"second, longer")
+    second = DvcEdicAdapter(spec).cache_key(src, 4.0)
+    assert first["weights"].startswith("sha256:") and first != second
+
+
 def test_image_mode_jpeg_and_published_curve(tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()

@@ -25,9 +25,10 @@ from bench.fuzz_campaign import (
 )
 from dvc_edic.bitstream import BitstreamReader, FrameType, Header, Packet, Section
 from dvc_edic.bitstream.header import FIELD_OFFSETS
-from dvc_edic.bitstream.limits import DEFAULT_MAX_SIDE
+from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS_FRAME, DEFAULT_MAX_SIDE
 from dvc_edic.bitstream.packet import SYNC
 from dvc_edic.errors import BitstreamError
+from dvc_edic.models.edic import EDIC
 from dvc_edic.weights import weights_hash
 
 FUZZ_SEEDS = range(500)
@@ -97,16 +98,43 @@ def test_odd_dimensions_in_a_valid_header_are_a_bitstream_error(
         decode_stream(fuzzer.model, bytes(buf))
 
 
-def _crafted(fuzzer: Fuzzer, side: int, sections: tuple[Section, ...], frames: int = 1) -> bytes:
-    """A stream with a valid header and packet CRCs: only the checks behind them can refuse it."""
+def _crafted(
+    fuzzer: Fuzzer, size: tuple[int, int], sections: tuple[Section, ...], frames: int = 1
+) -> bytes:
+    """A stream with a valid header and packet CRCs: only the checks behind them can refuse it.
+
+    `size` is the header's (width, height).
+    """
     model = fuzzer.model
     header = Header(
-        width=side, height=side, fps_num=30, fps_den=1, bit_depth=8, chroma="420",
+        width=size[0], height=size[1], fps_num=30, fps_den=1, bit_depth=8, chroma="420",
         representation=model.representation, matrix="bt709", full_range=False,
         frame_count=frames, model_id=model.model_id, weights_hash=weights_hash(model),
         quality=4.0, intra_period=-1,
     )  # fmt: skip
     data = header.to_bytes() + Packet(FrameType.I, sections).to_bytes()
+    assert len(data) <= CRAFTED_MAX_BYTES
+    return data
+
+
+def _consistent(fuzzer: Fuzzer, size: tuple[int, int], with_p: bool = False) -> bytes:
+    """Frames whose latent shapes match the header, each latent an empty z and a y with R=0.
+
+    Such a stream is legitimately tiny (a flat frame codes to almost nothing), so
+    only the frame-area limit can bound what decoding it costs. `with_p` adds a
+    P-frame after the I-frame, so the flow, warp and motion compensation run too.
+    """
+    width, height = size
+    model = fuzzer.model
+
+    def latent(prefix: str, coder: EDIC) -> tuple[Section, Section]:
+        y_shape, z_shape = coder.latent_shapes((height // 2, width // 2))
+        return Section(f"{prefix}z", z_shape, b""), Section(f"{prefix}y", y_shape, b"\x00")
+
+    data = _crafted(fuzzer, size, latent("", model.intra), frames=2 if with_p else 1)
+    if with_p:
+        mv, res = latent("mv_", model.pframe.mv_coder), latent("res_", model.pframe.residual_coder)
+        data += Packet(FrameType.P, mv + res).to_bytes()
     assert len(data) <= CRAFTED_MAX_BYTES
     return data
 
@@ -126,50 +154,64 @@ def _decode_bounded(fuzzer: Fuzzer, data: bytes) -> tuple[BaseException | None, 
 
 
 def _huge_claims(fuzzer: Fuzzer) -> dict[str, bytes]:
-    side = DEFAULT_MAX_SIDE
+    # The largest frame the default reader accepts, so that the header passes and
+    # the checks on the packet are the ones that must refuse these.
+    size = DEFAULT_MAX_PIXELS_FRAME
     small = b"\x01\x02\x03\x04"
     over_cap = (16, 1 << 16, 1 << 16)  # 2^36 elements: past Limits.max_section_elements
     under_cap = (16, 1 << 13, 1 << 13)  # 2^30 elements: within the cap, not the header's shape
     wrong = (Section("z", under_cap, small), Section("y", under_cap, b"\x00"))
-    huge_payload = bytearray(_crafted(fuzzer, side, wrong))
+    huge_payload = bytearray(_crafted(fuzzer, size, wrong))
     length_at = huge_payload.index(SYNC) + len(SYNC) + 1  # after the frame type
     huge_payload[length_at : length_at + 4] = (1 << 30).to_bytes(4, "little")
     return {
         "over the element cap": _crafted(
-            fuzzer, side, (Section("z", over_cap, small), Section("y", over_cap, b"\x00"))
+            fuzzer, size, (Section("z", over_cap, small), Section("y", over_cap, b"\x00"))
         ),
-        "latents unlike the header's": _crafted(fuzzer, side, wrong),
-        "2^24 frames": _crafted(fuzzer, side, wrong, frames=1 << 24),
+        "latents unlike the header's": _crafted(fuzzer, size, wrong),
+        "2^24 frames": _crafted(fuzzer, size, wrong, frames=1 << 24),
         "a 1 GiB payload": bytes(huge_payload),
     }
 
 
-@pytest.mark.parametrize(
-    "claim",
-    ["over the element cap", "latents unlike the header's", "2^24 frames", "a 1 GiB payload"],
-)
+# What refuses each claim: the check behind the header, not the frame-area limit.
+HUGE_CLAIM_REFUSALS = {
+    "over the element cap": "shape",
+    "latents unlike the header's": "do not match",
+    "2^24 frames": "frame_count",
+    "a 1 GiB payload": "payload_length",
+}
+
+
+@pytest.mark.parametrize("claim", list(HUGE_CLAIM_REFUSALS))
 def test_a_1kb_stream_claiming_huge_sizes_is_refused_before_allocating(
     fuzzer: Fuzzer, one_thread: None, claim: str
 ) -> None:
     data = _huge_claims(fuzzer)[claim]
     raised, traced_peak = _decode_bounded(fuzzer, data)
     assert isinstance(raised, BitstreamError), repr(raised)
+    assert HUGE_CLAIM_REFUSALS[claim] in str(raised) and "max_pixels" not in str(raised)
     assert traced_peak < REFUSAL_TRACED_PEAK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open: a ~150-byte stream whose header says 16384x16384 and whose latent shapes match "
-        "it passes every check (the z coder decodes an empty payload, y with R=0 needs none), "
-        "and decoding then allocates full-resolution activations: >1 GiB for the tiny model"
-    ),
-)
-def test_a_1kb_stream_with_consistent_16k_latents_stays_within_budget(
+def test_a_1kb_stream_with_consistent_16k_latents_is_refused_before_allocating(
     fuzzer: Fuzzer, one_thread: None
 ) -> None:
+    # Within max_width and max_height, with latents that match it: only the area is wrong.
     side = DEFAULT_MAX_SIDE
-    y_shape, z_shape = fuzzer.model.intra.latent_shapes((side // 2, side // 2))
-    data = _crafted(fuzzer, side, (Section("z", z_shape, b""), Section("y", y_shape, b"\x00")))
-    raised, _ = _decode_bounded(fuzzer, data)
-    assert raised is None or isinstance(raised, BitstreamError), repr(raised)
+    raised, traced_peak = _decode_bounded(fuzzer, _consistent(fuzzer, (side, side)))
+    assert isinstance(raised, BitstreamError), repr(raised)
+    message = str(raised)
+    for fragment in (f"{side}x{side}", str(side * side), str(DEFAULT_MAX_PIXELS), "--max-pixels"):
+        assert fragment in message, (fragment, message)
+    assert traced_peak < REFUSAL_TRACED_PEAK
+
+
+def test_a_1kb_stream_at_the_pixel_limit_decodes_within_budget(
+    fuzzer: Fuzzer, one_thread: None
+) -> None:
+    """The costliest crafted stream the default reader accepts still fits the budget."""
+    size = DEFAULT_MAX_PIXELS_FRAME
+    assert size[0] * size[1] == DEFAULT_MAX_PIXELS
+    raised, _ = _decode_bounded(fuzzer, _consistent(fuzzer, size, with_p=True))
+    assert raised is None, repr(raised)

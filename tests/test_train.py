@@ -240,6 +240,28 @@ def test_resume_refuses_a_checkpoint_of_another_stage(tmp_path: Path) -> None:
         train(tiny("3_mv", tmp_path / "three", "init_from=null"), resume=done.checkpoint)
 
 
+def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path) -> None:
+    """The I-frame coder may keep training while the P stages run on an earlier copy."""
+    early = train(tiny("1_image", tmp_path / "early", "steps=1"))
+    late = train(tiny("1_image", tmp_path / "late", "steps=3", "seed=7"))
+    line = train(tiny("5_pframe", tmp_path / "p", f"init_from={early.checkpoint}", "steps=1"))
+    joined = train(tiny("6_multiframe", tmp_path / "six", f"init_from={line.checkpoint}",
+                        f"init_parts={{intra: {late.checkpoint}}}", "steps=1"))
+    state = load_checkpoint(joined.checkpoint)
+    late_state, line_state = (load_checkpoint(late.checkpoint),
+                              load_checkpoint(line.checkpoint))
+    intra = [name for name in state["model"] if name.startswith("intra.")]
+    assert intra and all(torch.equal(state["model"][n], late_state["model"][n]) for n in intra)
+    assert not all(torch.equal(late_state["model"][n], line_state["model"][n]) for n in intra)
+    # the early I-frame run no longer describes any weight: the joined history says so
+    assert [(h["stage"], h["steps"]) for h in state["history"]] == [
+        ("1_image", 3), ("5_pframe", 1), ("6_multiframe", 1)]
+    assert state["history"][0]["modules"] == ["intra"]
+    with pytest.raises(InputError, match="no tensors under 'nothing'"):
+        train(tiny("6_multiframe", tmp_path / "bad", f"init_from={line.checkpoint}",
+                   f"init_parts={{nothing: {late.checkpoint}}}", "steps=1"))
+
+
 # ---------------------------------------------------------------- operation
 def test_stop_request_catches_sigterm_and_restores_the_handler() -> None:
     before = signal.getsignal(signal.SIGTERM)

@@ -182,6 +182,18 @@ class Header:
         """Raise BitstreamError if this header declares more than `limits` allow."""
         check_range(self.width, 1, limits.max_width, _where("width"))
         check_range(self.height, 1, limits.max_height, _where("height"))
+        # The area, not a side, sets what decoding a frame allocates; checked here,
+        # before the decoder has built anything of that size.
+        pixels = self.width * self.height
+        if pixels > limits.max_pixels:
+            raise BitstreamError(
+                f"header fields width, height (offsets {FIELD_OFFSETS['width']}, "
+                f"{FIELD_OFFSETS['height']}): {self.width}x{self.height} is {pixels} pixels, "
+                f"above the limit of {limits.max_pixels} (Limits.max_pixels); decoding needs "
+                f"memory in proportion to the frame area. If the stream is trusted, raise the "
+                f"limit: --max-pixels {pixels} on the command line, or "
+                f"Limits(max_pixels={pixels}) in Python"
+            )
         check_range(self.frame_count, 0, limits.max_frame_count, _where("frame_count"))
         check_range(
             len(self.model_id),

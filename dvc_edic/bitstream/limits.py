@@ -13,7 +13,15 @@ from dataclasses import dataclass, fields
 from dvc_edic.errors import InputError
 
 # Largest frame side the default reader accepts (pixels); 16K covers 8K video twice over.
+# A side alone bounds nothing useful (a 16384x64 strip is cheap): the area below does.
 DEFAULT_MAX_SIDE = 16384
+# Largest frame area (width x height) the default reader accepts. Decoder memory
+# grows with the area, and a flat frame legitimately codes to a few bytes, so a
+# 1 KB stream may honestly declare any size: only this cap keeps it from costing
+# gigabytes. 4096x2304 covers DCI 4K (4096x2160) and 4K UHD (3840x2160) with margin;
+# a 4K UHD decode with the `cpu` preset peaks at about 2.25 GB resident.
+DEFAULT_MAX_PIXELS_FRAME = (4096, 2304)  # (width, height) the default area is named after
+DEFAULT_MAX_PIXELS = DEFAULT_MAX_PIXELS_FRAME[0] * DEFAULT_MAX_PIXELS_FRAME[1]
 # About 77 hours at 60 fps; far beyond any test sequence, far below the u32 field.
 DEFAULT_MAX_FRAME_COUNT = 1 << 24
 # Model ids are short names such as "edic-cpu-v1".
@@ -39,6 +47,7 @@ U32_MAX = 0xFFFF_FFFF
 _FORMAT_CAPS: dict[str, int | None] = {
     "max_width": U32_MAX,
     "max_height": U32_MAX,
+    "max_pixels": U32_MAX * U32_MAX,  # the largest width x height two u32 fields hold
     "max_frame_count": U32_MAX,
     "max_model_id_len": U8_MAX,
     "max_sections": U16_MAX,
@@ -56,6 +65,7 @@ class Limits:
 
     max_width: int = DEFAULT_MAX_SIDE
     max_height: int = DEFAULT_MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_frame_count: int = DEFAULT_MAX_FRAME_COUNT
     max_model_id_len: int = DEFAULT_MAX_MODEL_ID_LEN
     max_sections: int = DEFAULT_MAX_SECTIONS

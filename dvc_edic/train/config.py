@@ -26,8 +26,9 @@ DECAYS = ("none", "step", "cosine")
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
-# Dataset configs belong to dvc_edic.data and are replaced whole, never merged key by key.
-OPAQUE_KEYS = ("train", "val")
+# Dataset configs belong to dvc_edic.data, and init_parts is keyed by module names: both
+# are replaced whole, never merged key by key.
+OPAQUE_KEYS = ("train", "val", "init_parts")
 
 # Keys a phase may set for itself; everything else belongs to the whole stage
 # (one optimizer, one set of trainable parameters, one output folder).
@@ -37,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "stage": None,  # required: the name recorded in checkpoints and exported weights
     "model": "cpu",  # preset name in configs/models/ or path to a preset YAML
     "init_from": None,  # previous stage's checkpoint (.pt) or exported weights (.safetensors)
+    # {module prefix: checkpoint}: after init_from, take these modules from other runs,
+    # e.g. {intra: runs/1_image/checkpoint.pt} when the I-frame coder trained on in parallel
+    "init_parts": {},
     "out_dir": None,  # default: runs/<stage>
     "seed": 1,
     "threads": 2,  # torch intra-op threads per process

@@ -110,6 +110,38 @@ def _init_source(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], l
     return state["preset"], state["model"], list(state["history"])
 
 
+def _take_parts(
+    tensors: dict[str, torch.Tensor],
+    history: list[Any],
+    parts: dict[str, str],
+    cfg: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], list[Any]]:
+    """Replace whole modules of a starting point with those of other runs.
+
+    This lets the I-frame coder keep training while the P-frame stages run beside it
+    (they only need *an* I-frame coder for their references), and the two lines join
+    in the last stage. The history keeps every stage that trained a module of the
+    joined model: a stage of a part replaces the same-named stage of the main line,
+    whose weights for that module are gone.
+    """
+    merged = dict(tensors)
+    taken: list[Any] = []
+    for prefix, source in parts.items():
+        preset, part_tensors, part_history = _init_source(Path(source))
+        _check_preset(preset, cfg, str(source))
+        keys = [k for k in part_tensors if k.startswith(prefix + ".")]
+        if not keys:
+            raise InputError(f"init_parts: {source} has no tensors under {prefix!r}")
+        stale = [k for k in merged if k.startswith(prefix + ".") and k not in part_tensors]
+        if stale:
+            raise WeightsError(f"init_parts: {source} lacks {stale[:3]} under {prefix!r}")
+        merged.update({k: part_tensors[k] for k in keys})
+        taken += [{**entry, "modules": [prefix], "source": str(source)}
+                  for entry in part_history]
+    replaced = {entry["stage"] for entry in taken}
+    return merged, [*taken, *(e for e in history if e["stage"] not in replaced)]
+
+
 def _check_preset(preset: dict[str, Any], cfg: dict[str, Any], source: str) -> None:
     wanted = load_preset(cfg["model"])
     if wanted != preset:
@@ -219,6 +251,9 @@ class Trainer:
         elif init is not None:
             preset, tensors, self.history = _init_source(Path(init))
             _check_preset(preset, cfg, str(init))
+            if cfg["init_parts"]:
+                tensors, self.history = _take_parts(tensors, self.history,
+                                                    cfg["init_parts"], cfg)
         else:
             preset, tensors = load_preset(cfg["model"]), None
         self.model = VideoCodecModel(preset)
