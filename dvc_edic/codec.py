@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
+import numpy as np
 import torch
 
 from dvc_edic.bitstream import DEFAULT_LIMITS, FrameType, Header, Limits, Packet, Section
@@ -19,6 +20,7 @@ from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.edic import CodedLatents
+from dvc_edic.models.ladder import interpolate_ladder
 from dvc_edic.models.pframe import PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.representation import (
@@ -31,6 +33,9 @@ from dvc_edic.representation import (
 from dvc_edic.weights import weights_hash
 
 QUALITY_MIN = 1.0
+BITS_PER_BYTE = 8
+# D = 255^2 * MSE on [0, 1] samples: the distortion scale the lambda ladder is quoted in.
+DISTORTION_SCALE = 255.0**2
 
 # Section names of each frame type, in packet order.
 I_SECTIONS = ("z", "y")
@@ -96,17 +101,39 @@ class _Pipeline:
         )
         return pad_to_multiple(x, self.model.stride)
 
-    def to_frame(self, x: torch.Tensor, size: tuple[int, int]) -> Frame:
-        """Round the reconstruction to output samples and keep it as the next reference."""
-        frame = tensor_to_frame(
+    def round_frame(self, x: torch.Tensor, size: tuple[int, int]) -> Frame:
+        """The reconstruction as output samples, exactly as the decoder will write them."""
+        return tensor_to_frame(
             crop_to(x, size),
             self.model.representation,
             self.info.bit_depth,
             matrix=self.info.matrix,
             full_range=self.info.full_range,
         )
+
+    def keep(self, frame: Frame) -> Frame:
+        """Make a rounded reconstruction the next reference."""
         self.reference, _ = self.to_tensor(frame)
         return frame
+
+    def to_frame(self, x: torch.Tensor, size: tuple[int, int]) -> Frame:
+        return self.keep(self.round_frame(x, size))
+
+
+def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
+    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame.
+
+    MSE is over every Y, U and V sample on [0, 1], as in training (docs/training.md).
+    """
+    peak = float((1 << source.bit_depth) - 1)
+    sse = 0.0
+    samples = 0
+    for a, b in ((source.y, recon.y), (source.u, recon.u), (source.v, recon.v)):
+        diff = a.astype(np.float64) - b.astype(np.float64)
+        sse += float(np.sum(diff * diff))
+        samples += a.size
+    mse = sse / (peak * peak) / samples
+    return lam * DISTORTION_SCALE * mse * source.y.size + bits
 
 
 class SequenceEncoder:
@@ -119,12 +146,16 @@ class SequenceEncoder:
         quality: float,
         intra_period: int,
         limits: Limits = DEFAULT_LIMITS,
+        intra_fallback: bool = True,
     ) -> None:
         check_frame_size(info.width, info.height, limits, "input")
         self.limits = limits  # what the stream writer must apply too
         self.model = model.eval()
         self.quality = coded_quality(quality, model.quality_levels)
         self.intra_period = intra_period
+        self.intra_fallback = intra_fallback
+        self.lam = float(interpolate_ladder(model.preset["lambdas"], torch.tensor(self.quality)))
+        self.fallbacks = 0  # P positions coded as I because that cost less
         self.index = 0
         self._pipe = _Pipeline(model, info)
         fps = Fraction(info.fps)
@@ -147,17 +178,33 @@ class SequenceEncoder:
 
     @torch.no_grad()
     def encode(self, frame: Frame) -> tuple[Packet, Frame]:
+        """Code one frame; at a P position, also try intra and keep the cheaper in R + lambda*D.
+
+        The fallback is what x264's intra blocks in P-frames do at block level: when
+        prediction fails (a cut, an occlusion, a motion coder that is not good enough),
+        coding the frame alone costs less. The intra period still bounds the GOP.
+        """
         x, size = self._pipe.to_tensor(frame)
-        ftype = frame_type(self.index, self.intra_period)
-        if ftype == FrameType.I:
-            latents, x_hat = self.model.intra.compress(x, self.quality)
-            sections = _latent_sections("", latents)
-        else:
+        scheduled = frame_type(self.index, self.intra_period)
+        self.index += 1
+        candidates: list[tuple[Packet, Frame]] = []
+        if scheduled == FrameType.P:
             assert self._pipe.reference is not None
             p, x_hat = self.model.pframe.compress(x, self._pipe.reference, self.quality)
             sections = _latent_sections("mv_", p.mv) + _latent_sections("res_", p.residual)
-        self.index += 1
-        return Packet(ftype, tuple(sections)), self._pipe.to_frame(x_hat, size)
+            candidates.append((Packet(FrameType.P, tuple(sections)),
+                               self._pipe.round_frame(x_hat, size)))
+        if scheduled == FrameType.I or self.intra_fallback:
+            latents, x_hat = self.model.intra.compress(x, self.quality)
+            candidates.append((Packet(FrameType.I, tuple(_latent_sections("", latents))),
+                               self._pipe.round_frame(x_hat, size)))
+        if len(candidates) > 1:
+            candidates.sort(key=lambda c: rd_cost(
+                frame, c[1], BITS_PER_BYTE * len(c[0].to_bytes()), self.lam))
+        packet, recon = candidates[0]
+        if packet.frame_type != scheduled:
+            self.fallbacks += 1
+        return packet, self._pipe.keep(recon)
 
 
 def check_model(model: VideoCodecModel, header: Header) -> None:
@@ -206,14 +253,14 @@ class SequenceDecoder:
 
     @torch.no_grad()
     def decode(self, packet: Packet) -> Frame:
-        expected = frame_type(self.index, self.header.intra_period)
-        if packet.frame_type != expected:
+        scheduled = frame_type(self.index, self.header.intra_period)
+        if scheduled == FrameType.I and packet.frame_type != FrameType.I:
             raise BitstreamError(
                 f"packet {self.index}: frame type {packet.frame_type.name}, the GOP structure "
-                f"(intra period {self.header.intra_period}) requires {expected.name}"
+                f"(intra period {self.header.intra_period}) requires I"
             )
         q = self.header.quality
-        if expected == FrameType.I:
+        if packet.frame_type == FrameType.I:  # scheduled, or the encoder's intra fallback
             x_hat = self.model.intra.decompress(_latents_from(packet, ""), q, self._padded)
         else:
             assert self._pipe.reference is not None

@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_INTRA_PERIOD,
         help=f"frames per GOP; -1 = only the first frame is intra (default {DEFAULT_INTRA_PERIOD})",
     )
+    p.add_argument(
+        "--no-intra-fallback",
+        dest="intra_fallback",
+        action="store_false",
+        help="code every P position as a P-frame; by default the encoder also tries intra "
+        "there and keeps whichever costs less in rate + lambda * distortion (about 1.5x "
+        "slower encoding; decoding is unaffected)",
+    )
     p.add_argument("--frames", type=int, default=None, help="encode at most this many frames")
     p.add_argument("--width", type=int, default=None, help="width of a raw .yuv input")
     p.add_argument("--height", type=int, default=None, help="height of a raw .yuv input")
@@ -104,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = reader.info
         # Before any coding (opening read at most a header, or one probe frame of a container).
         check_frame_size(info.width, info.height, limits, str(inp))
-        encoder = SequenceEncoder(model, info, args.quality, args.intra_period, limits)
+        encoder = SequenceEncoder(model, info, args.quality, args.intra_period, limits,
+                                  intra_fallback=args.intra_fallback)
         summary = _encode(reader, encoder, out, inp, args)
     _print_summary(summary, out)
     if args.stats:
@@ -163,6 +172,7 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
         "frames": n,
         "quality": encoder.quality,
         "intra_period": encoder.intra_period,
+        "intra_fallbacks": encoder.fallbacks,
         "model_id": encoder.header.model_id,
         "file_bytes": file_bytes,
         "bpp": file_bytes * BITS_PER_BYTE / (pixels * n),
@@ -179,6 +189,7 @@ def _print_summary(s: dict, out: Path) -> None:
         f"{s['bpp']:.4f} bpp, {s['kbps']:.1f} kbps | PSNR-Y {s['psnr_y']:.2f} dB, "
         f"PSNR-YUV {s['psnr_yuv']:.2f} dB, PSNR-RGB {s['psnr_rgb']:.2f} dB | "
         f"{s['encode_fps']:.2f} fps encode"
+        + (f" | {s['intra_fallbacks']} P positions coded intra" if s["intra_fallbacks"] else "")
     )
 
 

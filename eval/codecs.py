@@ -8,6 +8,7 @@ are always the size of the file the encoder wrote.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -180,16 +181,23 @@ class DvcEdicAdapter:
     def run_point(self, src: RawSource, rate: float, work: Path) -> PointRun:
         stream = work / f"q{rate_label(rate)}.bin"
         decoded = work / f"q{rate_label(rate)}.dec.yuv"
-        enc_s = self._run(self.encode_command(src, rate, stream), f"dvc_edic encode of {src.path}")
+        stats = work / f"q{rate_label(rate)}.stats.json"
+        command = [*self.encode_command(src, rate, stream), "--stats", str(stats)]
+        enc_s = self._run(command, f"dvc_edic encode of {src.path}")
         if not stream.is_file():
             raise BitstreamError(f"dvc_edic encode of {src.path} exited 0 but wrote no {stream}")
         dec_s = self._run(self.decode_command(stream, decoded), f"dvc_edic decode of {stream}")
         if not decoded.is_file():
             raise BitstreamError(f"dvc_edic decode of {stream} exited 0 but wrote no {decoded}")
+        # the CLI always writes --stats; a stand-in encoder (tests) may not
+        summary = json.loads(stats.read_text(encoding="utf-8")) if stats.is_file() else {}
         info = {
             "encoder": "dvc_edic",
             "encoder_version": _dvc_version(),
-            "command": self.encode_command(src, rate, stream),
+            "command": command,
+            # P positions the encoder coded intra (R + lambda*D was lower); 0 = fixed GOP
+            "intra_fallbacks": summary.get("intra_fallbacks"),
+            "frame_types": "".join(f["type"] for f in summary.get("per_frame", [])),
         }
         bits = 8 * stream.stat().st_size
         return PointRun(stream, decoded, bits, None, enc_s, dec_s, info)

@@ -51,7 +51,7 @@ from eval.anchors import (
     native_params,
 )
 from eval.bd import MIN_POINTS, BDResult, bd_compare
-from eval.codecs import QUIET_OVERWRITE, rate_label
+from eval.codecs import QUIET_OVERWRITE, rate_label, weights_identity
 from eval.report import machine_info, write_json_atomic
 
 # Image files picked up from the folder.
@@ -563,7 +563,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> Path:
             "subsampling": "4:2:0",
             "optimize": False,
         },
-        "dvc_edic": {"cli": f"python -m {DVC_IMAGE_MODULE}", "extra": args.dvc_args},
+        "dvc_edic": {
+            "cli": f"python -m {DVC_IMAGE_MODULE}",
+            "extra": args.dvc_args,
+            "weights": weights_identity(shlex.split(args.dvc_args)),
+        },
     }
     if "x265" in codecs:
         settings["x265"] = x265_record(args.x265_preset)

@@ -125,8 +125,8 @@ def video_section(results_dir: Path, card_dir: Path) -> list[str]:
             f"intra period {seq['intra_period']}): the dvc_edic quality ladder",
             "",
             "| quality | bpp | kbps | " + " | ".join(m[1] for m in LADDER_METRICS)
-            + " | encode fps | decode fps |",
-            "|---" * (5 + len(LADDER_METRICS)) + "|",
+            + " | encode fps | decode fps | P positions coded intra |",
+            "|---" * (6 + len(LADDER_METRICS)) + "|",
         ]
         for p in points:
             metrics = " | ".join(
@@ -136,7 +136,8 @@ def video_section(results_dir: Path, card_dir: Path) -> list[str]:
             frames = p["decoded_frames"] or seq["frames"]
             lines.append(
                 f"| {p['rate_param']:g} | {p['bpp']:.4f} | {p['kbps']:.1f} | {metrics} | "
-                f"{frames / p['encode_s']:.2f} | {frames / p['decode_s']:.2f} |"
+                f"{frames / p['encode_s']:.2f} | {frames / p['decode_s']:.2f} | "
+                f"{p.get('info', {}).get('intra_fallbacks', 'n/a')} |"
             )
     machine = report.get("machine", {})
     lines += ["", f"Measured on: {machine.get('cpu', 'unknown CPU')}, {machine.get('cores')} "
@@ -188,6 +189,21 @@ def build_card(weights: Path, video: Path | None, image: Path | None, out: Path)
     return "\n".join(lines).rstrip() + "\n"
 
 
+def fill_readme(text: str, blocks: dict[str, str]) -> str:
+    """Replace each ``<!-- results:NAME -->...<!-- /results:NAME -->`` block's body.
+
+    The README quotes the runners' tables; filling them by program keeps the
+    quoted numbers identical to the files in eval/results/.
+    """
+    for name, body in blocks.items():
+        start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+        i, j = text.find(start), text.find(end)
+        if i < 0 or j < i:
+            raise InputError(f"README: no {start} ... {end} block to fill")
+        text = text[: i + len(start)] + "\n" + body.strip() + "\n" + text[j:]
+    return text
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m eval.model_card",
@@ -201,6 +217,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="output folder of python -m eval.image_rd")
     p.add_argument("--out", type=Path, default=None,
                    help=f"card to write (default: {CARD_NAME} next to the weights)")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also fill this README's <!-- results:video/image --> blocks with "
+                        "the runners' tables")
     return p.parse_args(argv)
 
 
@@ -215,6 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_text_atomic(out, text)
+    if args.readme is not None:
+        blocks = {name: (folder / "table.md").read_text(encoding="utf-8")
+                  for name, folder in (("video", video), ("image", image)) if folder is not None}
+        try:
+            filled = fill_readme(args.readme.read_text(encoding="utf-8"), blocks)
+        except (OSError, InputError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        write_text_atomic(args.readme, filled)
     missing = [n for n, d in (("video", video), ("image", image)) if d is None]
     print(f"wrote {out}" + (f" (no {' or '.join(missing)} results found)" if missing else ""))
     return 0

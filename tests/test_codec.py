@@ -16,7 +16,7 @@ import torch
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.errors import WeightsError
-from dvc_edic.io import VideoInfo, open_video
+from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.weights import load_weights, save_weights
 from tests.conftest import carphone_frames, smooth_frame, write_yuv
 
@@ -117,6 +117,52 @@ def test_other_weights_are_refused(tiny_model, tmp_path: Path) -> None:
     other.update_entropy_tables()
     with pytest.raises(WeightsError, match="weights"):
         _decode(other.eval(), data)
+
+
+def test_intra_fallback_keeps_the_cheaper_candidate_and_decodes_exactly(
+    tiny_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a P position the encoder may code intra; the decoder follows the packet's type."""
+    import dvc_edic.codec as codec
+
+    frames = carphone_frames(4)
+    info = VideoInfo(width=176, height=144, fps=Fraction(30), bit_depth=8)
+    seen: list[int] = []
+
+    def intra_is_cheaper(source, recon, bits, lam) -> float:
+        seen.append(bits)  # costed in candidate order: P first, then I
+        return 0.0 if len(seen) % 2 == 0 else 1.0
+
+    real_cost = codec.rd_cost
+    monkeypatch.setattr(codec, "rd_cost", intra_is_cheaper)
+    enc = SequenceEncoder(tiny_model, info, 4.0, intra_period=12)
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, enc.header)
+    recons = []
+    for f in frames:
+        packet, recon = enc.encode(f)
+        writer.write_packet(packet)
+        recons.append(recon)
+    writer.finalize()
+    assert enc.fallbacks == 3 and len(seen) == 6  # P and I costed at each P position
+    decoded = _decode(tiny_model, buf.getvalue())
+    assert [p.frame_type for p in BitstreamReader(buf.getvalue())] == [FrameType.I] * 4
+    assert all(d == r for d, r in zip(decoded, recons, strict=True))
+
+    monkeypatch.setattr(codec, "rd_cost", real_cost)
+    fixed = SequenceEncoder(tiny_model, info, 4.0, intra_period=12, intra_fallback=False)
+    assert [fixed.encode(f)[0].frame_type for f in frames] == [FrameType.I] + [FrameType.P] * 3
+
+
+def test_rd_cost_is_the_training_loss_per_frame() -> None:
+    from dvc_edic.codec import rd_cost
+
+    y = np.full((4, 4), 100, np.uint8)
+    u = v = np.full((2, 2), 100, np.uint8)
+    src = Frame(y, u, v, 8)
+    off = Frame(y + 1, u, v, 8)  # 16 of 24 samples off by 1 (of 255)
+    assert rd_cost(src, src, 40, 0.5) == 40.0
+    assert rd_cost(src, off, 0, 0.5) == pytest.approx(0.5 * 255.0**2 * (16 / 255**2 / 24) * 16)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dvc_edic.config import load_preset
+from dvc_edic.errors import InputError
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import save_weights
 from eval.model_card import main
@@ -21,7 +24,7 @@ HISTORY = [
 
 def _results(folder: Path) -> None:
     point = {"rate_param": 3.0, "bpp": 0.1234, "kbps": 98.7, "decoded_frames": 4,
-             "encode_s": 2.0, "decode_s": 1.0,
+             "encode_s": 2.0, "decode_s": 1.0, "info": {"intra_fallbacks": 1},
              "avg": {"psnr_yuv": 31.25, "psnr_y": 30.5, "ms_ssim": None}}
     report = {"set": "unit", "config": "c.yaml", "machine": {"cpu": "X", "cores": 2},
               "sequences": {"s1": {"width": 64, "height": 48, "frames": 4, "intra_period": 2}},
@@ -47,9 +50,20 @@ def test_card_states_the_metadata_and_copies_the_runner_output(tmp_path: Path) -
     assert "Total training wall time: 2.50 h." in card
     assert "`intra` from `runs/1_image/checkpoint.pt`" in card
     assert "| s1 | +12.34% |" in card  # the runner's table, verbatim
-    assert "| 3 | 0.1234 | 98.7 | 31.25 | 30.50 | n/a | 2.00 | 4.00 |" in card
+    assert "| 3 | 0.1234 | 98.7 | 31.25 | 30.50 | n/a | 2.00 | 4.00 | 1 |" in card
     assert "![s1](../video/plots/s1.png)" in card
 
 
 def test_missing_weights_is_an_error(tmp_path: Path) -> None:
     assert main(["--weights", str(tmp_path / "absent.safetensors")]) == 1
+
+
+def test_readme_blocks_are_filled_from_the_tables(tmp_path: Path) -> None:
+    from eval.model_card import fill_readme
+
+    text = "intro\n<!-- results:video -->\nold\n<!-- /results:video -->\nend\n"
+    filled = fill_readme(text, {"video": "| new |\n"})
+    assert filled == "intro\n<!-- results:video -->\n| new |\n<!-- /results:video -->\nend\n"
+    assert fill_readme(filled, {"video": "| new |"}) == filled  # idempotent
+    with pytest.raises(InputError, match="results:image"):
+        fill_readme("no markers", {"image": "x"})

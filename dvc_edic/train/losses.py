@@ -14,17 +14,17 @@ lambda is interpolated the same way (geometrically between ladder entries).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dvc_edic.errors import InputError
+from dvc_edic.models.ladder import MIN_QUALITY, interpolate_ladder
 from dvc_edic.representation import representation_size
 
 PIXEL_PEAK = 255.0  # CompressAI's lambdas are defined for MSE on 8-bit sample values
-MIN_QUALITY = 1.0
 # sqrt(0) has an infinite derivative; the end-point error adds this under the root.
 EPE_EPSILON = 1e-12
 MSSSIM_WINDOW = 11  # pytorch-msssim's default Gaussian window
@@ -71,16 +71,6 @@ def epe(flow: torch.Tensor, target: torch.Tensor,
 
 def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
     return float("inf") if mse <= 0.0 else 10.0 * math.log10(peak * peak / mse)
-
-
-def interpolate_ladder(ladder: Sequence[float], quality: torch.Tensor) -> torch.Tensor:
-    """Geometric interpolation of a lambda ladder at continuous qualities in [1, levels]."""
-    table = torch.log(torch.as_tensor(ladder, dtype=torch.float64, device=quality.device))
-    pos = (quality.to(torch.float64) - MIN_QUALITY).clamp(0.0, len(ladder) - 1.0)
-    lo = pos.floor().long().clamp(max=len(ladder) - 2)
-    t = pos - lo.to(pos.dtype)
-    logs = table[lo] * (1.0 - t) + table[lo + 1] * t
-    return logs.exp().to(torch.float32)
 
 
 class QualitySampler:
