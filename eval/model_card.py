@@ -67,7 +67,7 @@ def training_section(meta: dict[str, str]) -> list[str]:
         "random initialisation; nothing was downloaded. Stages in order; *modules* says "
         "which part of the shipped model a stage's run still describes.",
         "",
-        "| stage | modules | steps done / configured | wall time | hardware | processes |",
+        "| stage | modules | steps done / set for that run | wall time | hardware | processes |",
         "|---|---|---|---|---|---|",
     ]
     total_s = 0.0

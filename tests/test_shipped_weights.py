@@ -1,0 +1,109 @@
+"""The weights inside the package: present, small, described, and really trained.
+
+A user's fresh clone has no other model, so these tests are what stands between
+a release and a codec that silently runs random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dvc_edic.codec import SequenceEncoder
+from dvc_edic.io import Frame, VideoInfo, open_video
+from dvc_edic.metrics import plane_psnrs, psnr_yuv
+from dvc_edic.weights import DEFAULT_WEIGHTS, load_model, read_metadata
+from tests.conftest import carphone_frames, write_yuv
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_SHIPPED_BYTES = 40 * 10**6  # the issue's cap on shipped weights
+LADDER = [1, 2, 3, 4, 5, 6, 7, 8]
+CLIP_FRAMES = 3  # I + 2 P: both coders take part
+# Well below what the trained model reaches on carphone and far above the ~7 dB of
+# random weights: it tells "trained" from "untrained", not how good training was.
+TRAINED_PSNR_FLOOR = 24.0
+
+
+def _psnr_yuv(a: Frame, b: Frame) -> float:
+    return psnr_yuv(*plane_psnrs(a, b))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UntrainedModelWarning: the file must be there
+        return load_model()
+
+
+def test_weights_ship_in_the_package_with_their_training_record() -> None:
+    assert DEFAULT_WEIGHTS.is_file(), f"{DEFAULT_WEIGHTS} is missing"
+    assert DEFAULT_WEIGHTS.stat().st_size <= MAX_SHIPPED_BYTES
+    meta = read_metadata(DEFAULT_WEIGHTS)
+    assert meta["dtype"] == "float16"
+    stages = {entry["stage"] for entry in json.loads(meta["history"])}
+    assert "1_image" in stages and "5_pframe" in stages, stages
+    assert (DEFAULT_WEIGHTS.parent / "MODEL_CARD.md").is_file()
+
+
+@pytest.fixture(scope="module")
+def ladder(shipped) -> tuple[list[int], list[float]]:
+    """(bytes, mean PSNR-YUV) of I + 2 P carphone frames at every quality level."""
+    frames = carphone_frames(CLIP_FRAMES)
+    info = VideoInfo(width=176, height=144, fps=Fraction(30), bit_depth=8)
+    torch.set_num_threads(1)
+    sizes, psnrs = [], []
+    for quality in LADDER:
+        encoder = SequenceEncoder(shipped, info, float(quality), intra_period=12)
+        coded = [encoder.encode(f) for f in frames]
+        sizes.append(sum(len(packet.to_bytes()) for packet, _ in coded))
+        psnrs.append(float(np.mean([_psnr_yuv(f, rec)
+                                    for f, (_, rec) in zip(frames, coded, strict=True)])))
+    return sizes, psnrs
+
+
+def test_more_quality_gives_more_bits_and_a_trained_picture(ladder) -> None:
+    sizes, psnrs = ladder
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes
+    assert min(psnrs) > TRAINED_PSNR_FLOOR, psnrs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "open (issue 6): the shipped model's top levels are undertrained; on these 3 carphone "
+        "frames q8 measured 0.01 dB below q7 (28.610 vs 28.624 dB) while its bits still rise"
+    ),
+)
+def test_more_quality_gives_higher_psnr(ladder) -> None:
+    psnrs = ladder[1]
+    assert psnrs == sorted(psnrs) and len(set(psnrs)) == len(psnrs), psnrs
+
+
+def test_no_flags_encode_then_decode_a_352x288_clip(tmp_path: Path) -> None:
+    """The issue's acceptance run: the CLI with no flags, then the decoder, on CIF input."""
+    small = carphone_frames(2)
+    up = np.ones((2, 2), np.uint8)  # pixel doubling: 176x144 -> 352x288
+    cif = [Frame(np.kron(f.y, up), np.kron(f.u, up), np.kron(f.v, up), 8) for f in small]
+    src = write_yuv(tmp_path / "some_352x288_30.yuv", cif)
+    run = [sys.executable, "-m"]
+    enc = subprocess.run([*run, "dvc_edic.encode_sequence", str(src), "-q"], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    assert enc.returncode == 0, enc.stderr
+    assert "UNTRAINED" not in enc.stderr
+    stream = tmp_path / "some_352x288_30.dvce"
+    out = tmp_path / "decoded.yuv"
+    dec = subprocess.run([*run, "dvc_edic.decode_sequence", str(stream), "-o", str(out), "-q"],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    assert dec.returncode == 0, dec.stderr
+    with open_video(out, width=352, height=288) as decoded:
+        psnrs = [_psnr_yuv(a, b) for a, b in zip(cif, decoded, strict=True)]
+    assert min(psnrs) > TRAINED_PSNR_FLOOR, psnrs
+    assert stream.stat().st_size < src.stat().st_size // 10
