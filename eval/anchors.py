@@ -196,7 +196,7 @@ def _run(cmd: list[str], what: str) -> None:
         )
 
 
-def _frame_array(frame: Any, bit_depth: int) -> np.ndarray:
+def frame_array(frame: Any, bit_depth: int) -> np.ndarray:
     """One frame's planes stacked the way PyAV's yuv420p(10le) from_ndarray expects."""
     y = np.asarray(frame.y)
     height, width = y.shape
@@ -207,21 +207,49 @@ def _frame_array(frame: Any, bit_depth: int) -> np.ndarray:
     return flat.astype(dtype, copy=False).reshape(height * 3 // 2, width)
 
 
-def _pyav_packets(src: RawSource, s: AnchorSettings) -> Iterator[bytes]:
+def encoder_context(
+    s: AnchorSettings, width: int, height: int, bit_depth: int, fps: Fraction
+) -> Any:
+    """A PyAV encoder for `s`, set up exactly as the ffmpeg command line sets it up."""
     import av
 
     ctx = av.CodecContext.create(ENCODERS[s.codec], "w")
-    ctx.width = src.width
-    ctx.height = src.height
-    ctx.pix_fmt = pix_fmt(src.bit_depth)
-    ctx.framerate = src.fps
-    ctx.time_base = Fraction(1) / src.fps
+    ctx.width = width
+    ctx.height = height
+    ctx.pix_fmt = pix_fmt(bit_depth)
+    ctx.framerate = fps
+    ctx.time_base = Fraction(1) / fps
     ctx.gop_size = s.keyint
     ctx.max_b_frames = 0
     ctx.options = encoder_options(s)
+    return ctx
+
+
+def decoded_frame(vf: Any, width: int, height: int, bit_depth: int, where: str) -> Frame:
+    """A decoded PyAV picture as a planar Frame, checked against the coded size."""
+    if (vf.width, vf.height) != (width, height):
+        raise BitstreamError(f"{where}: decoded {vf.width}x{vf.height}, expected {width}x{height}")
+    fmt = pix_fmt(bit_depth)
+    if vf.format.name != fmt:
+        vf = vf.reformat(format=fmt)
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    flat = vf.to_ndarray().reshape(-1).astype(dtype, copy=False)
+    luma, chroma = height * width, (height // 2) * (width // 2)
+    return Frame(
+        y=flat[:luma].reshape(height, width),
+        u=flat[luma : luma + chroma].reshape(height // 2, width // 2),
+        v=flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
+        bit_depth=bit_depth,
+    )
+
+
+def _pyav_packets(src: RawSource, s: AnchorSettings) -> Iterator[bytes]:
+    import av
+
+    ctx = encoder_context(s, src.width, src.height, src.bit_depth, src.fps)
     with open_raw(src.path, src, max_frames=s.frames) as reader:
         for index, frame in enumerate(reader):
-            vf = av.VideoFrame.from_ndarray(_frame_array(frame, src.bit_depth), format=ctx.pix_fmt)
+            vf = av.VideoFrame.from_ndarray(frame_array(frame, src.bit_depth), format=ctx.pix_fmt)
             vf.pts = index
             for packet in ctx.encode(vf):
                 yield bytes(packet)
@@ -270,31 +298,13 @@ def decode(stream: Path, codec: str, src: RawSource, out: Path, use: str | None 
         return out.stat().st_size // src.frame_bytes
     import av
 
-    fmt = pix_fmt(src.bit_depth)
-    dtype = np.uint8 if src.bit_depth == 8 else np.uint16
-    h, w = src.height, src.width
-    luma, chroma = h * w, (h // 2) * (w // 2)
     try:
         with (
             av.open(str(stream), format=DEMUXERS[codec]) as container,
             open_writer(out, src.info, overwrite=True, inputs=[src.path, stream]) as writer,
         ):
             for vf in container.decode(video=0):
-                if (vf.width, vf.height) != (w, h):
-                    raise BitstreamError(
-                        f"{stream}: decoded {vf.width}x{vf.height}, expected {w}x{h}"
-                    )
-                if vf.format.name != fmt:
-                    vf = vf.reformat(format=fmt)
-                flat = vf.to_ndarray().reshape(-1).astype(dtype, copy=False)
-                writer.write(
-                    Frame(
-                        y=flat[:luma].reshape(h, w),
-                        u=flat[luma : luma + chroma].reshape(h // 2, w // 2),
-                        v=flat[luma + chroma : luma + 2 * chroma].reshape(h // 2, w // 2),
-                        bit_depth=src.bit_depth,
-                    )
-                )
+                writer.write(decoded_frame(vf, src.width, src.height, src.bit_depth, str(stream)))
             count = writer.frames_written
     except av.FFmpegError as exc:
         raise BitstreamError(

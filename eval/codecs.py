@@ -7,7 +7,6 @@ are always the size of the file the encoder wrote.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 
 from dvc_edic.errors import BitstreamError, InputError
 from eval import anchors
+from eval.report import file_sha256
 from eval.sets import CodecSpec
 from eval.sources import RawSource
 
@@ -30,8 +30,6 @@ DVC_DECODE_MODULE = "dvc_edic.decode_sequence"
 QUIET_OVERWRITE = ("--force", "--quiet")
 # Longest a single dvc_edic encode or decode may run before we call it hung (seconds).
 DVC_TIMEOUT_S = 24 * 3600
-# Read size when hashing a weights file.
-DIGEST_CHUNK = 1 << 20
 
 
 @dataclass
@@ -205,11 +203,8 @@ class DvcEdicAdapter:
 
 @lru_cache(maxsize=8)
 def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(DIGEST_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """file_sha256, computed once per (path, size, mtime): every point asks for it."""
+    return file_sha256(path)
 
 
 def weights_identity(args: Sequence[str]) -> str:

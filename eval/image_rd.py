@@ -46,8 +46,11 @@ from eval.anchors import (
     PRESETS,
     AnchorSettings,
     backend_version,
+    decoded_frame,
+    encoder_context,
     encoder_options,
     encoder_version_from_stream,
+    frame_array,
     native_params,
 )
 from eval.bd import MIN_POINTS, BDResult, bd_compare
@@ -180,18 +183,8 @@ def _encode_x265(frame: Frame, s: AnchorSettings) -> bytes:
     """One 8-bit 4:2:0 frame -> the whole HEVC elementary stream (VPS/SPS/PPS in band)."""
     import av
 
-    ctx = av.CodecContext.create(ENCODERS["x265"], "w")
-    ctx.width, ctx.height = frame.width, frame.height
-    ctx.pix_fmt = PIX_FMT_8BIT
-    ctx.time_base = Fraction(1)
-    ctx.framerate = Fraction(1)
-    ctx.gop_size = s.keyint
-    ctx.max_b_frames = 0
-    ctx.options = encoder_options(s)
-    planes = np.concatenate([frame.y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)])
-    vf = av.VideoFrame.from_ndarray(
-        planes.reshape(frame.height * 3 // 2, frame.width), format=PIX_FMT_8BIT
-    )
+    ctx = encoder_context(s, frame.width, frame.height, X265_BIT_DEPTH, Fraction(1))
+    vf = av.VideoFrame.from_ndarray(frame_array(frame, X265_BIT_DEPTH), format=ctx.pix_fmt)
     vf.pts = 0
     try:
         packets = [*ctx.encode(vf), *ctx.encode(None)]
@@ -218,21 +211,7 @@ def _decode_hevc(data: bytes, width: int, height: int) -> Frame:
         ) from None
     if len(pictures) != 1:
         raise BitstreamError(f"x265 stream decoded to {len(pictures)} pictures, expected 1")
-    vf = pictures[0]
-    if (vf.width, vf.height) != (width, height):
-        raise BitstreamError(
-            f"x265 stream decoded to {vf.width}x{vf.height}, coded {width}x{height}"
-        )
-    if vf.format.name != PIX_FMT_8BIT:
-        vf = vf.reformat(format=PIX_FMT_8BIT)
-    flat = vf.to_ndarray().reshape(-1)
-    luma, chroma = width * height, (width // 2) * (height // 2)
-    return Frame(
-        y=flat[:luma].reshape(height, width).copy(),
-        u=flat[luma : luma + chroma].reshape(height // 2, width // 2).copy(),
-        v=flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2).copy(),
-        bit_depth=X265_BIT_DEPTH,
-    )
+    return decoded_frame(pictures[0], width, height, X265_BIT_DEPTH, "x265 stream")
 
 
 def x265_point(rgb: np.ndarray, crf: float, preset: str = DEFAULT_PRESET) -> tuple[int, np.ndarray]:

@@ -10,7 +10,6 @@ re-evaluating.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -22,27 +21,18 @@ import yaml
 
 from dvc_edic.errors import DvcEdicError, InputError
 from dvc_edic.weights import DEFAULT_WEIGHTS, read_metadata
-from eval.report import write_text_atomic
+from eval.report import file_sha256, write_text_atomic
 
 DEFAULT_VIDEO_RESULTS = Path("eval/results/dev")
 DEFAULT_IMAGE_RESULTS = Path("eval/results/image")
 CARD_NAME = "MODEL_CARD.md"
 SECONDS_PER_HOUR = 3600.0
 BYTES_PER_MB = 1e6
-DIGEST_CHUNK = 1 << 20
 # Line width of the YAML dump of the training config.
 CONFIG_WIDTH = 100
 # Metrics of the dvc_edic ladder table, in the order shown.
 LADDER_METRICS = (("psnr_yuv", "PSNR-YUV dB", 2), ("psnr_y", "PSNR-Y dB", 2),
                   ("ms_ssim", "MS-SSIM", 4))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(DIGEST_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -169,7 +159,7 @@ def build_card(weights: Path, video: Path | None, image: Path | None, out: Path)
         "## The model",
         "",
         f"- File: `{_relative(weights, card_dir)}`, {weights.stat().st_size / BYTES_PER_MB:.1f} "
-        f"MB, sha256 `{_sha256(weights)}`",
+        f"MB, sha256 `{file_sha256(weights)}`",
         f"- Model id `{meta.get('model_id')}`, stored as {meta.get('dtype')}; exported "
         f"{meta.get('date')} on {meta.get('exported_on')}",
         f"- Preset: `{json.loads(meta['preset']).get('name', 'see metadata')}` "

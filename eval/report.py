@@ -7,6 +7,7 @@ which command. All of it goes into results.json so a number can be traced back.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib
 import json
 import os
@@ -35,6 +36,8 @@ VERSIONED_PACKAGES = (
 # Decimal places in the markdown table.
 PCT_DECIMALS = 2
 DB_DECIMALS = 3
+# Read size when hashing a file.
+DIGEST_CHUNK = 1 << 20
 
 
 def cpu_model() -> str:
@@ -93,6 +96,15 @@ def machine_info(module: str, argv: Sequence[str] | None = None) -> dict[str, An
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
     }
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (weights files are tens of MB)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(DIGEST_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def _encode(model, frames, quality=4.0, intra_period=3):
     f0 = frames[0]
     info = VideoInfo(width=f0.width, height=f0.height, fps=Fraction(30), bit_depth=f0.bit_depth)
-    enc = SequenceEncoder(model, info, quality, intra_period)
+    return _encode_with(SequenceEncoder(model, info, quality, intra_period), frames)
+
+
+def _encode_with(enc: SequenceEncoder, frames):
+    """(stream bytes, reconstructions, packet sizes, header) from a ready encoder."""
     buf = io.BytesIO()
     writer = BitstreamWriter(buf, enc.header)
     recons, sizes = [], []
@@ -136,17 +140,10 @@ def test_intra_fallback_keeps_the_cheaper_candidate_and_decodes_exactly(
     real_cost = codec.rd_cost
     monkeypatch.setattr(codec, "rd_cost", intra_is_cheaper)
     enc = SequenceEncoder(tiny_model, info, 4.0, intra_period=12)
-    buf = io.BytesIO()
-    writer = BitstreamWriter(buf, enc.header)
-    recons = []
-    for f in frames:
-        packet, recon = enc.encode(f)
-        writer.write_packet(packet)
-        recons.append(recon)
-    writer.finalize()
+    data, recons, _, _ = _encode_with(enc, frames)
     assert enc.fallbacks == 3 and len(seen) == 6  # P and I costed at each P position
-    decoded = _decode(tiny_model, buf.getvalue())
-    assert [p.frame_type for p in BitstreamReader(buf.getvalue())] == [FrameType.I] * 4
+    decoded = _decode(tiny_model, data)
+    assert [p.frame_type for p in BitstreamReader(data)] == [FrameType.I] * 4
     assert all(d == r for d, r in zip(decoded, recons, strict=True))
 
     monkeypatch.setattr(codec, "rd_cost", real_cost)
