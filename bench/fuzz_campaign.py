@@ -377,7 +377,9 @@ def encode_stream(
     """A complete stream in memory, and the encoder's own reconstructions."""
     f0 = frames[0]
     info = VideoInfo(width=f0.width, height=f0.height, fps=Fraction(30), bit_depth=f0.bit_depth)
-    encoder = SequenceEncoder(model, info, quality, intra_period)
+    # the GOP as scheduled: the corpus must hold P packets whichever candidate the
+    # untrained model's intra fallback would prefer
+    encoder = SequenceEncoder(model, info, quality, intra_period, intra_fallback=False)
     buf = io.BytesIO()
     writer = BitstreamWriter(buf, encoder.header)
     recons = []

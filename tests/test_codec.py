@@ -248,5 +248,5 @@ def test_paper_preset_codes_a_short_sequence_exactly() -> None:
     model.eval()
     frames = [smooth_frame(64, 96, s) for s in range(2)]
     data, recons, _, header = _encode(model, frames)
-    assert header.model_id == "dvc_edic-paper-v1"
+    assert header.model_id == model.model_id and model.model_id.startswith("dvc_edic-paper-v1-")
     assert all(d == r for d, r in zip(_decode(model, data), recons, strict=True))

@@ -315,6 +315,17 @@ def photo_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def test_synthetic_motion_honours_the_photo_holdout(photo_dir: Path) -> None:
+    """Photos held back for the image evaluation must not reach any stage's training data."""
+    cfg = {"type": "synthetic", "images": str(photo_dir), "crop": [16, 16],
+           "holdout": {"names": ["small*"]}}
+    train = build_dataset(cfg)
+    held = build_dataset({**cfg, "split": "holdout"})
+    assert train.photos is not None and held.photos is not None
+    assert [p.name for p in train.photos.paths] == ["big.png"]
+    assert [p.name for p in held.photos.paths] == ["small.jpg"]
+
+
 def test_image_folder_crops_pad_or_skip(photo_dir: Path) -> None:
     padded = ImageFolderDataset(photo_dir, crop=(48, 48), flips=False)
     assert len(padded) == 2 and [p.name for p in padded.files] == ["big.png", "small.jpg"]

@@ -29,7 +29,9 @@ def test_forward_shapes_and_likelihoods(tiny_model) -> None:
     out = edic(x, torch.tensor([1.0, 8.0]))
     assert out["x_hat"].shape == x.shape
     y, z = out["likelihoods"]["y"], out["likelihoods"]["z"]
-    assert y.shape == (2, 16, 4, 6) and z.shape == (2, 16, 1, 2)
+    stride, m = edic.cfg.stride, edic.cfg.M
+    y_hw = (64 // stride, 96 // stride)
+    assert y.shape == (2, m, *y_hw) and z.shape == (2, 16, *(-(-s // 4) for s in y_hw))
     for v in (y, z):
         assert torch.all(v > 0) and torch.all(v <= 1)
     rate = sum((-torch.log2(v)).sum() for v in out["likelihoods"].values())
@@ -39,8 +41,9 @@ def test_forward_shapes_and_likelihoods(tiny_model) -> None:
 
 
 def test_input_must_match_stride(tiny_model) -> None:
-    with pytest.raises(ValueError, match="multiples of 16"):
-        tiny_model.intra(torch.rand(1, 6, 40, 48), 4.0)
+    stride = tiny_model.intra.cfg.stride
+    with pytest.raises(ValueError, match=f"multiples of {stride}"):
+        tiny_model.intra(torch.rand(1, 6, stride * 5 // 2, stride * 3), 4.0)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -75,13 +75,6 @@ def test_more_quality_gives_more_bits_and_a_trained_picture(ladder) -> None:
     assert min(psnrs) > TRAINED_PSNR_FLOOR, psnrs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open (issue 6): the shipped model's top levels are undertrained; on these 3 carphone "
-        "frames q8 measured 0.01 dB below q7 (28.610 vs 28.624 dB) while its bits still rise"
-    ),
-)
 def test_more_quality_gives_higher_psnr(ladder) -> None:
     psnrs = ladder[1]
     assert psnrs == sorted(psnrs) and len(set(psnrs)) == len(psnrs), psnrs

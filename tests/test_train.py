@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from dvc_edic.config import load_preset, load_yaml
 from dvc_edic.errors import InputError, WeightsError
@@ -260,6 +261,29 @@ def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path) -> Non
     with pytest.raises(InputError, match="no tensors under 'nothing'"):
         train(tiny("6_multiframe", tmp_path / "bad", f"init_from={line.checkpoint}",
                    f"init_parts={{nothing: {late.checkpoint}}}", "steps=1"))
+
+
+def test_init_fresh_keeps_trained_parts_across_a_preset_change(tmp_path: Path) -> None:
+    """A changed residual section restarts only the residual coder; the rest stays trained."""
+    line = train(tiny("5_pframe", tmp_path / "p", "init_from=null", "steps=1"))
+    preset = load_yaml(ROOT / "configs" / "models" / "tiny.yaml")
+    preset["residual"]["downsample"] -= 1
+    changed = tmp_path / "tiny_residual.yaml"
+    changed.write_text(yaml.safe_dump(preset))
+    args = (f"init_from={line.checkpoint}", f"model={changed}", "steps=1")
+    with pytest.raises(WeightsError, match=r"differs .* in \['residual'\]"):
+        train(tiny("6_multiframe", tmp_path / "refused", *args))
+    with pytest.raises(InputError, match="init_fresh must be a list"):
+        tiny("6_multiframe", tmp_path / "bad", *args, "init_fresh=[pframe.nothing]")
+    done = train(tiny("6_multiframe", tmp_path / "six", *args,
+                      "init_fresh=[pframe.residual_coder]", "trainable=[pframe.mc]"))
+    state, old = load_checkpoint(done.checkpoint), load_checkpoint(line.checkpoint)
+    kept = [n for n in state["model"] if n.startswith(("intra.", "pframe.flow."))]
+    assert kept and all(torch.equal(state["model"][n], old["model"][n]) for n in kept)
+    fresh = [n for n in state["model"] if n.startswith("pframe.residual_coder.")]
+    assert any(n not in old["model"] or state["model"][n].shape != old["model"][n].shape
+               for n in fresh)
+    assert state["preset"] == preset
 
 
 # ---------------------------------------------------------------- operation

@@ -40,7 +40,7 @@ CONCAT_TYPE = "concat"
 # The argument of each type that names files, resolved against base_dir when relative.
 _PATH_ARGUMENT = {"clips": "sources", "vimeo": "root", "images": "root", "synthetic": "images"}
 # Types whose files can be split by split_holdout, with the kind of files they hold.
-_SPLITTABLE = {"clips": "video", "images": "image"}
+_SPLITTABLE = {"clips": "video", "images": "image", "synthetic": "image"}
 _FILE_SPLITS = ("train", "holdout")
 # Keys of a `holdout:` mapping (the keyword arguments of split_holdout).
 _HOLDOUT_KEYS = ("names", "fraction", "seed")

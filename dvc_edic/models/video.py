@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -14,6 +16,16 @@ from dvc_edic.models.pframe import PFrameCodec
 
 MODEL_FAMILY = "dvc_edic"
 ARCH_VERSION = 1  # bump whenever a change makes old weights or streams incompatible
+PRESET_DIGEST_HEX = 8  # hex digits of the preset digest in the model id
+# The preset section that sizes each module: a module's weights fit another preset
+# whenever that section (and every section outside this table) is the same.
+MODULE_SECTIONS = {
+    "intra": "intra",
+    "pframe.flow": "flow",
+    "pframe.mv_coder": "mv",
+    "pframe.mc": "motion_compensation",
+    "pframe.residual_coder": "residual",
+}
 
 
 class VideoCodecModel(nn.Module):
@@ -34,7 +46,15 @@ class VideoCodecModel(nn.Module):
 
     @property
     def model_id(self) -> str:
-        return f"{MODEL_FAMILY}-{self.preset['name']}-v{ARCH_VERSION}"
+        """Family, preset name, code version and a digest of the preset's values.
+
+        The digest makes a preset edit (a stride, a width) a new model id by
+        itself, so weights and streams of two revisions of the same preset name
+        can never be taken for each other.
+        """
+        canonical = json.dumps(self.preset, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:PRESET_DIGEST_HEX]
+        return f"{MODEL_FAMILY}-{self.preset['name']}-v{ARCH_VERSION}-{digest}"
 
     @property
     def representation(self) -> str:

@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     # {module prefix: checkpoint}: after init_from, take these modules from other runs,
     # e.g. {intra: runs/1_image/checkpoint.pt} when the I-frame coder trained on in parallel
     "init_parts": {},
+    # module prefixes (keys of MODULE_SECTIONS) that start from fresh weights instead of
+    # init_from's: lets a stage keep the trained parts when one part's preset section changed
+    "init_fresh": [],
     "out_dir": None,  # default: runs/<stage>
     "seed": 1,
     "threads": 2,  # torch intra-op threads per process
@@ -217,6 +220,13 @@ def normalise_config(raw: dict[str, Any], where: str = "config") -> dict[str, An
         raise InputError(f"{where}: threads must be a positive integer, got {cfg['threads']!r}")
     if not cfg["trainable"]:
         raise InputError(f"{where}: `trainable` lists no module: nothing would train")
+    from dvc_edic.models.video import MODULE_SECTIONS
+
+    fresh = cfg["init_fresh"]
+    if not isinstance(fresh, list) or any(m not in MODULE_SECTIONS for m in fresh):
+        raise InputError(
+            f"{where}: init_fresh must be a list of {sorted(MODULE_SECTIONS)}, got {fresh!r}"
+        )
     cfg["phase_list"] = _normalise_phases(cfg, where)
     return cfg
 

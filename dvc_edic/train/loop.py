@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dvc_edic.config import load_preset
 from dvc_edic.errors import InputError, WeightsError
-from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.models.video import MODULE_SECTIONS, VideoCodecModel
 from dvc_edic.train import distributed
 from dvc_edic.train.batches import BatchStream, ClipItems, describe, split_holdout, take
 from dvc_edic.train.checkpoint import (
@@ -128,13 +128,13 @@ def _take_parts(
     taken: list[Any] = []
     for prefix, source in parts.items():
         preset, part_tensors, part_history = _init_source(Path(source))
-        _check_preset(preset, cfg, str(source))
+        _check_preset(preset, cfg, str(source), supplies=[prefix])
         keys = [k for k in part_tensors if k.startswith(prefix + ".")]
         if not keys:
             raise InputError(f"init_parts: {source} has no tensors under {prefix!r}")
-        stale = [k for k in merged if k.startswith(prefix + ".") and k not in part_tensors]
-        if stale:
-            raise WeightsError(f"init_parts: {source} lacks {stale[:3]} under {prefix!r}")
+        # the whole module is replaced (its layout may differ from init_from's when its
+        # preset section changed); the model's own key check then proves it complete
+        merged = {k: v for k, v in merged.items() if not k.startswith(prefix + ".")}
         merged.update({k: part_tensors[k] for k in keys})
         taken += [{**entry, "modules": [prefix], "source": str(source)}
                   for entry in part_history]
@@ -142,14 +142,41 @@ def _take_parts(
     return merged, [*taken, *(e for e in history if e["stage"] not in replaced)]
 
 
-def _check_preset(preset: dict[str, Any], cfg: dict[str, Any], source: str) -> None:
+def _check_preset(
+    preset: dict[str, Any], cfg: dict[str, Any], source: str, supplies: list[str] | None = None
+) -> None:
+    """The source's weights must mean what the config's preset says they mean.
+
+    ``supplies`` lists the modules taken from the source (None: all that are not
+    fresh); the sections that size other modules may differ, since those
+    modules' weights come from elsewhere.
+    """
     wanted = load_preset(cfg["model"])
-    if wanted != preset:
-        differing = sorted(k for k in set(wanted) | set(preset) if wanted.get(k) != preset.get(k))
+    if supplies is None:
+        supplies = [m for m in MODULE_SECTIONS if m not in cfg["init_fresh"]]
+        supplies = [m for m in supplies
+                    if not any(m.startswith(p) or p.startswith(m) for p in cfg["init_parts"])]
+    free = {MODULE_SECTIONS[m] for m in MODULE_SECTIONS
+            if not any(m.startswith(s) or s.startswith(m) for s in supplies)}
+    differing = sorted(k for k in set(wanted) | set(preset)
+                       if k not in free and wanted.get(k) != preset.get(k))
+    if differing:
         raise WeightsError(
             f"{source}: its model preset differs from the config's model {cfg['model']!r} "
             f"in {differing}"
         )
+
+
+def _fresh_modules(
+    tensors: dict[str, torch.Tensor], model: VideoCodecModel, fresh: list[str]
+) -> dict[str, torch.Tensor]:
+    """The init tensors with every fresh module's replaced by the new model's own."""
+    def under(name: str) -> bool:
+        return any(name.startswith(prefix + ".") for prefix in fresh)
+
+    own = model.state_dict()
+    return {**{k: v for k, v in tensors.items() if not under(k)},
+            **{k: v for k, v in own.items() if under(k)}}
 
 
 def _config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -254,9 +281,13 @@ class Trainer:
             if cfg["init_parts"]:
                 tensors, self.history = _take_parts(tensors, self.history,
                                                     cfg["init_parts"], cfg)
+            # the checks above make the config's preset describe every supplied tensor
+            preset = load_preset(cfg["model"])
         else:
             preset, tensors = load_preset(cfg["model"]), None
         self.model = VideoCodecModel(preset)
+        if tensors is not None and state is None and cfg["init_fresh"]:
+            tensors = _fresh_modules(tensors, self.model, cfg["init_fresh"])
         if tensors is not None:
             from dvc_edic.weights import load_state
 
