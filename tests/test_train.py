@@ -263,6 +263,15 @@ def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path) -> Non
                    f"init_parts={{nothing: {late.checkpoint}}}", "steps=1"))
 
 
+def test_checkpoints_record_the_init_the_run_really_used(tmp_path: Path) -> None:
+    """--init overrides the config's init_from; the record must name what was loaded."""
+    first = train(tiny("5_pframe", tmp_path / "p", "init_from=null", "steps=1"))
+    cfg = tiny("6_multiframe", tmp_path / "six", "init_from=runs/elsewhere.pt", "steps=1")
+    done = train(cfg, init_from=first.checkpoint)
+    assert load_checkpoint(done.checkpoint)["config"]["init_from"] == str(first.checkpoint)
+    assert cfg["init_from"] == "runs/elsewhere.pt"  # the caller's config is left alone
+
+
 def test_init_fresh_keeps_trained_parts_across_a_preset_change(tmp_path: Path) -> None:
     """A changed residual section restarts only the residual coder; the rest stays trained."""
     line = train(tiny("5_pframe", tmp_path / "p", "init_from=null", "steps=1"))

@@ -56,8 +56,11 @@ _STREAM_GLOBAL = 0
 _STREAM_QUALITY = 1
 # Config keys that may change between a checkpoint and its resumption without
 # changing the loss curve up to the checkpoint (anything else gets a warning).
+# init_from, init_parts and init_fresh only say where a run started: a resumed run's
+# weights come from its checkpoint whatever they say now.
 _RESUME_SAFE_KEYS = ("steps", "phases", "phase_list", "validate", "checkpoint", "log",
-                     "num_workers", "out_dir", "threads", "device")
+                     "num_workers", "out_dir", "threads", "device",
+                     "init_from", "init_parts", "init_fresh")
 
 
 class TrainingDiverged(RuntimeError):
@@ -252,6 +255,9 @@ class Trainer:
         time_limit_minutes: float | None,
     ) -> None:
         torch.set_num_threads(int(cfg["threads"]))
+        if init_from is not None and resume is None:
+            # checkpoints, exported weights and the model card record the start really used
+            cfg = {**cfg, "init_from": str(init_from)}
         self.cfg = cfg
         self.out_dir = Path(cfg["out_dir"])
         self.ckpt_path = checkpoint_path(self.out_dir)
