@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
-import numpy as np
 import torch
 
 from dvc_edic.bitstream import DEFAULT_LIMITS, FrameType, Header, Limits, Packet, Section
@@ -19,8 +18,9 @@ from dvc_edic.bitstream.header import quantize_quality
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.metrics import pooled_mse
 from dvc_edic.models.edic import CodedLatents
-from dvc_edic.models.ladder import interpolate_ladder
+from dvc_edic.models.ladder import LADDER_PEAK, interpolate_ladder
 from dvc_edic.models.pframe import PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.representation import (
@@ -34,8 +34,6 @@ from dvc_edic.weights import weights_hash
 
 QUALITY_MIN = 1.0
 BITS_PER_BYTE = 8
-# D = 255^2 * MSE on [0, 1] samples: the distortion scale the lambda ladder is quoted in.
-DISTORTION_SCALE = 255.0**2
 
 # Section names of each frame type, in packet order.
 I_SECTIONS = ("z", "y")
@@ -121,19 +119,8 @@ class _Pipeline:
 
 
 def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
-    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame.
-
-    MSE is over every Y, U and V sample on [0, 1], as in training (docs/training.md).
-    """
-    peak = float((1 << source.bit_depth) - 1)
-    sse = 0.0
-    samples = 0
-    for a, b in ((source.y, recon.y), (source.u, recon.u), (source.v, recon.v)):
-        diff = a.astype(np.float64) - b.astype(np.float64)
-        sse += float(np.sum(diff * diff))
-        samples += a.size
-    mse = sse / (peak * peak) / samples
-    return lam * DISTORTION_SCALE * mse * source.y.size + bits
+    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame."""
+    return lam * LADDER_PEAK * LADDER_PEAK * pooled_mse(source, recon) * source.y.size + bits
 
 
 class SequenceEncoder:

@@ -23,7 +23,7 @@ from dvc_edic.cli import (
     run_cli,
     setup_threads,
 )
-from dvc_edic.codec import SequenceEncoder, check_frame_size
+from dvc_edic.codec import BITS_PER_BYTE, SequenceEncoder, check_frame_size
 from dvc_edic.errors import InputError
 from dvc_edic.io import open_video
 from dvc_edic.io.atomic import AtomicFile
@@ -33,7 +33,6 @@ from dvc_edic.weights import load_model
 STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
 DEFAULT_INTRA_PERIOD = 12
-BITS_PER_BYTE = 8
 KILO = 1000.0
 
 

@@ -33,7 +33,7 @@ from dvc_edic.cli import (
     run_cli,
     setup_threads,
 )
-from dvc_edic.codec import SequenceDecoder, SequenceEncoder, check_frame_size
+from dvc_edic.codec import BITS_PER_BYTE, SequenceDecoder, SequenceEncoder, check_frame_size
 from dvc_edic.colour import frame_to_rgb, rgb_to_yuv
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
@@ -47,7 +47,6 @@ IMAGE_BIT_DEPTH = 8
 MAX_SAMPLE = 255.0
 CROP_SECTION = "crop"
 DEFAULT_QUALITY = 4.0
-BITS_PER_BYTE = 8
 
 
 def rgb_to_frame(rgb: np.ndarray) -> Frame:

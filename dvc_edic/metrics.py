@@ -28,6 +28,19 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(d * d))
 
 
+def pooled_mse(ref: Frame, dec: Frame) -> float:
+    """MSE over every Y, U and V sample together, on [0, 1] samples.
+
+    This is the distortion training minimises (the mean over the 4:2:0 model
+    tensor's channels), so an encoder decision judged with it values quality
+    as the model was trained to.
+    """
+    peak = float((1 << ref.bit_depth) - 1)
+    planes = ((ref.y, dec.y), (ref.u, dec.u), (ref.v, dec.v))
+    samples = sum(a.size for a, _ in planes)
+    return sum(_mse(a, b) * a.size for a, b in planes) / samples / (peak * peak)
+
+
 def plane_psnrs(ref: Frame, dec: Frame) -> tuple[float, float, float]:
     """PSNR of Y, U and V."""
     if (ref.width, ref.height) != (dec.width, dec.height):

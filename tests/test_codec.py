@@ -162,6 +162,15 @@ def test_rd_cost_is_the_training_loss_per_frame() -> None:
     assert rd_cost(src, off, 0, 0.5) == pytest.approx(0.5 * 255.0**2 * (16 / 255**2 / 24) * 16)
 
 
+def test_pooled_mse_is_the_mse_training_sees_on_the_model_tensor() -> None:
+    from dvc_edic.metrics import pooled_mse
+    from dvc_edic.representation import frame_to_tensor
+
+    a, b = carphone_frames(2)
+    ta, tb = (frame_to_tensor(f, "yuv420") for f in (a, b))
+    assert pooled_mse(a, b) == pytest.approx(float(((ta - tb) ** 2).mean()), rel=1e-5)
+
+
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, check=False

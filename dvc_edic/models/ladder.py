@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import torch
 
 MIN_QUALITY = 1.0  # the lowest level; levels are numbered 1..len(ladder)
+# The ladders are quoted for D = LADDER_PEAK^2 * MSE on [0, 1] samples (CompressAI's
+# lambdas are defined for MSE on 8-bit sample values); training and the encoder both use it.
+LADDER_PEAK = 255.0
 
 
 def interpolate_ladder(ladder: Sequence[float], quality: torch.Tensor) -> torch.Tensor:

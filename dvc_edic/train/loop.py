@@ -44,6 +44,7 @@ from dvc_edic.train.optim import (
     aux_bottlenecks,
     build_optimizers,
     build_scheduler,
+    matches_prefix,
     select_trainable,
 )
 from dvc_edic.train.signals import StopRequest
@@ -132,17 +133,22 @@ def _take_parts(
     for prefix, source in parts.items():
         preset, part_tensors, part_history = _init_source(Path(source))
         _check_preset(preset, cfg, str(source), supplies=[prefix])
-        keys = [k for k in part_tensors if k.startswith(prefix + ".")]
+        keys = [k for k in part_tensors if matches_prefix(k, [prefix])]
         if not keys:
             raise InputError(f"init_parts: {source} has no tensors under {prefix!r}")
         # the whole module is replaced (its layout may differ from init_from's when its
         # preset section changed); the model's own key check then proves it complete
-        merged = {k: v for k, v in merged.items() if not k.startswith(prefix + ".")}
+        merged = {k: v for k, v in merged.items() if not matches_prefix(k, [prefix])}
         merged.update({k: part_tensors[k] for k in keys})
         taken += [{**entry, "modules": [prefix], "source": str(source)}
                   for entry in part_history]
     replaced = {entry["stage"] for entry in taken}
     return merged, [*taken, *(e for e in history if e["stage"] not in replaced)]
+
+
+def _overlaps(module: str, prefixes: list[str]) -> bool:
+    """Whether a module lies under one of the prefixes or contains one of them."""
+    return matches_prefix(module, prefixes) or any(matches_prefix(p, [module]) for p in prefixes)
 
 
 def _check_preset(
@@ -156,11 +162,9 @@ def _check_preset(
     """
     wanted = load_preset(cfg["model"])
     if supplies is None:
-        supplies = [m for m in MODULE_SECTIONS if m not in cfg["init_fresh"]]
-        supplies = [m for m in supplies
-                    if not any(m.startswith(p) or p.startswith(m) for p in cfg["init_parts"])]
-    free = {MODULE_SECTIONS[m] for m in MODULE_SECTIONS
-            if not any(m.startswith(s) or s.startswith(m) for s in supplies)}
+        supplies = [m for m in MODULE_SECTIONS if m not in cfg["init_fresh"]
+                    and not _overlaps(m, list(cfg["init_parts"]))]
+    free = {MODULE_SECTIONS[m] for m in MODULE_SECTIONS if not _overlaps(m, supplies)}
     differing = sorted(k for k in set(wanted) | set(preset)
                        if k not in free and wanted.get(k) != preset.get(k))
     if differing:
@@ -174,12 +178,9 @@ def _fresh_modules(
     tensors: dict[str, torch.Tensor], model: VideoCodecModel, fresh: list[str]
 ) -> dict[str, torch.Tensor]:
     """The init tensors with every fresh module's replaced by the new model's own."""
-    def under(name: str) -> bool:
-        return any(name.startswith(prefix + ".") for prefix in fresh)
-
     own = model.state_dict()
-    return {**{k: v for k, v in tensors.items() if not under(k)},
-            **{k: v for k, v in own.items() if under(k)}}
+    return {**{k: v for k, v in tensors.items() if not matches_prefix(k, fresh)},
+            **{k: v for k, v in own.items() if matches_prefix(k, fresh)}}
 
 
 def _config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

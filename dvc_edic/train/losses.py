@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from dvc_edic.errors import InputError
-from dvc_edic.models.ladder import MIN_QUALITY, interpolate_ladder
+from dvc_edic.models.ladder import LADDER_PEAK, MIN_QUALITY, interpolate_ladder
 from dvc_edic.representation import representation_size
 
-PIXEL_PEAK = 255.0  # CompressAI's lambdas are defined for MSE on 8-bit sample values
 # sqrt(0) has an infinite derivative; the end-point error adds this under the root.
 EPE_EPSILON = 1e-12
 MSSSIM_WINDOW = 11  # pytorch-msssim's default Gaussian window
@@ -143,7 +142,7 @@ class RateDistortion:
     def distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-sample D (B,), scaled so the ladder's lambdas apply directly."""
         if self.kind == "mse":
-            return PIXEL_PEAK * PIXEL_PEAK * mse_per_sample(x_hat, x)
+            return LADDER_PEAK * LADDER_PEAK * mse_per_sample(x_hat, x)
         from pytorch_msssim import ms_ssim
 
         a = _luma_full_resolution(x_hat.clamp(0.0, 1.0), self.representation)

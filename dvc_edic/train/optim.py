@@ -22,7 +22,8 @@ from dvc_edic.models.video import VideoCodecModel
 QUANTILES = "quantiles"  # compressai's name for a bottleneck's auxiliary parameters
 
 
-def _matches(name: str, prefixes: list[str]) -> bool:
+def matches_prefix(name: str, prefixes: list[str]) -> bool:
+    """Whether a module or tensor name is one of the prefixes or lies under one."""
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
@@ -30,7 +31,7 @@ def select_trainable(model: nn.Module, trainable: list[str], freeze: list[str]) 
     """Set requires_grad from the config's prefix lists; returns the trainable names."""
     names = [n for n, _ in model.named_parameters()]
     for prefix in [*trainable, *freeze]:
-        if not any(_matches(n, [prefix]) for n in names):
+        if not any(matches_prefix(n, [prefix]) for n in names):
             raise InputError(
                 f"trainable/freeze entry {prefix!r} names no parameter of the model "
                 f"(top-level modules: {sorted({n.split('.')[0] for n in names})}; "
@@ -38,7 +39,7 @@ def select_trainable(model: nn.Module, trainable: list[str], freeze: list[str]) 
             )
     chosen = []
     for name, p in model.named_parameters():
-        p.requires_grad_(_matches(name, trainable) and not _matches(name, freeze))
+        p.requires_grad_(matches_prefix(name, trainable) and not matches_prefix(name, freeze))
         if p.requires_grad:
             chosen.append(name)
     return chosen
