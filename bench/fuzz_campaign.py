@@ -52,8 +52,10 @@ import torch  # noqa: E402
 from bench.bench_sequence import amplify_analysis  # noqa: E402
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter  # noqa: E402
 from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS  # noqa: E402
-from dvc_edic.bitstream.packet import CRC_COVERED, PACKET_HEAD, SECTION_COUNT, U8, U32  # noqa: E402
+from dvc_edic.bitstream.packet import CRC_COVERED, PACKET_HEAD, U8, U32  # noqa: E402
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder  # noqa: E402
+from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose  # noqa: E402
+from dvc_edic.encoder.decision import Chooser  # noqa: E402
 from dvc_edic.errors import BitstreamError, WeightsError  # noqa: E402
 from dvc_edic.io import Frame, VideoInfo  # noqa: E402
 from dvc_edic.models.video import VideoCodecModel  # noqa: E402
@@ -111,13 +113,23 @@ class StreamSpec:
     frames: int
     quality: float
     intra_period: int
+    modes: bool = False  # P positions cycle through every P mode instead of the full one
 
 
 CORPUS: tuple[StreamSpec, ...] = (
     StreamSpec("carphone-IPI-q4", "carphone", 0, 3, 4.0, 2),
     StreamSpec("carphone-IPP-q6.5", "carphone", 3, 3, 6.5, -1),
     StreamSpec("smooth10-IP-q2", "smooth10", 0, 2, 2.0, -1),
+    StreamSpec("carphone-IPPPP-modes-q5", "carphone", 6, 5, 5.0, -1, modes=True),
 )
+# The full P mode only, as format version 1 had: what the plain corpus streams hold.
+FULL_P = EncoderSettings("fuzz", ("learned",), skip_residual=False, intra_fallback=False,
+                         dis_preset="ultrafast")
+# Every P packet layout: motion + residual, motion only, residual only, neither; with and
+# without the MC net.
+ALL_P_MODES = EncoderSettings("fuzz-modes", ("learned", "zero"), skip_residual=True,
+                              intra_fallback=False, dis_preset="ultrafast", plain_warp="search")
+P_MODE_CYCLE = ("learned+skip", "zero", "zero+nomc+skip", "learned+nomc")
 SMOOTH_SIZE = (64, 96)  # (height, width) of the 10-bit stream's pictures
 SMOOTH_BIT_DEPTH = 10
 
@@ -150,6 +162,17 @@ class Layout:
 _BYTE_STRING_FIELDS = ("magic", "weights_hash")
 
 
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, bytes used) of the LEB128 length at `pos` (a trusted stream)."""
+    value = width = 0
+    while True:
+        byte = data[pos + width]
+        value |= (byte & 0x7F) << (7 * width)
+        width += 1
+        if not byte & 0x80:
+            return value, width
+
+
 def parse_layout(data: bytes) -> Layout:
     """Field offsets of a stream this package wrote (it is trusted: no checks here)."""
     header_fields: list[IntField] = []
@@ -170,23 +193,15 @@ def parse_layout(data: bytes) -> Layout:
         fields.append(IntField("frame_type", pos + 4, U8.size, index))
         fields.append(IntField("payload_length", pos + 5, U32.size, index))
         p = pos + PACKET_HEAD.size
-        (count,) = SECTION_COUNT.unpack_from(data, p)
-        fields.append(IntField("section_count", p, SECTION_COUNT.size, index))
-        p += SECTION_COUNT.size
+        count = data[p]
+        fields.append(IntField("section_count", p, U8.size, index))
+        p += U8.size
         for number in range(count):
-            name_len = data[p]
-            fields.append(IntField(f"s{number}.name_len", p, U8.size, index))
-            fields.append(IntField(f"s{number}.name[0]", p + 1, U8.size, index))
-            p += U8.size + name_len
-            ndim = data[p]
-            fields.append(IntField(f"s{number}.ndim", p, U8.size, index))
+            fields.append(IntField(f"s{number}.id", p, U8.size, index))
             p += U8.size
-            for axis in range(ndim):
-                fields.append(IntField(f"s{number}.shape[{axis}]", p, U32.size, index))
-                p += U32.size
-            (data_len,) = U32.unpack_from(data, p)
-            fields.append(IntField(f"s{number}.data_len", p, U32.size, index))
-            p += U32.size
+            data_len, width = _read_varint(data, p)
+            fields.append(IntField(f"s{number}.data_len", p, width, index))
+            p += width
             if data_len:
                 data_spans.append((index, p, data_len))
             p += data_len
@@ -371,15 +386,37 @@ def fuzz_model() -> VideoCodecModel:
     return model.eval()
 
 
+def cycle_modes() -> Chooser:
+    """A chooser that takes the P modes in turn, so the corpus holds every layout."""
+    turn = 0
+
+    def pick(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+        nonlocal turn
+        decision = choose(candidates, source, lam)
+        if len(candidates) == 1:  # an I position
+            return decision
+        mode = P_MODE_CYCLE[turn % len(P_MODE_CYCLE)]
+        turn += 1
+        chosen = next(c for c in candidates if c.mode == mode)
+        return Decision(chosen, decision.chosen, candidates)
+
+    return pick
+
+
 def encode_stream(
-    model: VideoCodecModel, frames: list[Frame], quality: float, intra_period: int
+    model: VideoCodecModel, frames: list[Frame], quality: float, intra_period: int,
+    modes: bool = False,
 ) -> tuple[bytes, list[Frame]]:
     """A complete stream in memory, and the encoder's own reconstructions."""
     f0 = frames[0]
     info = VideoInfo(width=f0.width, height=f0.height, fps=Fraction(30), bit_depth=f0.bit_depth)
     # the GOP as scheduled: the corpus must hold P packets whichever candidate the
     # untrained model's intra fallback would prefer
-    encoder = SequenceEncoder(model, info, quality, intra_period, intra_fallback=False)
+    if modes:
+        encoder = SequenceEncoder(model, info, quality, intra_period, settings=ALL_P_MODES,
+                                  chooser=cycle_modes())
+    else:
+        encoder = SequenceEncoder(model, info, quality, intra_period, settings=FULL_P)
     buf = io.BytesIO()
     writer = BitstreamWriter(buf, encoder.header)
     recons = []
@@ -505,7 +542,8 @@ class Fuzzer:
         model = fuzz_model()
         corpus = []
         for spec in specs:
-            data, recons = encode_stream(model, _spec_frames(spec), spec.quality, spec.intra_period)
+            data, recons = encode_stream(model, _spec_frames(spec), spec.quality,
+                                         spec.intra_period, spec.modes)
             corpus.append(SeedStream(spec, data, parse_layout(data), tuple(recons)))
         return cls(model, corpus)
 

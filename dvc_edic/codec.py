@@ -13,16 +13,24 @@ from fractions import Fraction
 
 import torch
 
-from dvc_edic.bitstream import DEFAULT_LIMITS, FrameType, Header, Limits, Packet, Section
+from dvc_edic.bitstream import DEFAULT_LIMITS, FrameType, Header, Limits, Packet
 from dvc_edic.bitstream.header import quantize_quality
+from dvc_edic.bitstream.version import P_MODES_VERSION
+from dvc_edic.encoder import EncoderSettings, load_encoder_settings
+from dvc_edic.encoder.decision import (
+    Candidate,
+    Chooser,
+    Decision,
+    choose,
+    intra_candidate,
+    p_candidates,
+)
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
-from dvc_edic.metrics import pooled_mse
-from dvc_edic.models.edic import CodedLatents
-from dvc_edic.models.ladder import LADDER_PEAK, interpolate_ladder
-from dvc_edic.models.pframe import PFrameLatents
+from dvc_edic.models.ladder import MIN_QUALITY, interpolate_ladder
 from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.packets import frame_quality, intra_latents, p_latents
 from dvc_edic.representation import (
     crop_to,
     frame_to_tensor,
@@ -32,19 +40,12 @@ from dvc_edic.representation import (
 )
 from dvc_edic.weights import weights_hash
 
-QUALITY_MIN = 1.0
-BITS_PER_BYTE = 8
-
-# Section names of each frame type, in packet order.
-I_SECTIONS = ("z", "y")
-P_SECTIONS = ("mv_z", "mv_y", "res_z", "res_y")
-
 
 def coded_quality(quality: float, levels: int) -> float:
     """The quality value exactly as the decoder will read it from the header."""
-    if not QUALITY_MIN <= quality <= levels:
+    if not MIN_QUALITY <= quality <= levels:
         raise InputError(
-            f"--quality must be between {QUALITY_MIN:g} and {levels}, got {quality:g}"
+            f"--quality must be between {MIN_QUALITY:g} and {levels}, got {quality:g}"
         )
     return quantize_quality(quality)
 
@@ -63,23 +64,6 @@ def check_frame_size(width: int, height: int, limits: Limits, where: str) -> Non
             f"stream. To encode it anyway pass --max-pixels {pixels} (or more) here and when "
             f"decoding (Limits(max_pixels=...) in Python)"
         )
-
-
-def _latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
-    return [
-        Section(f"{prefix}z", tuple(latents.z_shape), latents.z),
-        Section(f"{prefix}y", tuple(latents.y_shape), latents.y),
-    ]
-
-
-def _latents_from(packet: Packet, prefix: str) -> CodedLatents:
-    z = packet.section(f"{prefix}z")
-    y = packet.section(f"{prefix}y")
-    if len(z.shape) != 3 or len(y.shape) != 3:
-        raise BitstreamError(
-            f"sections {prefix}z/{prefix}y must have 3-dimensional shapes, got {z.shape}, {y.shape}"
-        )
-    return CodedLatents(z=z.data, y=y.data, z_shape=z.shape, y_shape=y.shape)
 
 
 class _Pipeline:
@@ -118,11 +102,6 @@ class _Pipeline:
         return self.keep(self.round_frame(x, size))
 
 
-def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
-    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame."""
-    return lam * LADDER_PEAK * LADDER_PEAK * pooled_mse(source, recon) * source.y.size + bits
-
-
 class SequenceEncoder:
     """Turns frames into packets; ``encode`` also returns the decoder's output frame."""
 
@@ -133,14 +112,19 @@ class SequenceEncoder:
         quality: float,
         intra_period: int,
         limits: Limits = DEFAULT_LIMITS,
-        intra_fallback: bool = True,
+        intra_fallback: bool | None = None,
+        settings: EncoderSettings | None = None,
+        chooser: Chooser = choose,
     ) -> None:
         check_frame_size(info.width, info.height, limits, "input")
         self.limits = limits  # what the stream writer must apply too
         self.model = model.eval()
         self.quality = coded_quality(quality, model.quality_levels)
         self.intra_period = intra_period
-        self.intra_fallback = intra_fallback
+        base = load_encoder_settings() if settings is None else settings
+        self.settings = base.with_overrides(intra_fallback=intra_fallback)
+        self.last_decision: Decision | None = None
+        self._choose = chooser  # by J; tools that need every packet layout pass their own
         self.lam = float(interpolate_ladder(model.preset["lambdas"], torch.tensor(self.quality)))
         self.fallbacks = 0  # P positions coded as I because that cost less
         self.index = 0
@@ -163,35 +147,48 @@ class SequenceEncoder:
             intra_period=intra_period,
         )
 
+    @property
+    def intra_fallback(self) -> bool:
+        return self.settings.intra_fallback
+
+    def _intra_quality(self) -> float:
+        """The GOP's I-frames are coded better: every frame of the GOP predicts from them."""
+        q = self.quality + self.settings.intra_quality_offset
+        return quantize_quality(min(max(q, MIN_QUALITY), self.model.quality_levels))
+
     @torch.no_grad()
     def encode(self, frame: Frame) -> tuple[Packet, Frame]:
-        """Code one frame; at a P position, also try intra and keep the cheaper in R + lambda*D.
+        """Code one frame, choosing among the preset's candidates by R + lambda*D.
 
-        The fallback is what x264's intra blocks in P-frames do at block level: when
-        prediction fails (a cut, an occlusion, a motion coder that is not good enough),
-        coding the frame alone costs less. The intra period still bounds the GOP.
+        At a P position the candidates are each motion source with and without a
+        residual, and (with the intra fallback) the I-frame coder: what x264's
+        block modes do, at frame level. The intra period still bounds the GOP.
+        ``last_decision`` keeps what was tried, for --stats.
         """
         x, size = self._pipe.to_tensor(frame)
         scheduled = frame_type(self.index, self.intra_period)
         self.index += 1
-        candidates: list[tuple[Packet, Frame]] = []
+
+        def round_frame(t: torch.Tensor) -> Frame:
+            return self._pipe.round_frame(t, size)
+
+        candidates: list[Candidate] = []
         if scheduled == FrameType.P:
             assert self._pipe.reference is not None
-            p, x_hat = self.model.pframe.compress(x, self._pipe.reference, self.quality)
-            sections = _latent_sections("mv_", p.mv) + _latent_sections("res_", p.residual)
-            candidates.append((Packet(FrameType.P, tuple(sections)),
-                               self._pipe.round_frame(x_hat, size)))
-        if scheduled == FrameType.I or self.intra_fallback:
-            latents, x_hat = self.model.intra.compress(x, self.quality)
-            candidates.append((Packet(FrameType.I, tuple(_latent_sections("", latents))),
-                               self._pipe.round_frame(x_hat, size)))
-        if len(candidates) > 1:
-            candidates.sort(key=lambda c: rd_cost(
-                frame, c[1], BITS_PER_BYTE * len(c[0].to_bytes()), self.lam))
-        packet, recon = candidates[0]
+            candidates += p_candidates(self.model, x, self._pipe.reference, self.quality,
+                                       self.settings, round_frame)
+        if scheduled == FrameType.I:
+            q = self._intra_quality()
+            candidates.append(intra_candidate(self.model, x, q, round_frame,
+                                              own_quality=q != self.quality))
+        elif self.settings.intra_fallback:
+            candidates.append(intra_candidate(self.model, x, self.quality, round_frame))
+        decision = self._choose(candidates, frame, self.lam)
+        self.last_decision = decision
+        packet = decision.chosen.packet
         if packet.frame_type != scheduled:
             self.fallbacks += 1
-        return packet, self._pipe.keep(recon)
+        return packet, self._pipe.keep(decision.chosen.recon)
 
 
 def check_model(model: VideoCodecModel, header: Header) -> None:
@@ -246,15 +243,16 @@ class SequenceDecoder:
                 f"packet {self.index}: frame type {packet.frame_type.name}, the GOP structure "
                 f"(intra period {self.header.intra_period}) requires I"
             )
-        q = self.header.quality
+        q = frame_quality(packet, self.header.quality, self.model.quality_levels)
         if packet.frame_type == FrameType.I:  # scheduled, or the encoder's intra fallback
-            x_hat = self.model.intra.decompress(_latents_from(packet, ""), q, self._padded)
+            latents = intra_latents(packet, self.model.intra, self._padded)
+            x_hat = self.model.intra.decompress(latents, q, self._padded)
         else:
             assert self._pipe.reference is not None
-            latents = PFrameLatents(
-                mv=_latents_from(packet, "mv_"), residual=_latents_from(packet, "res_")
-            )
-            x_hat = self.model.pframe.decompress(latents, self._pipe.reference, q)
+            pf = self.model.pframe
+            p = p_latents(packet, pf.mv_coder, pf.residual_coder, self._padded,
+                          full=self.header.version < P_MODES_VERSION)
+            x_hat = pf.decompress(p, self._pipe.reference, q)
         self.index += 1
         return self._pipe.to_frame(x_hat, self._size)
 

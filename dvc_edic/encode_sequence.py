@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dvc_edic.bitstream import BitstreamWriter
+from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
@@ -23,7 +23,9 @@ from dvc_edic.cli import (
     run_cli,
     setup_threads,
 )
-from dvc_edic.codec import BITS_PER_BYTE, SequenceEncoder, check_frame_size
+from dvc_edic.codec import SequenceEncoder, check_frame_size
+from dvc_edic.encoder import MOTION_SOURCES, load_encoder_settings
+from dvc_edic.encoder.settings import PLAIN_WARP_MODES, default_preset, preset_names
 from dvc_edic.errors import InputError
 from dvc_edic.io import open_video
 from dvc_edic.io.atomic import AtomicFile
@@ -67,12 +69,53 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"frames per GOP; -1 = only the first frame is intra (default {DEFAULT_INTRA_PERIOD})",
     )
     p.add_argument(
+        "--preset",
+        choices=preset_names(),
+        default=default_preset(),
+        help="encoder effort, as in x264: slower presets try more candidates per P-frame "
+        "(motion sources, skipping the residual, intra) and keep the one of lowest "
+        "rate + lambda * distortion; the decoder is the same for all "
+        f"(configs/encoder.yaml; default {default_preset()})",
+    )
+    p.add_argument(
+        "--motion",
+        choices=(*MOTION_SOURCES, "auto"),
+        default=None,
+        help="where P-frame motion comes from: the learned flow net, OpenCV's DIS optical "
+        "flow, or zero (no motion coded); auto tries all three and keeps the cheapest. "
+        "Default: the preset's list",
+    )
+    p.add_argument(
+        "--intra-quality-offset",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="code the GOP's I-frames at --quality + Q (clamped to the ladder), as x264's "
+        "ipratio does: every later frame of the GOP predicts from them. Default: the preset's",
+    )
+    p.add_argument(
+        "--plain-warp",
+        choices=PLAIN_WARP_MODES,
+        default=None,
+        help="let P-frames predict from the warped reference without the motion-compensation "
+        "net: off; proxy (keep whichever prediction is closer to the frame); search (code "
+        "both, keep the cheaper). Default: the preset's",
+    )
+    p.add_argument(
+        "--no-skip-residual",
+        dest="skip_residual",
+        action="store_false",
+        default=None,
+        help="always code a residual at P positions (by default the encoder also tries each "
+        "prediction alone, which the decoder outputs as is)",
+    )
+    p.add_argument(
         "--no-intra-fallback",
         dest="intra_fallback",
         action="store_false",
-        help="code every P position as a P-frame; by default the encoder also tries intra "
-        "there and keeps whichever costs less in rate + lambda * distortion (about 1.5x "
-        "slower encoding; decoding is unaffected)",
+        default=None,
+        help="code every P position as a P-frame; by default (medium, slow) the encoder also "
+        "tries intra there and keeps whichever costs less in rate + lambda * distortion",
     )
     p.add_argument("--frames", type=int, default=None, help="encode at most this many frames")
     p.add_argument("--width", type=int, default=None, help="width of a raw .yuv input")
@@ -111,13 +154,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = reader.info
         # Before any coding (opening read at most a header, or one probe frame of a container).
         check_frame_size(info.width, info.height, limits, str(inp))
+        settings = load_encoder_settings(args.preset).with_overrides(
+            motion=_motion_sources(args.motion), intra_fallback=args.intra_fallback,
+            intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
+            skip_residual=args.skip_residual,
+        )
         encoder = SequenceEncoder(model, info, args.quality, args.intra_period, limits,
-                                  intra_fallback=args.intra_fallback)
+                                  settings=settings)
         summary = _encode(reader, encoder, out, inp, args)
     _print_summary(summary, out)
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _motion_sources(choice: str | None) -> tuple[str, ...] | None:
+    if choice is None:
+        return None
+    return MOTION_SOURCES if choice == "auto" else (choice,)
 
 
 def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dict:
@@ -142,6 +196,8 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
             stats.update(
                 frame_metrics(frame, recon, matrix=info.matrix, full_range=info.full_range)
             )
+            assert encoder.last_decision is not None
+            stats.update(encoder.last_decision.report(frame))
             frames.append(stats)
             elapsed = time.perf_counter() - start
             bar.update(1)
@@ -172,6 +228,9 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
         "quality": encoder.quality,
         "intra_period": encoder.intra_period,
         "intra_fallbacks": encoder.fallbacks,
+        "preset": encoder.settings.preset,
+        "motion": list(encoder.settings.motion),
+        "modes": _mode_counts(frames),
         "model_id": encoder.header.model_id,
         "file_bytes": file_bytes,
         "bpp": file_bytes * BITS_PER_BYTE / (pixels * n),
@@ -182,13 +241,21 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
     }
 
 
+def _mode_counts(frames: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in frames:
+        counts[f["mode"]] = counts.get(f["mode"], 0) + 1
+    return counts
+
+
 def _print_summary(s: dict, out: Path) -> None:
     print(
         f"{out}: {s['frames']} frames {s['width']}x{s['height']}, {s['file_bytes']} bytes | "
         f"{s['bpp']:.4f} bpp, {s['kbps']:.1f} kbps | PSNR-Y {s['psnr_y']:.2f} dB, "
         f"PSNR-YUV {s['psnr_yuv']:.2f} dB, PSNR-RGB {s['psnr_rgb']:.2f} dB | "
-        f"{s['encode_fps']:.2f} fps encode"
-        + (f" | {s['intra_fallbacks']} P positions coded intra" if s["intra_fallbacks"] else "")
+        f"{s['encode_fps']:.2f} fps encode (preset {s['preset']})"
+        + " | modes: " + ", ".join(f"{mode} {n}" for mode, n in sorted(s["modes"].items()))
+        + (f" ({s['intra_fallbacks']} P positions coded intra)" if s["intra_fallbacks"] else "")
     )
 
 

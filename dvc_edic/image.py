@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import struct
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, Packet, Section
+from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamReader, BitstreamWriter, Packet, Section
 from dvc_edic.bitstream.limits import DEFAULT_LIMITS, Limits
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
@@ -33,7 +34,7 @@ from dvc_edic.cli import (
     run_cli,
     setup_threads,
 )
-from dvc_edic.codec import BITS_PER_BYTE, SequenceDecoder, SequenceEncoder, check_frame_size
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder, check_frame_size
 from dvc_edic.colour import frame_to_rgb, rgb_to_yuv
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
@@ -46,6 +47,8 @@ IMAGE_FULL_RANGE = True  # PNG samples use the whole 0..255 range
 IMAGE_BIT_DEPTH = 8
 MAX_SAMPLE = 255.0
 CROP_SECTION = "crop"
+CROP_SIZE = struct.Struct("<II")  # the picture's true (height, width)
+CROP_DIMS = 2
 DEFAULT_QUALITY = 4.0
 
 
@@ -100,7 +103,8 @@ def encode_image(
     )
     encoder = SequenceEncoder(model, info, quality, intra_period=1, limits=limits)
     packet, recon = encoder.encode(frame)
-    packet = Packet(packet.frame_type, (*packet.sections, Section(CROP_SECTION, (h, w), b"")))
+    crop = Section(CROP_SECTION, (h, w), CROP_SIZE.pack(h, w))
+    packet = Packet(packet.frame_type, (*packet.sections, crop))
     buf = io.BytesIO()
     writer = BitstreamWriter(buf, encoder.header, limits)
     writer.write_packet(packet)
@@ -117,7 +121,7 @@ def decode_image(
     if len(packets) != 1:
         raise BitstreamError(f"an image stream holds one frame, this one holds {len(packets)}")
     packet = packets[0]
-    h, w = packet.section(CROP_SECTION).shape
+    h, w = _crop_size(packet.section(CROP_SECTION))
     hdr = reader.header
     if not (
         0 < h <= hdr.height and 0 < w <= hdr.width and hdr.height - h <= 1 and hdr.width - w <= 1
@@ -125,7 +129,22 @@ def decode_image(
         raise BitstreamError(
             f"crop size {h}x{w} does not fit the coded size {hdr.height}x{hdr.width}"
         )
-    return frame_to_rgb8(decoder.decode(packet))[:h, :w]
+    picture = Packet(packet.frame_type, tuple(s for s in packet.sections if s.name != CROP_SECTION))
+    return frame_to_rgb8(decoder.decode(picture))[:h, :w]
+
+
+def _crop_size(section: Section) -> tuple[int, int]:
+    """Version 1 kept the size as the section's shape; version 2 stores no shapes."""
+    if section.shape:
+        if len(section.shape) != CROP_DIMS:
+            raise BitstreamError(f"crop section: expected shape (h, w), got {section.shape}")
+        return section.shape[0], section.shape[1]
+    if len(section.data) != CROP_SIZE.size:
+        raise BitstreamError(
+            f"crop section: expected {CROP_SIZE.size} bytes (h, w), got {len(section.data)}"
+        )
+    h, w = CROP_SIZE.unpack(section.data)
+    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:

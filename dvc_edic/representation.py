@@ -47,6 +47,17 @@ def representation_size(width: int, height: int, rep: str) -> tuple[int, int]:
     return height, width
 
 
+def luma_of(x: torch.Tensor, rep: str) -> tuple[torch.Tensor, int]:
+    """(luma (B, 1, H, W) in [0, 1], how many luma pixels one model-grid step spans).
+
+    Classical motion search works on luma at its own resolution; the second value
+    maps its vectors back onto the model tensor's grid.
+    """
+    if _check_rep(rep) == "yuv420":
+        return F.pixel_shuffle(x[:, : _LUMA_FOLD * _LUMA_FOLD], _LUMA_FOLD), _LUMA_FOLD
+    return x.mean(dim=1, keepdim=True), 1
+
+
 def frame_to_tensor(
     frame: Frame, rep: str, *, matrix: str = "bt709", full_range: bool = False
 ) -> torch.Tensor:

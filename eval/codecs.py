@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from dvc_edic.errors import BitstreamError, InputError
 from eval import anchors
+from eval.breakdown import bit_breakdown
 from eval.report import file_sha256
 from eval.sets import CodecSpec
 from eval.sources import RawSource
@@ -196,6 +197,7 @@ class DvcEdicAdapter:
             # P positions the encoder coded intra (R + lambda*D was lower); 0 = fixed GOP
             "intra_fallbacks": summary.get("intra_fallbacks"),
             "frame_types": "".join(f["type"] for f in summary.get("per_frame", [])),
+            "breakdown": bit_breakdown(summary.get("per_frame", [])),
         }
         bits = 8 * stream.stat().st_size
         return PointRun(stream, decoded, bits, None, enc_s, dec_s, info)

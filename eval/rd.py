@@ -378,6 +378,7 @@ def _write_outputs(
     computed: int,
     reused: int,
 ) -> None:
+    from eval.breakdown import breakdown_table
     from eval.plots import plot_rd
 
     plots = out / "plots"
@@ -423,6 +424,9 @@ def _write_outputs(
         setup,
     )
     (out / "table.md").write_text(table, encoding="utf-8")
+    breakdown = breakdown_table(results)
+    if breakdown is not None:
+        (out / "breakdown.md").write_text(breakdown, encoding="utf-8")
 
     report = {
         "schema": RESULTS_SCHEMA,

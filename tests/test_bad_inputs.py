@@ -322,7 +322,8 @@ def test_stream_of_another_format_version(tools: Tools, stream: Path, tmp_path: 
     data[crc_at : crc_at + CRC.size] = CRC.pack(zlib.crc32(bytes(data[:crc_at])))
     stream.write_bytes(bytes(data))
     result = tools.decode(stream, "-o", tmp_path / "o.yuv")
-    assert_error(result, stream, f"version {FORMAT_VERSION + 1}", f"version {FORMAT_VERSION}")
+    readable = f"versions 1 and {FORMAT_VERSION}"
+    assert_error(result, stream, f"version {FORMAT_VERSION + 1}", readable)
     assert no_outputs(tmp_path, "o.yuv")
 
 

@@ -27,6 +27,7 @@ from dvc_edic.bitstream import (
     DEFAULT_LIMITS,
     FORMAT_VERSION,
     MAGIC,
+    READABLE_VERSIONS,
     BitstreamReader,
     BitstreamWriter,
     FrameType,
@@ -39,7 +40,9 @@ from dvc_edic.bitstream import (
 )
 from dvc_edic.bitstream.header import FIELD_OFFSETS, FIXED
 from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS
+from dvc_edic.bitstream.packet import SECTION_IDS, encode_varint
 from dvc_edic.bitstream.source import READ_CHUNK
+from dvc_edic.bitstream.version import COMPACT_SECTIONS_VERSION
 from dvc_edic.errors import BitstreamError, InputError
 
 HASH = hashlib.sha256(b"weights").digest()
@@ -49,8 +52,22 @@ CRAFTED_PEAK_BYTES = 256 * 1024
 CRAFTED_SECONDS = 1.0
 
 
+# The format version the current test writes: every test runs on each readable
+# version, so the legacy layout keeps its coverage after a bump.
+_version = FORMAT_VERSION
+
+
+@pytest.fixture(autouse=True, params=READABLE_VERSIONS, ids=lambda v: f"v{v}")
+def format_version(request: pytest.FixtureRequest) -> Iterator[int]:
+    global _version
+    _version = request.param
+    yield request.param
+    _version = FORMAT_VERSION
+
+
 def make_header(**changes: object) -> Header:
     fields: dict[str, object] = dict(
+        version=_version,
         width=64,
         height=48,
         fps_num=30000,
@@ -71,6 +88,16 @@ def make_header(**changes: object) -> Header:
 
 
 def make_packets() -> list[Packet]:
+    if _version >= COMPACT_SECTIONS_VERSION:
+        # Version 2 stores no shapes, and names come from the fixed id table.
+        return [
+            Packet(FrameType.I, (Section("y", (), b"\x01\x02\x03" * 20),
+                                 Section("z", (), b"\xff"))),
+            Packet(FrameType.P, (Section("mv_y", (), bytes(range(40))),
+                                 Section("res_y", (), b"abc"), Section("res_z", (), b""))),
+            Packet(FrameType.P, ()),
+            Packet(FrameType.P, (Section("mv_z", (), b"x" * 200),)),
+        ]
     return [
         Packet(
             FrameType.I,
@@ -157,7 +184,7 @@ def test_header_round_trip(changes: dict[str, object]) -> None:
     data = header.to_bytes()
     assert len(data) == header_size(header)
     assert data[:4] == MAGIC
-    assert struct.unpack_from("<H", data, 4)[0] == FORMAT_VERSION
+    assert struct.unpack_from("<H", data, 4)[0] == _version
     assert Header.from_bytes(data) == header
 
 
@@ -201,15 +228,15 @@ def test_header_rejects_bad_fields(changes: dict[str, object], match: str) -> No
 
 def test_packet_round_trip() -> None:
     for packet in make_packets():
-        data = packet.to_bytes()
-        assert Packet.from_bytes(data) == packet
+        data = packet.to_bytes(_version)
+        assert Packet.from_bytes(data, version=_version) == packet
     with pytest.raises(BitstreamError, match="extra"):
-        Packet.from_bytes(make_packets()[0].to_bytes() + b"\0")
+        Packet.from_bytes(make_packets()[0].to_bytes(_version) + b"\0", version=_version)
 
 
 def test_packet_section_lookup_and_validation() -> None:
     packet = make_packets()[0]
-    assert packet.section("z") == Section("z", (8, 1, 1), b"\xff")
+    assert packet.section("z").data == b"\xff"
     with pytest.raises(BitstreamError, match="no section 'nope'"):
         packet.section("nope")
     with pytest.raises(BitstreamError, match="twice"):
@@ -308,7 +335,7 @@ def test_other_version_message() -> None:
     data = bytearray(write_stream())
     struct.pack_into("<H", data, 4, 7)
     with pytest.raises(
-        BitstreamError, match="stream format version 7, this decoder reads version 1"
+        BitstreamError, match="stream format version 7, this decoder reads versions 1 and 2"
     ):
         BitstreamReader(bytes(data))
 
@@ -328,7 +355,7 @@ def test_trailing_garbage_and_missing_packets() -> None:
     with pytest.raises(BitstreamError, match="trailing bytes"):
         read_stream(Pipe(data + b"abc"))
     reader = BitstreamReader(data)
-    short = data[: reader.header_size + len(make_packets()[0].to_bytes())]
+    short = data[: reader.header_size + len(make_packets()[0].to_bytes(_version))]
     for source in (short, Pipe(short)):
         with pytest.raises(BitstreamError, match=r"after 1 packets, but the header .* says 4"):
             read_stream(source)
@@ -410,19 +437,28 @@ def test_crafted_huge_claims_do_not_allocate(tmp_path: Path) -> None:
         assert "remain" in _refused_cheaply(f, roomy)
 
     # A section that claims 2 GB inside a small payload with a valid CRC.
-    section = (
-        struct.pack("<H", 1)
-        + b"\x01y"
-        + b"\x01"
-        + struct.pack("<I", 4)
-        + struct.pack("<I", 2**31)
-        + b"\0" * 800
-    )
+    if _version >= COMPACT_SECTIONS_VERSION:  # id 1 = y, varint 2**31
+        section = b"\x01" + b"\x01" + encode_varint(2**31) + b"\0" * 800
+        many = b"\xff" + b"\0" * 800
+    else:
+        section = (
+            struct.pack("<H", 1)
+            + b"\x01y"
+            + b"\x01"
+            + struct.pack("<I", 4)
+            + struct.pack("<I", 2**31)
+            + b"\0" * 800
+        )
+        many = struct.pack("<H", 65535) + b"\0" * 800
     message = _refused_cheaply(head + _crafted_packet(section))
     assert "section 0 'y' data" in message and "remain" in message
 
-    many = struct.pack("<H", 65535) + b"\0" * 800
     assert "section count" in _refused_cheaply(head + _crafted_packet(many))
+    if _version >= COMPACT_SECTIONS_VERSION:  # no shapes; an unknown id and a runaway varint
+        assert "unknown id" in _refused_cheaply(head + _crafted_packet(b"\x01\x77" + b"\0" * 800))
+        runaway = b"\x01\x01" + b"\xff" * 800
+        assert "varint longer" in _refused_cheaply(head + _crafted_packet(runaway))
+        return
     deep = struct.pack("<H", 1) + b"\x01y" + b"\xff" + b"\0" * 800
     assert "ndim" in _refused_cheaply(head + _crafted_packet(deep))
     wide_dim = struct.pack("<H", 1) + b"\x01y\x01" + struct.pack("<I", 2**32 - 1) + b"\0" * 800
@@ -466,6 +502,15 @@ def _headers_of_width(width: int) -> st.SearchStrategy[Header]:
     )
 
 
+def _as_current_version(packet: Packet) -> Packet:
+    """Version 2 stores only the named sections of its id table, without shapes."""
+    if _version < COMPACT_SECTIONS_VERSION:
+        return packet
+    ids = list(SECTION_IDS)
+    renamed = (Section(ids[i], (), s.data) for i, s in enumerate(packet.sections))
+    return Packet(packet.frame_type, tuple(renamed))
+
+
 headers = st.integers(1, 8192).map(lambda n: 2 * n).flatmap(_headers_of_width)
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -475,6 +520,7 @@ FUZZ = settings(
 @FUZZ
 @given(header=headers, stream=st.lists(packets, max_size=4))
 def test_fuzz_round_trip(header: Header, stream: list[Packet]) -> None:
+    stream = [_as_current_version(p) for p in stream]
     data = write_stream(header, stream)
     assert read_stream(data) == (header.with_frame_count(len(stream)), stream)
 
@@ -529,7 +575,7 @@ def test_fuzz_payloads_with_valid_crc(payload: bytes, frame_type: int) -> None:
         _, (packet,) = read_stream(data)
     except BitstreamError:
         return
-    assert head + packet.to_bytes() == data  # anything accepted is canonical
+    assert head + packet.to_bytes(_version) == data  # anything accepted is canonical
 
 
 @FUZZ

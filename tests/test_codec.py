@@ -15,6 +15,7 @@ import torch
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.encoder import EncoderSettings
 from dvc_edic.errors import WeightsError
 from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.weights import load_weights, save_weights
@@ -127,32 +128,34 @@ def test_intra_fallback_keeps_the_cheaper_candidate_and_decodes_exactly(
     tiny_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At a P position the encoder may code intra; the decoder follows the packet's type."""
-    import dvc_edic.codec as codec
+    import dvc_edic.encoder.decision as decision
 
     frames = carphone_frames(4)
     info = VideoInfo(width=176, height=144, fps=Fraction(30), bit_depth=8)
     seen: list[int] = []
 
     def intra_is_cheaper(source, recon, bits, lam) -> float:
-        seen.append(bits)  # costed in candidate order: P first, then I
-        return 0.0 if len(seen) % 2 == 0 else 1.0
+        seen.append(bits)  # the I position first, then P and I at each P position
+        return 0.0 if len(seen) % 2 == 1 else 1.0
 
-    real_cost = codec.rd_cost
-    monkeypatch.setattr(codec, "rd_cost", intra_is_cheaper)
-    enc = SequenceEncoder(tiny_model, info, 4.0, intra_period=12)
+    real_cost = decision.rd_cost
+    monkeypatch.setattr(decision, "rd_cost", intra_is_cheaper)
+    one_p_mode = EncoderSettings("test", ("learned",), skip_residual=False, intra_fallback=True,
+                                 dis_preset="ultrafast")
+    enc = SequenceEncoder(tiny_model, info, 4.0, intra_period=12, settings=one_p_mode)
     data, recons, _, _ = _encode_with(enc, frames)
-    assert enc.fallbacks == 3 and len(seen) == 6  # P and I costed at each P position
+    assert enc.fallbacks == 3 and len(seen) == 7  # P and I costed at each P position
     decoded = _decode(tiny_model, data)
     assert [p.frame_type for p in BitstreamReader(data)] == [FrameType.I] * 4
     assert all(d == r for d, r in zip(decoded, recons, strict=True))
 
-    monkeypatch.setattr(codec, "rd_cost", real_cost)
+    monkeypatch.setattr(decision, "rd_cost", real_cost)
     fixed = SequenceEncoder(tiny_model, info, 4.0, intra_period=12, intra_fallback=False)
     assert [fixed.encode(f)[0].frame_type for f in frames] == [FrameType.I] + [FrameType.P] * 3
 
 
 def test_rd_cost_is_the_training_loss_per_frame() -> None:
-    from dvc_edic.codec import rd_cost
+    from dvc_edic.encoder.decision import rd_cost
 
     y = np.full((4, 4), 100, np.uint8)
     u = v = np.full((2, 2), 100, np.uint8)

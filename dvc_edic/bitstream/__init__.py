@@ -7,8 +7,8 @@ against `Limits` before allocating.
 
 from __future__ import annotations
 
+from dvc_edic.bitstream.fields import BITS_PER_BYTE
 from dvc_edic.bitstream.header import (
-    FORMAT_VERSION,
     MAGIC,
     QUALITY_SCALE,
     Header,
@@ -18,13 +18,16 @@ from dvc_edic.bitstream.header import (
 from dvc_edic.bitstream.limits import DEFAULT_LIMITS, Limits
 from dvc_edic.bitstream.packet import FrameType, Packet, Section
 from dvc_edic.bitstream.reader import BitstreamReader
+from dvc_edic.bitstream.version import FORMAT_VERSION, READABLE_VERSIONS
 from dvc_edic.bitstream.writer import BitstreamWriter
 
 __all__ = [
+    "BITS_PER_BYTE",
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "MAGIC",
     "QUALITY_SCALE",
+    "READABLE_VERSIONS",
     "BitstreamReader",
     "BitstreamWriter",
     "FrameType",

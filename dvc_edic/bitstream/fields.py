@@ -11,6 +11,8 @@ import operator
 
 from dvc_edic.errors import BitstreamError
 
+# Every size the codec reports is of bytes written; rates are those times this.
+BITS_PER_BYTE = 8
 # Printable ASCII without space: names stay readable in error messages and logs.
 NAME_FIRST_CHAR = 0x21
 NAME_LAST_CHAR = 0x7E

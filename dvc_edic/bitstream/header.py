@@ -1,6 +1,6 @@
 """The stream header: everything a decoder must know before the first packet.
 
-Layout (little endian), format version 1::
+Layout (little endian), identical in format versions 1 and 2 (they differ in the packets)::
 
     magic, version, width, height, fps_num, fps_den, bit_depth, chroma,
     representation, matrix, range, frame_count, quality, intra_period,
@@ -22,11 +22,10 @@ from fractions import Fraction
 from dvc_edic.bitstream.fields import as_int, check_range, decode_name, encode_name
 from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U32_MAX, Limits
 from dvc_edic.bitstream.source import ByteSource
+from dvc_edic.bitstream.version import FORMAT_VERSION, READABLE_VERSIONS
 from dvc_edic.errors import BitstreamError
 
 MAGIC = b"DVCE"
-# Bump on any layout change; a reader accepts exactly its own version.
-FORMAT_VERSION = 1
 
 # Enum codes as stored in the stream. New values may only be appended.
 CHROMA_CODES: dict[str, int] = {"420": 0}
@@ -132,6 +131,7 @@ class Header:
     weights_hash: bytes
     quality: float
     intra_period: int
+    version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         def set_(name: str, value: object) -> None:
@@ -170,6 +170,10 @@ class Header:
         if period != INTRA_ONLY_FIRST:
             check_range(period, 1, I32_MAX, _where("intra_period") + f" (or {INTRA_ONLY_FIRST})")
         set_("intra_period", period)
+        if self.version not in READABLE_VERSIONS:
+            raise BitstreamError(
+                f"{_where('version')}: expected one of {READABLE_VERSIONS}, got {self.version!r}"
+            )
 
     @property
     def fps(self) -> Fraction:
@@ -207,7 +211,7 @@ class Header:
         body = (
             FIXED.pack(
                 MAGIC,
-                FORMAT_VERSION,
+                self.version,
                 self.width,
                 self.height,
                 self.fps_num,
@@ -271,9 +275,10 @@ def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
             f"not a dvc_edic stream: expected magic {MAGIC!r} at offset {start}, got {got}"
         )
     (version,) = VERSION.unpack(source.read_exact(VERSION.size, _where("version")))
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise BitstreamError(
-            f"stream format version {version}, this decoder reads version {FORMAT_VERSION} "
+            f"stream format version {version}, this decoder reads versions {readable} "
             f"({_where('version')})"
         )
     rest = source.read_exact(FIXED.size - MAGIC_SIZE - VERSION.size, "header fixed fields")
@@ -321,6 +326,7 @@ def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
         weights_hash=values["weights_hash"],
         quality=quality_milli / QUALITY_SCALE,
         intra_period=values["intra_period"],
+        version=version,
     )
     header.check_limits(limits)
     return header

@@ -1,9 +1,14 @@
 """One packet per frame: sync marker, frame type, payload length, CRC32, payload.
 
-The payload is a list of named sections (name, shape, bytes). The container
-does not interpret section data; the codec decides what `y`, `z` or side-info
-sections hold. The CRC covers the frame type and length as well as the
-payload, so any single corrupted bit in a packet is detected.
+The payload is a list of named sections. The container does not interpret
+section data; the codec decides what `y`, `z` or side-info sections hold. The
+CRC covers the frame type and length as well as the payload, so any single
+corrupted bit in a packet is detected.
+
+Format version 1 writes each section as (name, shape, u32 length, bytes).
+Version 2 writes (one-byte id, LEB128 length, bytes): the decoder derives every
+latent shape from the frame size and the model, so storing it bought nothing,
+and the 20-odd bytes a section cost were a tenth of a low-rate CIF P-frame.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from enum import IntEnum
 from dvc_edic.bitstream.fields import as_int, check_range, decode_name, encode_name
 from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U16_MAX, U32_MAX, Limits
 from dvc_edic.bitstream.source import ByteSource
+from dvc_edic.bitstream.version import COMPACT_SECTIONS_VERSION, FORMAT_VERSION
 from dvc_edic.errors import BitstreamError
 
 # Marks the start of each packet, so a reader that lost its place says so.
@@ -28,8 +34,32 @@ CRC_COVERED = struct.Struct("<BI")
 SECTION_COUNT = struct.Struct("<H")
 U8 = struct.Struct("<B")
 U32 = struct.Struct("<I")
-# Smallest possible packet: head plus an empty section list.
-MIN_PACKET_SIZE = PACKET_HEAD.size + SECTION_COUNT.size
+# Smallest possible packet: head plus an empty section list (version 1's count is the wider).
+MIN_PACKET_SIZE = PACKET_HEAD.size + U8.size
+# Version 2 names sections by these ids. New names may only be appended.
+SECTION_IDS: dict[str, int] = {
+    "z": 0, "y": 1, "mv_z": 2, "mv_y": 3, "res_z": 4, "res_y": 5, "crop": 6, "q": 7,
+    "nomc": 8,
+}
+_SECTION_NAMES = {code: name for name, code in SECTION_IDS.items()}
+# LEB128: 7 payload bits a byte, high bit set on every byte but the last.
+_VARINT_BITS = 7
+_VARINT_MORE = 0x80
+_VARINT_MASK = 0x7F
+_VARINT_MAX_BYTES = 5  # enough for any u32
+
+
+def encode_varint(value: int) -> bytes:
+    check_range(value, 0, U32_MAX, "varint")
+    out = bytearray()
+    while True:
+        low = value & _VARINT_MASK
+        value >>= _VARINT_BITS
+        if value:
+            out.append(low | _VARINT_MORE)
+        else:
+            out.append(low)
+            return bytes(out)
 
 
 class FrameType(IntEnum):
@@ -67,7 +97,14 @@ class Section:
             count *= dim
         return count
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
+        if version >= COMPACT_SECTIONS_VERSION:
+            if self.name not in SECTION_IDS:
+                raise BitstreamError(
+                    f"section {self.name!r}: format version {version} can only store the "
+                    f"sections {sorted(SECTION_IDS)}"
+                )
+            return U8.pack(SECTION_IDS[self.name]) + encode_varint(len(self.data)) + self.data
         name = self.name.encode("ascii")
         return b"".join(
             (
@@ -134,31 +171,36 @@ class Packet:
             f"{self.frame_type.name}-frame packet has no section {name!r} (it has {names})"
         )
 
-    def payload_bytes(self) -> bytes:
-        return SECTION_COUNT.pack(len(self.sections)) + b"".join(
-            section.to_bytes() for section in self.sections
+    def payload_bytes(self, version: int = FORMAT_VERSION) -> bytes:
+        count = U8 if version >= COMPACT_SECTIONS_VERSION else SECTION_COUNT
+        return count.pack(len(self.sections)) + b"".join(
+            section.to_bytes(version) for section in self.sections
         )
 
-    def to_bytes(self) -> bytes:
-        payload = self.payload_bytes()
+    def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
+        payload = self.payload_bytes(version)
         check_range(len(payload), 0, U32_MAX, "packet payload length")
         covered = CRC_COVERED.pack(self.frame_type, len(payload))
         crc = zlib.crc32(payload, zlib.crc32(covered))
         return PACKET_HEAD.pack(SYNC, self.frame_type, len(payload), crc) + payload
 
-    def check_limits(self, limits: Limits = DEFAULT_LIMITS, where: str = "packet") -> None:
+    def check_limits(
+        self, limits: Limits = DEFAULT_LIMITS, where: str = "packet", version: int = FORMAT_VERSION
+    ) -> None:
         """Raise BitstreamError if a reader with `limits` would refuse this packet."""
         check_range(len(self.sections), 0, limits.max_sections, f"{where}: section count")
         for section in self.sections:
             section.check_limits(limits, where)
-        size = len(self.payload_bytes())
+        size = len(self.payload_bytes(version))
         check_range(size, 0, limits.max_payload_bytes, f"{where}: payload length")
 
     @classmethod
-    def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Packet:
-        """Parse exactly one packet from `data`."""
+    def from_bytes(
+        cls, data: bytes, limits: Limits = DEFAULT_LIMITS, version: int = FORMAT_VERSION
+    ) -> Packet:
+        """Parse exactly one packet of format `version` from `data`."""
         source = ByteSource.from_input(data)
-        packet = read_packet(source, limits, index=0)
+        packet = read_packet(source, limits, index=0, version=version)
         if source.offset != len(data):
             raise BitstreamError(
                 f"packet ends at offset {source.offset}, but {len(data)} "
@@ -167,7 +209,9 @@ class Packet:
         return packet
 
 
-def read_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
+def read_packet(
+    source: ByteSource, limits: Limits, index: int, version: int = FORMAT_VERSION
+) -> Packet:
     """Read packet number `index` at the current offset, checking each field as it comes."""
     start = source.offset
     where = f"packet {index} (offset {start})"
@@ -184,7 +228,8 @@ def read_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
             f"unsupported value {frame_code}, expected 0 (I) or 1 (P)"
         )
     length_field = f"{where} field payload_length (offset {start + len(SYNC) + U8.size})"
-    check_range(length, SECTION_COUNT.size, limits.max_payload_bytes, length_field)
+    count_size = U8.size if version >= COMPACT_SECTIONS_VERSION else SECTION_COUNT.size
+    check_range(length, count_size, limits.max_payload_bytes, length_field)
     remaining = source.remaining()
     if remaining is not None and length > remaining:
         raise BitstreamError(
@@ -199,34 +244,94 @@ def read_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
             f"{where}: CRC32 mismatch, stored 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
             f"over the frame type, length and {length}-byte payload; the packet is corrupted"
         )
-    sections = _parse_sections(memoryview(payload), payload_offset, limits, where)
+    parse = _parse_sections if version >= COMPACT_SECTIONS_VERSION else _parse_sections_v1
+    sections = parse(_PayloadCursor(memoryview(payload), payload_offset, where), limits)
     return Packet(FrameType(frame_code), sections)
 
 
-def _parse_sections(
-    payload: memoryview, base: int, limits: Limits, where: str
-) -> tuple[Section, ...]:
-    """Split a CRC-checked payload; every length is checked against what is left in it."""
-    pos = 0
+class _PayloadCursor:
+    """Reads a CRC-checked payload; every length is checked against what is left in it."""
 
-    def take(count: int, what: str) -> memoryview:
-        nonlocal pos
-        if count > len(payload) - pos:
+    def __init__(self, payload: memoryview, base: int, where: str) -> None:
+        self.payload = payload
+        self.base = base
+        self.where = where
+        self.pos = 0
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def take(self, count: int, what: str) -> memoryview:
+        left = len(self.payload) - self.pos
+        if count > left:
             raise BitstreamError(
-                f"{where} {what} (offset {base + pos}): needs {count} bytes, but only "
-                f"{len(payload) - pos} remain in the {len(payload)}-byte payload"
+                f"{self.where} {what} (offset {self.offset}): needs {count} bytes, but only "
+                f"{left} remain in the {len(self.payload)}-byte payload"
             )
-        view = payload[pos : pos + count]
-        pos += count
+        view = self.payload[self.pos : self.pos + count]
+        self.pos += count
         return view
 
+    def varint(self, what: str) -> int:
+        start = self.offset
+        value = 0
+        for number in range(_VARINT_MAX_BYTES):
+            (byte,) = self.take(U8.size, what)
+            value |= (byte & _VARINT_MASK) << (_VARINT_BITS * number)
+            if not byte & _VARINT_MORE:
+                if number and not byte:
+                    raise BitstreamError(
+                        f"{self.where} {what} (offset {start}): over-long varint encoding"
+                    )
+                return check_range(value, 0, U32_MAX, f"{self.where} {what} (offset {start})")
+        raise BitstreamError(
+            f"{self.where} {what} (offset {start}): varint longer than {_VARINT_MAX_BYTES} bytes"
+        )
+
+    def check_end(self) -> None:
+        if self.pos != len(self.payload):
+            raise BitstreamError(
+                f"{self.where}: {len(self.payload) - self.pos} unused bytes after the last "
+                f"section (offset {self.offset}); the payload is malformed"
+            )
+
+
+def _parse_sections(cursor: _PayloadCursor, limits: Limits) -> tuple[Section, ...]:
+    """Version 2: (id, varint length, data) per section; shapes are the decoder's to derive."""
+    where = cursor.where
+    (count,) = U8.unpack(cursor.take(U8.size, "section count"))
+    check_range(count, 0, limits.max_sections, f"{where} section count (offset {cursor.base})")
+    sections: list[Section] = []
+    for number in range(count):
+        id_offset = cursor.offset
+        (code,) = U8.unpack(cursor.take(U8.size, f"section {number} id"))
+        name = _SECTION_NAMES.get(code)
+        if name is None:
+            raise BitstreamError(
+                f"{where} section {number} id (offset {id_offset}): unknown id {code}, "
+                f"expected one of {sorted(_SECTION_NAMES)}"
+            )
+        what = f"section {number} {name!r}"
+        if any(s.name == name for s in sections):
+            raise BitstreamError(f"{where} {what} (offset {id_offset}): duplicate section")
+        length = cursor.varint(f"{what} data length")
+        data = bytes(cursor.take(length, f"{what} data of {length} bytes"))
+        sections.append(Section(name, (), data))
+    cursor.check_end()
+    return tuple(sections)
+
+
+def _parse_sections_v1(cursor: _PayloadCursor, limits: Limits) -> tuple[Section, ...]:
+    """Version 1: (name, shape, u32 length, data) per section."""
+    where, base, take = cursor.where, cursor.base, cursor.take
     (count,) = SECTION_COUNT.unpack(take(SECTION_COUNT.size, "section count"))
     check_range(count, 0, limits.max_sections, f"{where} section count (offset {base})")
     sections: list[Section] = []
     names: set[str] = set()
     for number in range(count):
         what = f"section {number}"
-        field_offset = base + pos
+        field_offset = cursor.offset
         (name_len,) = U8.unpack(take(U8.size, f"{what} name length"))
         check_range(
             name_len,
@@ -242,7 +347,7 @@ def _parse_sections(
         if name in names:
             raise BitstreamError(f"{where} {what} (offset {field_offset}): duplicate name")
         names.add(name)
-        ndim_offset = base + pos
+        ndim_offset = cursor.offset
         (ndim,) = U8.unpack(take(U8.size, f"{what} ndim"))
         check_range(ndim, 0, limits.max_ndim, f"{where} {what} ndim (offset {ndim_offset})")
         shape = struct.unpack(f"<{ndim}I", take(ndim * U32.size, f"{what} shape"))
@@ -256,9 +361,5 @@ def _parse_sections(
         section = Section(name, shape, data)
         section.check_limits(limits, where)
         sections.append(section)
-    if pos != len(payload):
-        raise BitstreamError(
-            f"{where}: {len(payload) - pos} unused bytes after the last "
-            f"section (offset {base + pos}); the payload is malformed"
-        )
+    cursor.check_end()
     return tuple(sections)

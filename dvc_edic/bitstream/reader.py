@@ -62,7 +62,7 @@ class BitstreamReader:
             if self._source.remaining() == 0:
                 self._missing(index, start)
             try:
-                packet = read_packet(self._source, self._limits, index)
+                packet = read_packet(self._source, self._limits, index, self.header.version)
             except BitstreamError:
                 if self._source.offset == start:  # an input of unknown size just ended
                     self._missing(index, start)

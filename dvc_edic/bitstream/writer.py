@@ -75,8 +75,9 @@ class BitstreamWriter:
                 f"packet {self._packets}: a stream holds at most "
                 f"{self._limits.max_frame_count} frames (Limits.max_frame_count)"
             )
-        packet.check_limits(self._limits, f"packet {self._packets}")
-        data = packet.to_bytes()
+        version = self._header.version
+        packet.check_limits(self._limits, f"packet {self._packets}", version)
+        data = packet.to_bytes(version)
         self._write(data)
         self._packets += 1
         return len(data)

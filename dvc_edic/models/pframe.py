@@ -49,8 +49,18 @@ class MotionCompensation(nn.Module):
 
 @dataclass(frozen=True)
 class PFrameLatents:
-    mv: CodedLatents
-    residual: CodedLatents
+    """A P-frame's coded parts; a part left out is a mode, not an error.
+
+    ``mv is None``: zero motion, nothing coded for it. ``residual is None``: the
+    frame is the motion-compensated prediction itself (skip). ``mc`` False: the
+    prediction is the plainly warped reference, for content where the MC net,
+    still undertrained, predicts worse than warping alone. All are encoder
+    choices that the decoder follows without knowing why they were made.
+    """
+
+    mv: CodedLatents | None
+    residual: CodedLatents | None
+    mc: bool = True  # False: the prediction is the warped reference, without the MC net
 
 
 class PFrameCodec(nn.Module):
@@ -70,8 +80,14 @@ class PFrameCodec(nn.Module):
 
     def predict(self, reference: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
         """Motion-compensated prediction x̄_t from the decoded reference and flow."""
+        return self.predict_parts(reference, flow_hat)[1]
+
+    def predict_parts(
+        self, reference: torch.Tensor, flow_hat: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(warped reference, prediction): the encoder reports how much MC adds."""
         warped = backward_warp(reference, flow_hat)
-        return self.mc(warped, reference, flow_hat)
+        return warped, self.mc(warped, reference, flow_hat)
 
     @staticmethod
     def finish(prediction: torch.Tensor, residual_hat: torch.Tensor) -> torch.Tensor:
@@ -108,12 +124,26 @@ class PFrameCodec(nn.Module):
         res, residual_hat = self.residual_coder.compress(x - prediction, quality)
         return PFrameLatents(mv=mv, residual=res), self.finish(prediction, residual_hat)
 
+    @staticmethod
+    def zero_motion(reference: torch.Tensor) -> torch.Tensor:
+        """The decoded flow of a frame coded without motion."""
+        b, _, h, w = reference.shape
+        return reference.new_zeros(b, 2, h, w)
+
     @torch.no_grad()
     def decompress(
         self, latents: PFrameLatents, reference: torch.Tensor, quality: float
     ) -> torch.Tensor:
         size = (reference.shape[-2], reference.shape[-1])
-        flow_hat = self.mv_coder.decompress(latents.mv, quality, size)
-        prediction = self.predict(reference, flow_hat)
+        if latents.mv is None:
+            flow_hat = self.zero_motion(reference)
+        else:
+            flow_hat = self.mv_coder.decompress(latents.mv, quality, size)
+        if latents.mc:
+            prediction = self.predict(reference, flow_hat)
+        else:
+            prediction = backward_warp(reference, flow_hat)
+        if latents.residual is None:
+            return prediction.clamp(0.0, 1.0)
         residual_hat = self.residual_coder.decompress(latents.residual, quality, size)
         return self.finish(prediction, residual_hat)

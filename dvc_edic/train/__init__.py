@@ -2,7 +2,9 @@
 
 ``python -m dvc_edic.train configs/train/<stage>.yaml [--resume [CKPT]]``; the same
 command runs under ``torchrun --nproc_per_node N`` with DistributedDataParallel.
-See docs/training.md for the schedule and the time each stage takes.
+``python -m dvc_edic.train.campaign --hours H`` runs the stages as a time-budgeted
+campaign over many sessions. See docs/training.md for the schedule and the time each
+stage takes.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import yaml
 
 from dvc_edic.config import load_yaml
 from dvc_edic.errors import InputError
+from dvc_edic.train.ema import WEIGHT_KINDS, check_settings
 
 TASKS = ("image", "flow_supervised", "warp", "mv", "mc", "pframe", "multiframe")
 DISTORTIONS = ("mse", "ms-ssim")
@@ -44,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # module prefixes (keys of MODULE_SECTIONS) that start from fresh weights instead of
     # init_from's: lets a stage keep the trained parts when one part's preset section changed
     "init_fresh": [],
+    # ema | raw: which weights of an init_from / init_parts checkpoint this stage starts from
+    # (a checkpoint without an EMA gives its raw weights either way)
+    "init_weights": "ema",
     "out_dir": None,  # default: runs/<stage>
     "seed": 1,
     "threads": 2,  # torch intra-op threads per process
@@ -89,6 +93,9 @@ DEFAULTS: dict[str, Any] = {
         "every": 0,  # steps between validations; 0 = only at the end of the stage
         "items": 4,  # validation items per run
         "qualities": None,  # None = lowest, middle and highest quality level
+        # also validate when --stop-after / --time-limit stops the run (validation leaves
+        # the random generators as it found them); the campaign uses this for its ledger
+        "on_stop": False,
     },
     "checkpoint": {
         "every_steps": 500,
@@ -104,6 +111,14 @@ DEFAULTS: dict[str, Any] = {
         "timeout_minutes": 30,
     },
     "phases": None,  # optional list of {name, task, steps, batch_size, data, loss}
+    # exponential moving average of the trainable weights (dvc_edic.train.ema): what
+    # validation, export and the next stage use. `ema: null` or decay 0 turns it off.
+    "ema": {
+        "decay": 0.999,  # weight of the old average at each optimizer step (~1000-step horizon)
+        # update u uses min(decay, (1 + u) / (warmup + u)), so the starting weights fade
+        # quickly; 0 disables the warm-up
+        "warmup": 10,
+    },
 }
 
 
@@ -216,6 +231,8 @@ def normalise_config(raw: dict[str, Any], where: str = "config") -> dict[str, An
         cfg["out_dir"] = str(Path("runs") / str(cfg["stage"]))
     _check_choice(cfg["schedule"]["decay"], DECAYS, f"{where}: schedule.decay")
     _check_choice(cfg["device"], ("auto", "cpu", "cuda"), f"{where}: device")
+    _check_choice(cfg["init_weights"], WEIGHT_KINDS, f"{where}: init_weights")
+    check_settings(cfg["ema"], where)
     if not isinstance(cfg["threads"], int) or cfg["threads"] < 1:
         raise InputError(f"{where}: threads must be a positive integer, got {cfg['threads']!r}")
     if not cfg["trainable"]:

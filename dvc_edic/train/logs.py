@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,22 @@ def _truncate_after(path: Path, step: int) -> None:
         writer.writerows(kept)
 
 
+def _add_columns(path: Path, columns: list[str]) -> None:
+    """Rewrite a log under a newer header: its rows keep their values, new columns stay empty.
+
+    Lets a run written by an older version (e.g. val.csv before the ``weights``
+    column) be resumed by this one without losing its history.
+    """
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    temp = path.with_name(f".{path.name}.part")
+    with temp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temp, path)
+
+
 class CsvLog:
     """Append rows of a fixed set of columns; the header is written once."""
 
@@ -53,10 +70,12 @@ class CsvLog:
         if not new:
             with self.path.open(newline="", encoding="utf-8") as f:
                 header = next(csv.reader(f), [])
-            if header != self.columns:
+            if header != self.columns and set(header) < set(self.columns):
+                _add_columns(self.path, self.columns)
+            elif header != self.columns:
                 raise ValueError(
                     f"{self.path}: existing columns {header} differ from this run's "
-                    f"{self.columns}; use another out_dir"
+                    f"{self.columns}; use another file (e.g. another out_dir)"
                 )
         with self.path.open("a", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
@@ -73,7 +92,9 @@ def _cell(value: Any) -> Any:
 
 TRAIN_COLUMNS = ["step", "phase", "task", "loss", "bpp_est", "psnr", "epe", "lr",
                  "steps_per_s", "elapsed_s"]
-VAL_COLUMNS = ["step", "phase", "task", "quality", "items", "bpp", "psnr", "warp_psnr", "epe"]
+# `weights`: ema or raw, the weights validated (dvc_edic.train.ema)
+VAL_COLUMNS = ["step", "phase", "task", "quality", "items", "bpp", "psnr", "warp_psnr", "epe",
+               "weights"]
 
 
 class TrainLogger:
@@ -134,7 +155,8 @@ class TrainLogger:
             )
             for r in rows
         )
-        self.message(f"validation at step {rows[0]['step']}: {summary}")
+        weights = f" ({rows[0]['weights']} weights)" if rows[0].get("weights") else ""
+        self.message(f"validation at step {rows[0]['step']}{weights}: {summary}")
 
     def message(self, text: str) -> None:
         if self.enabled:

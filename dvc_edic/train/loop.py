@@ -4,15 +4,22 @@ A stage is a list of phases (most stages have one) sharing one optimizer and
 one resume file. Resuming restores the model, both optimizers, the scheduler,
 the step, every RNG the loop draws from, and the data stream's position, so
 the resumed run computes the very losses the uninterrupted one would have.
+The EMA of the weights (dvc_edic.train.ema) is part of that state too.
+
+A driver of several runs (dvc_edic.train.campaign) hooks in through
+:class:`RunHooks`: it hears every validation and stores its own record in
+every checkpoint, so its bookkeeping is exactly as old as the weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,9 @@ from dvc_edic.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from dvc_edic.train.compact import decode_moments
 from dvc_edic.train.config import phase_at, total_steps
+from dvc_edic.train.ema import EMA, EMA_KEY, RAW, WeightEMA, checkpoint_weights, ema_settings
 from dvc_edic.train.logs import TrainLogger
 from dvc_edic.train.losses import QualitySampler, RateDistortion, psnr_from_mse
 from dvc_edic.train.optim import (
@@ -61,11 +70,23 @@ _STREAM_QUALITY = 1
 # weights come from its checkpoint whatever they say now.
 _RESUME_SAFE_KEYS = ("steps", "phases", "phase_list", "validate", "checkpoint", "log",
                      "num_workers", "out_dir", "threads", "device",
-                     "init_from", "init_parts", "init_fresh")
+                     "init_from", "init_parts", "init_fresh", "init_weights", "ema")
+# Checkpoint key of a driver's own record (see RunHooks), carried through plain resumes.
+DRIVER_KEY = "campaign"
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; resume from the last checkpoint with a lower lr."""
+
+
+@dataclass
+class RunHooks:
+    """What a driver of several runs adds to one run; rank 0 calls them, others never do."""
+
+    # after each validation: (stage, step, rows as in val.csv, weights kind "ema" / "raw")
+    on_validate: Callable[[str, int, list[dict[str, Any]], str], None] | None = None
+    # the driver's record, stored under DRIVER_KEY in every checkpoint this run writes
+    driver_state: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -94,8 +115,13 @@ def seed_everything(seed: int) -> None:
 
 
 # ----------------------------------------------------------------- model setup
-def _init_source(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[Any]]:
-    """(preset, tensors, history) of a previous stage's checkpoint or exported weights."""
+def _init_source(
+    path: Path, weights: str = EMA
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[Any]]:
+    """(preset, tensors, history) of a previous stage's checkpoint or exported weights.
+
+    ``weights`` picks a checkpoint's EMA or raw weights (exported files hold one kind).
+    """
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -111,7 +137,8 @@ def _init_source(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], l
             f"{state['total_steps']}; starting the next stage from it anyway",
             stacklevel=3,
         )
-    return state["preset"], state["model"], list(state["history"])
+    tensors, _ = checkpoint_weights(state, weights)
+    return state["preset"], tensors, list(state["history"])
 
 
 def _take_parts(
@@ -131,7 +158,7 @@ def _take_parts(
     merged = dict(tensors)
     taken: list[Any] = []
     for prefix, source in parts.items():
-        preset, part_tensors, part_history = _init_source(Path(source))
+        preset, part_tensors, part_history = _init_source(Path(source), cfg["init_weights"])
         _check_preset(preset, cfg, str(source), supplies=[prefix])
         keys = [k for k in part_tensors if matches_prefix(k, [prefix])]
         if not keys:
@@ -146,7 +173,7 @@ def _take_parts(
     return merged, [*taken, *(e for e in history if e["stage"] not in replaced)]
 
 
-def _overlaps(module: str, prefixes: list[str]) -> bool:
+def overlaps(module: str, prefixes: list[str]) -> bool:
     """Whether a module lies under one of the prefixes or contains one of them."""
     return matches_prefix(module, prefixes) or any(matches_prefix(p, [module]) for p in prefixes)
 
@@ -163,8 +190,8 @@ def _check_preset(
     wanted = load_preset(cfg["model"])
     if supplies is None:
         supplies = [m for m in MODULE_SECTIONS if m not in cfg["init_fresh"]
-                    and not _overlaps(m, list(cfg["init_parts"]))]
-    free = {MODULE_SECTIONS[m] for m in MODULE_SECTIONS if not _overlaps(m, supplies)}
+                    and not overlaps(m, list(cfg["init_parts"]))]
+    free = {MODULE_SECTIONS[m] for m in MODULE_SECTIONS if not overlaps(m, supplies)}
     differing = sorted(k for k in set(wanted) | set(preset)
                        if k not in free and wanted.get(k) != preset.get(k))
     if differing:
@@ -196,20 +223,36 @@ class PhaseData:
     descriptions: list[str]
 
 
-def _build(spec: Any) -> Any:
-    from dvc_edic.data import build_dataset  # the data package is only needed once training
+def _entry_summary(spec: Any) -> str:
+    """``images, root ~/data/x``: a dataset entry's type and the files it names."""
+    if not isinstance(spec, dict):
+        return type(spec).__name__
+    named = [f"{k} {spec[k]}" for k in ("root", "sources", "images") if k in spec]
+    return ", ".join([str(spec.get("type")), *named])
+
+
+def _build(spec: Any, where: str) -> Any:
+    """The dataset of a config entry; an error names the entry (``data.train[1]``) and folder."""
+    # the data package is only needed once training
+    from dvc_edic.data import MixedDataset, build_dataset
 
     if isinstance(spec, list):
-        spec = {"type": "concat", "datasets": spec}
-    return build_dataset(spec)
+        return MixedDataset([_build(part, f"{where}[{i}]") for i, part in enumerate(spec)])
+    try:
+        return build_dataset(spec)
+    except InputError as exc:
+        raise InputError(f"{where} ({_entry_summary(spec)}): {exc}") from exc
 
 
 def _phase_data(
     phase: dict[str, Any], cfg: dict[str, Any], ctx: distributed.Context, epoch: int, offset: int,
 ) -> PhaseData:
     data = phase["data"]
-    train_set, held = split_holdout(_build(data["train"]), int(data["holdout"]))
-    val_set = _build(data["val"]) if data["val"] is not None else held
+    where = f"stage {cfg['stage']}: " + (
+        f"phase {phase['name']}: " if len(cfg["phase_list"]) > 1 else "")
+    train_set, held = split_holdout(_build(data["train"], f"{where}data.train"),
+                                    int(data["holdout"]))
+    val_set = _build(data["val"], f"{where}data.val") if data["val"] is not None else held
     val_items: list[dict[str, torch.Tensor]] = []
     if ctx.is_main and val_set is not None:
         val_items = take(ClipItems(val_set), int(cfg["validate"]["items"]))
@@ -239,8 +282,10 @@ class Trainer:
         init_from: str | Path | None = None,
         stop_after: int | None = None,
         time_limit_minutes: float | None = None,
+        hooks: RunHooks | None = None,
     ) -> None:
         self.ctx = distributed.setup(cfg["device"], float(cfg["ddp"]["timeout_minutes"]))
+        self.hooks = hooks or RunHooks()
         try:
             self._setup(cfg, resume, init_from, stop_after, time_limit_minutes)
         except BaseException:
@@ -283,7 +328,7 @@ class Trainer:
             preset, tensors = state["preset"], state["model"]
             self.history = list(state["history"][:-1])
         elif init is not None:
-            preset, tensors, self.history = _init_source(Path(init))
+            preset, tensors, self.history = _init_source(Path(init), cfg["init_weights"])
             _check_preset(preset, cfg, str(init))
             if cfg["init_parts"]:
                 tensors, self.history = _take_parts(tensors, self.history,
@@ -302,6 +347,13 @@ class Trainer:
         self.trainable = select_trainable(self.model, cfg["trainable"], cfg["freeze"])
         self.model.to(self.ctx.device)
         apply_modes(self.model)
+        # rank 0 alone averages: it alone validates and writes checkpoints, and DDP keeps
+        # every rank's parameters identical. Made after the move, so it lives on the device.
+        ema = ema_settings(cfg)
+        self.ema = None if ema is None or not self.ctx.is_main else WeightEMA(
+            self.model, self.trainable, float(ema["decay"]), float(ema["warmup"]))
+        self.driver_record = None if state is None else state.get(DRIVER_KEY)
+        self.validated_at = -1  # the step of the last validation
         self.optimizer, self.aux_optimizer = build_optimizers(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, self.total, cfg["schedule"])
         self.bottlenecks = aux_bottlenecks(self.model)
@@ -347,8 +399,14 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        decode_moments(self.optimizer)  # a compact file's fp8 first moments
         if self.aux_optimizer is not None and state["aux_optimizer"] is not None:
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+            decode_moments(self.aux_optimizer)
+        # a checkpoint from before the EMA existed has none: the average starts from the
+        # weights just loaded (WeightEMA's constructor already copied them)
+        if self.ema is not None and state.get(EMA_KEY):
+            self.ema.load(state[EMA_KEY], f"stage {self.cfg['stage']} checkpoint")
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
@@ -395,6 +453,9 @@ class Trainer:
                 "history": [*self.history, self._history_entry()],
                 "descriptions": self.descriptions,
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                EMA_KEY: None if self.ema is None else self.ema.state(),
+                DRIVER_KEY: (self.driver_record if self.hooks.driver_state is None
+                             else self.hooks.driver_state()),
                 "optimizer": self.optimizer.state_dict(),
                 "aux_optimizer": (None if self.aux_optimizer is None
                                   else self.aux_optimizer.state_dict()),
@@ -425,6 +486,8 @@ class Trainer:
             aux = torch.stack([eb.loss() for eb in self.bottlenecks]).sum()
             aux.backward()
             self.aux_optimizer.step()
+        if self.ema is not None:
+            self.ema.update()
         values = {k: float(v.detach()) for k, v in metrics.items()}
         if not math.isfinite(values["loss"]):
             raise TrainingDiverged(
@@ -435,15 +498,31 @@ class Trainer:
 
     def _validate(self, phase: dict[str, Any], items: list[dict[str, torch.Tensor]],
                   logger: TrainLogger) -> None:
+        """Validate (the EMA when there is one) without touching the training's randomness.
+
+        The random generators are put back afterwards, so when and how often a run
+        validates never changes its losses (``validate`` is a resume-safe key).
+        The entropy tables validation builds from the EMA are rebuilt from whichever
+        weights code next, and training does not read them.
+        """
+        self.validated_at = self.step
         if not (self.ctx.is_main and items):
             return
         qualities = self.cfg["validate"]["qualities"] or default_qualities(
             self.model.quality_levels)
-        rows = validate(self.model, phase["task"], items, list(qualities))
+        weights = RAW if self.ema is None else EMA
+        generators = capture_rng()
+        try:
+            with contextlib.nullcontext() if self.ema is None else self.ema.applied():
+                rows = validate(self.model, phase["task"], items, list(qualities))
+        finally:
+            restore_rng(generators)
         for row in rows:
-            row.update(step=self.step, phase=phase["name"], task=phase["task"])
+            row.update(step=self.step, phase=phase["name"], task=phase["task"], weights=weights)
         logger.val(rows)
         apply_modes(self.model)
+        if self.hooks.on_validate is not None:
+            self.hooks.on_validate(str(self.cfg["stage"]), self.step, rows, weights)
 
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -508,6 +587,11 @@ class Trainer:
                 want_save = (save_steps > 0 and self.step % save_steps == 0) or (
                     save_s > 0 and now - last_save >= save_s) or self.step == self.total
                 want_stop, want_save = distributed.agree_any(self.ctx, want_stop, want_save)
+                # before the checkpoint, so a driver's record in it counts this time too;
+                # a signal asks for a quick exit, so it skips this
+                if (want_stop and cfg["validate"]["on_stop"] and stop.signal is None
+                        and self.validated_at != self.step):
+                    self._validate(phase, data.val_items, logger)
                 if want_save or want_stop:
                     self.save()
                     last_save = time.monotonic()
@@ -553,10 +637,11 @@ def train(
     init_from: str | Path | None = None,
     stop_after: int | None = None,
     time_limit_minutes: float | None = None,
+    hooks: RunHooks | None = None,
 ) -> TrainResult:
     """Run (or continue) one stage; returns where it got to and this call's losses."""
     trainer = Trainer(cfg, resume=resume, init_from=init_from, stop_after=stop_after,
-                      time_limit_minutes=time_limit_minutes)
+                      time_limit_minutes=time_limit_minutes, hooks=hooks)
     try:
         return trainer.run()
     finally:

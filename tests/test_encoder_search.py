@@ -1,0 +1,218 @@
+"""The encoder's search: P modes, motion sources, the per-frame report, v1 streams.
+
+Every mode the encoder can choose must decode to exactly the encoder's own
+reconstruction, and a stream written before the P modes existed must still decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
+from dvc_edic.encoder.motion import dis_flow
+from dvc_edic.errors import BitstreamError
+from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.weights import load_weights
+from flows import backward_warp
+from tests.conftest import carphone_frames, write_yuv
+
+ROOT = Path(__file__).resolve().parents[1]
+V1_DIR = Path(__file__).parent / "data" / "v1"
+ALL_MODES = EncoderSettings("test", ("learned", "dis", "zero"), skip_residual=True,
+                            intra_fallback=True, dis_preset="ultrafast", plain_warp="search")
+# Each P-frame layout in turn: both parts, motion only, residual only, neither; with and
+# without the MC net.
+MODE_CYCLE = ("learned", "dis+skip", "zero", "zero+skip", "learned+skip", "learned+nomc",
+              "zero+nomc+skip")
+SECTIONS = {
+    "learned": {"mv_z", "mv_y", "res_z", "res_y"},
+    "dis+skip": {"mv_z", "mv_y"},
+    "zero": {"res_z", "res_y"},
+    "zero+skip": set(),
+    "learned+skip": {"mv_z", "mv_y"},
+    "learned+nomc": {"nomc", "mv_z", "mv_y", "res_z", "res_y"},
+    "zero+nomc+skip": {"nomc"},
+}
+
+
+def _info(frame: Frame) -> VideoInfo:
+    return VideoInfo(width=frame.width, height=frame.height, fps=Fraction(30),
+                     bit_depth=frame.bit_depth)
+
+
+def _cycle():
+    turn = 0
+
+    def pick(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+        nonlocal turn
+        ranked = choose(candidates, source, lam)
+        if len(candidates) == 1:
+            return ranked
+        mode = MODE_CYCLE[turn % len(MODE_CYCLE)]
+        turn += 1
+        return Decision(next(c for c in candidates if c.mode == mode), None, candidates)
+
+    return pick
+
+
+def _code(enc: SequenceEncoder, frames: list[Frame]) -> tuple[bytes, list[Frame], list[dict]]:
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, enc.header)
+    recons, reports = [], []
+    for f in frames:
+        packet, recon = enc.encode(f)
+        report = enc.last_decision.report(f)
+        report["bytes"] = writer.write_packet(packet)
+        recons.append(recon)
+        reports.append(report)
+    writer.finalize()
+    return buf.getvalue(), recons, reports
+
+
+def _decode(model, data: bytes) -> list[Frame]:
+    reader = BitstreamReader(data)
+    dec = SequenceDecoder(model, reader.header)
+    return [dec.decode(p) for p in reader]
+
+
+def test_every_p_mode_decodes_exactly(tiny_model) -> None:
+    frames = carphone_frames(1 + len(MODE_CYCLE))
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 5.0, -1, settings=ALL_MODES,
+                          chooser=_cycle())
+    data, recons, reports = _code(enc, frames)
+    packets = list(BitstreamReader(data))
+    assert [p.frame_type for p in packets] == [FrameType.I] + [FrameType.P] * len(MODE_CYCLE)
+    for packet, mode in zip(packets[1:], MODE_CYCLE, strict=True):
+        assert {s.name for s in packet.sections} == SECTIONS[mode]
+    assert [r["mode"] for r in reports[1:]] == list(MODE_CYCLE)
+    assert _decode(tiny_model, data) == recons
+
+
+def test_choice_is_the_lowest_rd_cost(tiny_model) -> None:
+    frames = carphone_frames(3)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 3.0, -1, settings=ALL_MODES)
+    data, recons, reports = _code(enc, frames)
+    for r in reports[1:]:
+        p_modes = {f"{m}{w}{k}" for m in ("learned", "dis", "zero") for w in ("", "+nomc")
+                   for k in ("", "+skip")}
+        assert set(r["tried"]) == p_modes | {"intra"}
+        assert r["J"] == min(r["tried"].values()) and r["runner_up_J"] >= r["J"]
+        assert r["psnr_pred"] is not None and r["psnr_warped"] is not None
+    assert _decode(tiny_model, data) == recons
+
+
+def test_section_bytes_add_up_to_the_packet_sizes(tiny_model) -> None:
+    frames = carphone_frames(4)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, 12, settings=ALL_MODES,
+                          chooser=_cycle())
+    data, _, reports = _code(enc, frames)
+    for r in reports:
+        assert sum(r["sections"].values()) + r["overhead_bytes"] == r["bytes"]
+        assert 0 < r["overhead_bytes"] < 32  # compact sections: id and length only
+    assert len(data) == header_size(enc.header) + sum(r["bytes"] for r in reports)
+
+
+def test_a_p_packet_with_half_a_coder_is_refused(tiny_model) -> None:
+    frames = carphone_frames(2)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=ALL_MODES,
+                          chooser=_cycle())
+    data, _, _ = _code(enc, frames)
+    reader = BitstreamReader(data)
+    packets = list(reader)
+    from dvc_edic.bitstream import Packet, Section
+
+    half = Packet(FrameType.P, tuple(s for s in packets[1].sections if s.name != "res_y"))
+    dec = SequenceDecoder(tiny_model, reader.header)
+    dec.decode(packets[0])
+    with pytest.raises(BitstreamError, match="come together"):
+        dec.decode(half)
+    with pytest.raises(BitstreamError, match="must be empty"):
+        dec.decode(Packet(FrameType.P, (Section("nomc", (), b"x"),)))
+    with pytest.raises(BitstreamError, match="P-frames only"):
+        dec.decode(Packet(FrameType.I, (*packets[0].sections, Section("nomc", (), b""))))
+
+
+def test_version_1_stream_still_decodes() -> None:
+    """A stream written by format version 1 (commit f9c4165), with its own weights."""
+    expected = json.loads((V1_DIR / "carphone_96x64_3f.json").read_text())
+    model = load_weights(V1_DIR / "tiny.safetensors")
+    data = (V1_DIR / "carphone_96x64_3f.dvce").read_bytes()
+    assert BitstreamReader(data).header.version == 1
+    decoded = _decode(model, data)
+    digest = hashlib.sha256(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes()
+                                     for f in decoded)).hexdigest()
+    assert digest == expected["decoded_sha256"]
+
+
+def _shifted_pair(dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A textured model tensor and the same picture moved dx luma pixels to the right."""
+    g = torch.Generator().manual_seed(3)
+    low = torch.rand(1, 6, 12, 16, generator=g)
+    ref = torch.nn.functional.interpolate(low, size=(48, 64), mode="bicubic").clamp(0, 1)
+    cur = torch.roll(ref, shifts=dx // 2, dims=-1)  # one model-grid step is 2 luma pixels
+    return cur, ref
+
+
+def test_dis_finds_a_global_shift() -> None:
+    cur, ref = _shifted_pair(4)
+    flow = dis_flow(cur, ref, "yuv420", "medium")
+    inner = (..., slice(8, -8), slice(8, -8))  # away from the wrapped-around border
+    assert flow.shape == (1, 2, 48, 64)
+    assert torch.allclose(flow[:, 0][inner].median(), torch.tensor(-2.0), atol=0.25)
+    assert flow[:, 1][inner].abs().median() < 0.25
+    zero_err = (cur - ref)[inner].abs().mean()
+    warped_err = (cur - backward_warp(ref, flow))[inner].abs().mean()
+    assert warped_err < zero_err / 4
+
+
+def test_cli_preset_and_motion_flags(tiny_model, tmp_path: Path) -> None:
+    from dvc_edic.weights import save_weights
+
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, weights)
+    src = write_yuv(tmp_path / "clip_176x144_30.yuv", carphone_frames(3))
+    stats = tmp_path / "stats.json"
+    out = tmp_path / "s.dvce"
+    cmd = [sys.executable, "-m", "dvc_edic.encode_sequence", str(src), "-o", str(out),
+           "--weights", str(weights), "--preset", "fast", "--motion", "auto", "--stats",
+           str(stats), "-q"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    s = json.loads(stats.read_text())
+    assert s["preset"] == "fast" and s["motion"] == ["learned", "dis", "zero"]
+    assert s["file_bytes"] == out.stat().st_size
+    p_frames = [f for f in s["per_frame"] if f["type"] == "P"]
+    for f in p_frames:  # fast: the proxy picks one prediction per source, each +-residual
+        assert len(f["tried"]) == 6 and not any(m.startswith("intra") for m in f["tried"])
+        assert {m.split("+")[0] for m in f["tried"]} == {"learned", "dis", "zero"}
+    assert np.isfinite([f["J"] for f in s["per_frame"]]).all()
+
+
+def test_intra_frames_may_carry_their_own_quality(tiny_model) -> None:
+    frames = carphone_frames(3)
+    boosted = EncoderSettings("test", ("learned",), skip_residual=False, intra_fallback=False,
+                              dis_preset="ultrafast", intra_quality_offset=1.5)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, 2, settings=boosted)
+    data, recons, _ = _code(enc, frames)
+    packets = list(BitstreamReader(data))
+    assert [p.frame_type for p in packets] == [FrameType.I, FrameType.P, FrameType.I]
+    assert [("q" in {s.name for s in p.sections}) for p in packets] == [True, False, True]
+    assert _decode(tiny_model, data) == recons
+    plain = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, 2,
+                            settings=boosted.with_overrides(intra_quality_offset=0.0))
+    plain_data, _, _ = _code(plain, frames)
+    assert len(plain_data) < len(data)  # a higher quality costs bits
+    capped = SequenceEncoder(tiny_model, _info(frames[0]), 7.5, 2, settings=boosted)
+    assert capped._intra_quality() == tiny_model.quality_levels
