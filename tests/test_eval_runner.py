@@ -27,7 +27,9 @@ FRAMES = 5
 BIKES_CROP = (320, 176)  # keeps bikes (640x272) fast; 176 rows still allow 5-scale MS-SSIM
 
 
-def _tiny_config(tmp_path: Path, root: Path, weights: Path | None = None) -> Path:
+def _tiny_config(
+    tmp_path: Path, root: Path, weights: Path | None = None, python: Path | None = None
+) -> Path:
     cfg = {
         "name": "tiny",
         "root": str(root),
@@ -56,6 +58,8 @@ def _tiny_config(tmp_path: Path, root: Path, weights: Path | None = None) -> Pat
         cfg["codecs"]["dvc_edic"] = {
             "kind": "dvc_edic", "rates": [2, 7], "encode_args": flags, "decode_args": flags,
         }
+        if python is not None:
+            cfg["codecs"]["dvc_edic"]["python"] = str(python)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
@@ -84,11 +88,21 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.parametrize(
+    "dvc_cli", ["stand-in", pytest.param("real", marks=pytest.mark.slow)]
+)
 def test_tiny_run_writes_results_plots_table_and_resumes(
-    clips: Path, tiny_weights: Path, tmp_path: Path
+    clips: Path, tiny_weights: Path, tmp_path: Path, dvc_cli: str
 ) -> None:
+    """The whole runner; its dvc_edic points come from a stand-in CLI in the default run.
+
+    Each real dvc_edic point is two processes that each import torch and compressai
+    (about 6 s); the CLIs themselves are tested in test_codec.py, and a real point
+    in test_eval_image_rd.py. `pytest -m slow` runs the runner on the real CLIs.
+    """
     out = tmp_path / "out"
-    args = [str(_tiny_config(tmp_path, clips, tiny_weights)), "--out", str(out)]
+    python = _fake_python(tmp_path) if dvc_cli == "stand-in" else None
+    args = [str(_tiny_config(tmp_path, clips, tiny_weights, python)), "--out", str(out)]
     assert rd.main(args) == 0
 
     results = json.loads((out / "results.json").read_text())

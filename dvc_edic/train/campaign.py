@@ -68,7 +68,7 @@ PLAN_KEYS = ("stages", "work_dir", "ledger_qualities")
 STAGE_KEYS = ("config", "share", "set", "previous_parts")
 # Ledger columns before the per-quality ones; values are rounded for reading, not for maths.
 LEDGER_COLUMNS = ["date", "stage", "step", "event", "hours", "cpu_hours", "weights"]
-HOURS_FORMAT = "{:.3f}"
+HOURS_FORMAT = "{:.6f}"  # seconds resolution: short test runs must not read as 0
 BPP_FORMAT = "{:.4f}"
 PSNR_FORMAT = "{:.2f}"
 SESSION_LIMIT = "session limit"
