@@ -40,11 +40,11 @@ def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
 class Candidate:
     """One way to code the frame, coded for real."""
 
-    mode: str  # "intra", or a motion source ("learned", "dis", "zero") with "+skip"
+    mode: str  # "intra", or a motion source ("learned", "dis", "zero") + "+nomc", "+skip"
     packet: Packet
     recon: Frame
     warped: Frame | None = None  # P only: the reference warped by the decoded flow
-    prediction: Frame | None = None  # P only: after motion compensation
+    prediction: Frame | None = None  # P only: what the residual is coded against
     cost: float = field(default=float("nan"))
     size: int = 0  # bytes of the packet as written
 
