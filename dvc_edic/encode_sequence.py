@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -230,7 +231,7 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
         "intra_fallbacks": encoder.fallbacks,
         "preset": encoder.settings.preset,
         "motion": list(encoder.settings.motion),
-        "modes": _mode_counts(frames),
+        "modes": dict(Counter(f["mode"] for f in frames)),
         "model_id": encoder.header.model_id,
         "file_bytes": file_bytes,
         "bpp": file_bytes * BITS_PER_BYTE / (pixels * n),
@@ -239,13 +240,6 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
         "encode_fps": n / elapsed,
         "per_frame": frames,
     }
-
-
-def _mode_counts(frames: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for f in frames:
-        counts[f["mode"]] = counts.get(f["mode"], 0) + 1
-    return counts
 
 
 def _print_summary(s: dict, out: Path) -> None:

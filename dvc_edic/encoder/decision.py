@@ -141,7 +141,7 @@ def p_candidates(
         warped_f = round_frame(warped)
         for mc, prediction in predictions:
             mode = source if mc else source + NO_MC_SUFFIX
-            prediction_f = round_frame(prediction)
+            prediction_f = round_frame(prediction) if mc else warped_f  # plain warp: same frame
             res, residual_hat = pf.residual_coder.compress(x - prediction, quality)
             out.append(Candidate(
                 mode, p_packet(PFrameLatents(mv=mv, residual=res, mc=mc)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,7 +68,9 @@ class EncoderSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+@functools.cache
 def _config() -> dict[str, Any]:
+    """Read once per process: --help, the defaults and the chosen preset all need it."""
     return load_yaml(ENCODER_CONFIG)
 
 
