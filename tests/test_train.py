@@ -506,3 +506,61 @@ def test_stop_requests_nest() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             wait(inner)
         assert outer.signal == signal.SIGTERM
+
+
+def _poisoned(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int] | None) -> None:
+    """Make the image task's loss infinite on the given calls (None: on every call)."""
+    from dvc_edic.train import stages
+
+    real, calls = stages.TASK_FUNCTIONS["image"], [0]
+
+    def task(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls[0] += 1
+        if bad_calls is None or calls[0] in bad_calls:
+            out = {**out, "loss": out["loss"] * math.inf}
+        return out
+
+    monkeypatch.setitem(stages.TASK_FUNCTIONS, "image", task)
+
+
+def test_a_non_finite_step_is_skipped_and_training_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _poisoned(monkeypatch, {2, 3})
+    result = train(tiny("1_image", tmp_path, "steps=5", "validate.every=0"))
+    assert result.finished and result.step == 5
+    assert len(result.losses) == 3 and all(math.isfinite(v) for v in result.losses)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert all(torch.isfinite(t).all() for t in state["model"].values()
+               if t.is_floating_point())
+    assert state["ema"]["updates"] == 3  # the skipped steps did not reach the average
+
+
+def test_a_run_of_non_finite_steps_stops_as_diverged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dvc_edic.train import TrainingDiverged
+
+    _poisoned(monkeypatch, None)
+    with pytest.raises(TrainingDiverged, match="3 steps in a row"):
+        train(tiny("1_image", tmp_path, "steps=10", "nonfinite.max_consecutive=2"))
+
+
+@pytest.mark.parametrize("stage", ["3_mv", "5_pframe"])
+def test_p_stages_can_train_on_the_encoders_dis_flow(tmp_path: Path, stage: str) -> None:
+    """With loss.flow_source=dis the coders learn on DIS flows and the flow net is untouched."""
+    args = ["init_from=null", "loss.flow_source=dis"]
+    one = train(tiny(stage, tmp_path / "one", *args, "steps=1"))
+    two = train(tiny(stage, tmp_path / "two", *args, "steps=2"))  # same seed, one step more
+    assert two.finished and all(math.isfinite(v) for v in two.losses)
+    a = torch.load(one.checkpoint, weights_only=True)["model"]
+    b = torch.load(two.checkpoint, weights_only=True)["model"]
+    flow_keys = [k for k in a if k.startswith("pframe.flow.")]
+    mv_keys = [k for k in a if k.startswith("pframe.mv_coder.g_a.")]
+    assert flow_keys and mv_keys
+    assert all(torch.equal(a[k], b[k]) for k in flow_keys)  # no gradient reached it
+    assert not all(torch.equal(a[k], b[k]) for k in mv_keys)
+
+
+def test_an_unknown_flow_source_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="flow_source must be one of"):
+        tiny("5_pframe", tmp_path, "loss.flow_source=raft")

@@ -16,13 +16,16 @@ import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, Packet
 from dvc_edic.encoder.motion import estimate_flow
+from dvc_edic.encoder.refine import Distortion, RefineSettings, refine_latents
 from dvc_edic.encoder.settings import PLAIN_WARP_OFF, PLAIN_WARP_SEARCH, EncoderSettings
 from dvc_edic.io import Frame
 from dvc_edic.metrics import plane_psnrs, pooled_mse, psnr_yuv
+from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import LADDER_PEAK
 from dvc_edic.models.pframe import PFrameCodec, PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.packets import intra_packet, p_packet
+from dvc_edic.representation import crop_to
 
 INTRA_MODE = "intra"
 SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
@@ -31,9 +34,47 @@ NO_MC_SUFFIX = "+nomc"  # a P mode predicting from the warped reference without 
 RoundFrame = Callable[[torch.Tensor], Frame]
 
 
+@dataclass(frozen=True)
+class Picture:
+    """The frame being coded: its padded model tensor, its unpadded size, and how a
+    reconstruction of it becomes output samples exactly as the decoder writes them."""
+
+    x: torch.Tensor
+    size: tuple[int, int]
+    round_frame: RoundFrame
+
+    def mse(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """Pooled MSE over the frame's samples (padding excluded), differentiable."""
+        return (crop_to(x_hat, self.size) - crop_to(self.x, self.size)).square().mean()
+
+
+def rd_weight(source: Frame, lam: float) -> float:
+    """Bits per unit of MSE in J: lambda * 255^2 * pixels."""
+    return lam * LADDER_PEAK * LADDER_PEAK * source.y.size
+
+
 def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
     """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame."""
-    return lam * LADDER_PEAK * LADDER_PEAK * pooled_mse(source, recon) * source.y.size + bits
+    return rd_weight(source, lam) * pooled_mse(source, recon) + bits
+
+
+def code_picture(
+    coder: EDIC,
+    target: torch.Tensor,
+    quality: float,
+    distortion: Distortion,
+    weight: float,
+    refine: RefineSettings | None,
+) -> tuple[CodedLatents, torch.Tensor]:
+    """One coder's latents for ``target``: the analysis net's, refined if asked."""
+    y, z = coder.analyse(target, quality)
+    if refine is not None:
+        y, z = refine_latents(coder, y, z, quality, distortion, weight, refine)
+    return coder.compress_latents(y, z, quality)
+
+
+# recode(refine, weight): the same candidate with refined latents (None: nothing to refine)
+Recode = Callable[[RefineSettings, float], "Candidate"]
 
 
 @dataclass
@@ -47,6 +88,8 @@ class Candidate:
     prediction: Frame | None = None  # P only: what the residual is coded against
     cost: float = field(default=float("nan"))
     size: int = 0  # bytes of the packet as written
+    recode: Recode | None = field(default=None, repr=False)
+    refined: bool = False  # its latents were refined (dvc_edic.encoder.refine)
 
     def price(self, source: Frame, lam: float) -> None:
         self.size = len(self.packet.to_bytes())
@@ -70,6 +113,7 @@ class Decision:
             "J": c.cost,
             "runner_up": None if self.runner_up is None else self.runner_up.mode,
             "runner_up_J": None if self.runner_up is None else self.runner_up.cost,
+            "refined": c.refined,
             "tried": {t.mode: t.cost for t in self.tried},
         }
         for key, frame in (("psnr_warped", c.warped), ("psnr_pred", c.prediction)):
@@ -84,20 +128,47 @@ def choose(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
     return Decision(ranked[0], ranked[1] if len(ranked) > 1 else None, candidates)
 
 
+def refine_chosen(decision: Decision, source: Frame, lam: float,
+                  refine: RefineSettings) -> Decision:
+    """Re-code the winner with refined latents, and keep it if its real J is lower.
+
+    Only the winner is refined: refinement lowers every candidate's J by a few
+    per cent, far less than the gaps between modes, so deciding first and
+    refining once costs one refinement per frame instead of one per candidate.
+    """
+    chosen = decision.chosen
+    if refine.steps == 0 or chosen.recode is None:
+        return decision
+    better = chosen.recode(refine, rd_weight(source, lam))
+    better.price(source, lam)
+    if better.cost >= chosen.cost:
+        return decision
+    return Decision(better, chosen, decision.tried)
+
+
 Chooser = Callable[[list[Candidate], Frame, float], Decision]
 
 
 def intra_candidate(
     model: VideoCodecModel,
-    x: torch.Tensor,
+    picture: Picture,
     quality: float,
-    round_frame: RoundFrame,
     own_quality: bool = False,
 ) -> Candidate:
     """``own_quality``: the packet carries its quality (it differs from the stream's)."""
-    latents, x_hat = model.intra.compress(x, quality)
-    packet = intra_packet(latents, quality if own_quality else None)
-    return Candidate(INTRA_MODE, packet, round_frame(x_hat))
+
+    def distortion(x_hat: torch.Tensor) -> torch.Tensor:
+        return picture.mse(x_hat.clamp(0.0, 1.0))
+
+    def recode(settings: RefineSettings, weight: float) -> Candidate:
+        latents, x_hat = code_picture(model.intra, picture.x, quality, distortion, weight,
+                                      settings)
+        out = Candidate(INTRA_MODE, intra_packet(latents, quality if own_quality else None),
+                        picture.round_frame(x_hat), refined=settings.steps > 0)
+        out.recode = recode
+        return out
+
+    return recode(RefineSettings(), 0.0)
 
 
 def _predictions(
@@ -119,17 +190,46 @@ def _predictions(
     return warped, [(True, with_mc) if mc_better else (False, warped)]
 
 
+def _with_residual(
+    pf: PFrameCodec, picture: Picture, quality: float, own_quality: bool, mode: str,
+    mv: CodedLatents | None, mc: bool, prediction: torch.Tensor, warped_f: Frame,
+    prediction_f: Frame,
+) -> Candidate:
+    """The candidate that codes ``picture`` as ``prediction`` plus a coded residual."""
+
+    def distortion(residual_hat: torch.Tensor) -> torch.Tensor:
+        return picture.mse(PFrameCodec.finish(prediction, residual_hat))
+
+    def recode(settings: RefineSettings, weight: float) -> Candidate:
+        res, residual_hat = code_picture(pf.residual_coder, picture.x - prediction, quality,
+                                         distortion, weight, settings)
+        out = Candidate(
+            mode, p_packet(PFrameLatents(mv=mv, residual=res, mc=mc),
+                           quality if own_quality else None),
+            picture.round_frame(PFrameCodec.finish(prediction, residual_hat)), warped_f,
+            prediction_f, refined=settings.steps > 0,
+        )
+        out.recode = recode
+        return out
+
+    return recode(RefineSettings(), 0.0)
+
+
 @torch.no_grad()
 def p_candidates(
     model: VideoCodecModel,
-    x: torch.Tensor,
+    picture: Picture,
     reference: torch.Tensor,
     quality: float,
     settings: EncoderSettings,
-    round_frame: RoundFrame,
+    own_quality: bool = False,
 ) -> list[Candidate]:
-    """Each motion source and prediction, with its residual and (if enabled) without."""
+    """Each motion source and prediction, with its residual and (if enabled) without.
+
+    ``own_quality``: the packets carry ``quality`` (it differs from the stream's).
+    """
     pf = model.pframe
+    x, round_frame = picture.x, picture.round_frame
     out: list[Candidate] = []
     for source in settings.motion:
         flow = estimate_flow(source, model, x, reference, settings.dis_preset)
@@ -142,16 +242,13 @@ def p_candidates(
         for mc, prediction in predictions:
             mode = source if mc else source + NO_MC_SUFFIX
             prediction_f = round_frame(prediction) if mc else warped_f  # plain warp: same frame
-            res, residual_hat = pf.residual_coder.compress(x - prediction, quality)
-            out.append(Candidate(
-                mode, p_packet(PFrameLatents(mv=mv, residual=res, mc=mc)),
-                round_frame(PFrameCodec.finish(prediction, residual_hat)), warped_f,
-                prediction_f,
-            ))
+            out.append(_with_residual(pf, picture, quality, own_quality, mode, mv, mc,
+                                      prediction, warped_f, prediction_f))
             if settings.skip_residual:
                 # exactly what the decoder outputs for a packet without residual sections
                 out.append(Candidate(
-                    mode + SKIP_SUFFIX, p_packet(PFrameLatents(mv=mv, residual=None, mc=mc)),
+                    mode + SKIP_SUFFIX, p_packet(PFrameLatents(mv=mv, residual=None, mc=mc),
+                                                 quality if own_quality else None),
                     round_frame(prediction.clamp(0.0, 1.0)), warped_f, prediction_f,
                 ))
     return out

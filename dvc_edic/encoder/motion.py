@@ -31,17 +31,23 @@ def _dis(preset: str):  # -> cv2.DISOpticalFlow, typed loosely: cv2 is an option
 
 
 def _to_u8(luma: torch.Tensor) -> np.ndarray:
-    return (luma[0, 0] * _U8_PEAK).round().clamp(0, _U8_PEAK).to(torch.uint8).numpy()
+    return (luma[0, 0] * _U8_PEAK).round().clamp(0, _U8_PEAK).to(torch.uint8).cpu().numpy()
 
 
 def dis_flow(
     x: torch.Tensor, reference: torch.Tensor, representation: str, preset: str
 ) -> torch.Tensor:
-    """Backward flow on the model grid: reference(p + flow(p)) predicts x(p)."""
-    cur, fold = luma_of(x, representation)
-    ref, _ = luma_of(reference, representation)
-    flow = _dis(preset).calc(_to_u8(cur), _to_u8(ref), None)  # (H, W, 2), luma pixels
-    t = torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1)))[None].to(x.dtype)
+    """Backward flow on the model grid: reference(p + flow(p)) predicts x(p).
+
+    A batch is estimated picture by picture (training codes DIS flows too).
+    """
+    cur, fold = luma_of(x.detach(), representation)
+    ref, _ = luma_of(reference.detach(), representation)
+    dis = _dis(preset)
+    flows = [dis.calc(_to_u8(cur[i : i + 1]), _to_u8(ref[i : i + 1]), None)  # (H, W, 2)
+             for i in range(x.shape[0])]
+    t = torch.from_numpy(np.ascontiguousarray(np.stack(flows).transpose(0, 3, 1, 2)))
+    t = t.to(device=x.device, dtype=x.dtype)
     if fold > 1:  # one model-grid step spans `fold` luma pixels
         t = F.avg_pool2d(t, fold) / fold
     return t

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dvc_edic.config import CONFIG_ROOT, load_yaml
+from dvc_edic.encoder.ratecontrol import RateControlSettings
+from dvc_edic.encoder.refine import RefineSettings
 from dvc_edic.errors import InputError
 
 ENCODER_CONFIG = CONFIG_ROOT / "encoder.yaml"
@@ -29,6 +31,7 @@ class EncoderSettings:
     dis_preset: str
     intra_quality_offset: float = 0.0  # added to --quality for the GOP's I-frames
     plain_warp: str = PLAIN_WARP_OFF
+    refine: RefineSettings = field(default_factory=RefineSettings)  # of each frame's winner
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -56,6 +59,7 @@ class EncoderSettings:
         intra_quality_offset: float | None = None,
         plain_warp: str | None = None,
         skip_residual: bool | None = None,
+        refine_steps: int | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -64,6 +68,7 @@ class EncoderSettings:
             "intra_quality_offset": intra_quality_offset,
             "plain_warp": plain_warp,
             "skip_residual": skip_residual,
+            "refine": None if refine_steps is None else replace(self.refine, steps=refine_steps),
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -100,4 +105,26 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         dis_preset=str(cfg["dis"]["preset"]),
         intra_quality_offset=float(p.get("intra_quality_offset", 0.0)),
         plain_warp=str(p.get("plain_warp", PLAIN_WARP_OFF)),
+        refine=_refine(name, cfg, p.get("refine", {})),
     )
+
+
+def _refine(preset: str, cfg: dict[str, Any], own: dict[str, Any]) -> RefineSettings:
+    """The preset's refinement: its own keys over the config's shared ``refine`` defaults."""
+    merged = {**cfg.get("refine", {}), **own}
+    try:
+        return RefineSettings(**merged)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{ENCODER_CONFIG}: preset {preset!r}: bad refine settings "
+                         f"{merged}: {exc}") from exc
+
+
+def load_ratecontrol_settings() -> RateControlSettings:
+    """The rate controller's tuning numbers (``ratecontrol:``); they do not depend on the preset."""
+    cfg = _config()
+    if "ratecontrol" not in cfg:
+        raise InputError(f"{ENCODER_CONFIG}: no 'ratecontrol' section")
+    try:
+        return RateControlSettings.from_config(cfg["ratecontrol"])
+    except InputError as exc:
+        raise InputError(f"{ENCODER_CONFIG}: {exc}") from exc

@@ -15,6 +15,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 
 from dvc_edic.entropy.ans import ans_decode, ans_encode
+from dvc_edic.entropy.likelihood import lower_bound
 
 
 def _tables(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -31,7 +32,8 @@ def _tables(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return freqs, lengths, offsets
 
 
-def _medians(eb: EntropyBottleneck) -> torch.Tensor:
+def z_medians(eb: EntropyBottleneck) -> torch.Tensor:
+    """The per-channel centres z is rounded around, (1, C, 1, 1)."""
     return eb.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
 
 
@@ -42,7 +44,7 @@ def encode_z(z: torch.Tensor, eb: EntropyBottleneck) -> tuple[bytes, torch.Tenso
     z_hat is built from the clamped symbols, exactly as the decoder will.
     """
     freqs, lengths, offsets = _tables(eb)
-    med = _medians(eb)
+    med = z_medians(eb)
     sym = torch.round(z - med).to(torch.int64).cpu().numpy()[0]  # (C, h, w)
     idx = np.clip(sym - offsets[:, None, None], 0, (lengths - 1)[:, None, None])
     chan = np.broadcast_to(np.arange(idx.shape[0])[:, None, None], idx.shape).reshape(-1)
@@ -56,9 +58,27 @@ def decode_z(data: bytes, shape: tuple[int, int, int], eb: EntropyBottleneck) ->
     c, h, w = shape
     chan = np.repeat(np.arange(c), h * w)
     idx = ans_decode(data, freqs[chan]).reshape(c, h, w).astype(np.int64)
-    return _dequantize(idx, offsets, _medians(eb))
+    return _dequantize(idx, offsets, z_medians(eb))
 
 
 def _dequantize(idx: np.ndarray, offsets: np.ndarray, med: torch.Tensor) -> torch.Tensor:
     sym = (idx + offsets[:, None, None]).astype(np.float32)
     return torch.from_numpy(sym)[None] + med
+
+
+Z_LIKELIHOOD_FLOOR = 1e-9  # compressai's own bound for the factorized density
+
+
+def z_likelihoods(eb: EntropyBottleneck, z_hat: torch.Tensor) -> torch.Tensor:
+    """P(z_hat - 1/2 < Z < z_hat + 1/2) per element, differentiable in ``z_hat``.
+
+    ``EntropyBottleneck.forward`` rounds its input itself (no gradient), so the
+    encoder's latent refinement, which must price already-rounded values and
+    still pass a gradient, evaluates the density directly.
+    """
+    c = z_hat.shape[1]
+    values = z_hat.transpose(0, 1).reshape(c, 1, -1)
+    likelihood, _, _ = eb._likelihood(values)
+    likelihood = lower_bound(likelihood, Z_LIKELIHOOD_FLOOR)
+    b, _, *rest = z_hat.shape
+    return likelihood.reshape(c, b, *rest).transpose(0, 1)

@@ -23,7 +23,7 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
 from dvc_edic.entropy import GmmConfig, GmmEntropyCoder, gmm_likelihood, quantize_gmm
-from dvc_edic.entropy.zcoder import decode_z, encode_z
+from dvc_edic.entropy.zcoder import decode_z, encode_z, z_likelihoods, z_medians
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.gain import GainUnit
 from dvc_edic.models.layers import GDN, AttentionBlock, EnhancementNet, conv, upsample
@@ -208,13 +208,23 @@ class EDIC(nn.Module):
 
     # ------------------------------------------------------------------ bytes
     @torch.no_grad()
-    def compress(self, x: torch.Tensor, quality: float) -> tuple[CodedLatents, torch.Tensor]:
-        """Code one picture (batch 1). Returns the bytes and the decoder's reconstruction."""
+    def analyse(self, x: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The continuous latents (y, z) of one picture (batch 1), before rounding.
+
+        The encoder may refine them (dvc_edic.encoder.refine) before
+        :meth:`compress_latents` codes them: any y and z decode correctly.
+        """
         self._check_input(x)
         if x.shape[0] != 1:
             raise ValueError(f"compress codes one picture at a time, got batch {x.shape[0]}")
         y = self.g_a(x) * self.gain.gain(quality)
-        z = self.h_a(y)
+        return y, self.h_a(y)
+
+    @torch.no_grad()
+    def compress_latents(
+        self, y: torch.Tensor, z: torch.Tensor, quality: float
+    ) -> tuple[CodedLatents, torch.Tensor]:
+        """Round and code (y, z); returns the bytes and the decoder's reconstruction."""
         z_bytes, z_hat = encode_z(z, self.z_bottleneck)
         q = quantize_gmm(*self._mixture(z_hat, (y.shape[-2], y.shape[-1])), self.entropy_cfg)
         symbols = torch.round(y).to(torch.int64).cpu().numpy().reshape(-1)
@@ -224,6 +234,25 @@ class EDIC(nn.Module):
             z=z_bytes, y=y_bytes, z_shape=tuple(z.shape[1:]), y_shape=tuple(y.shape[1:])
         )
         return latents, self.reconstruct(y_hat, quality)
+
+    def compress(self, x: torch.Tensor, quality: float) -> tuple[CodedLatents, torch.Tensor]:
+        """Code one picture (batch 1). Returns the bytes and the decoder's reconstruction."""
+        return self.compress_latents(*self.analyse(x, quality), quality)
+
+    def rate_bits(self, y_hat: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+        """Estimated bits of already-rounded (y_hat, z_hat), differentiable in both.
+
+        What the entropy coder will spend, up to its integer tables: the
+        encoder's latent refinement minimises it.
+        """
+        logits, means, scales = self._mixture(z_hat, (y_hat.shape[-2], y_hat.shape[-1]))
+        p_y = gmm_likelihood(y_hat, logits, means, scales, self.entropy_cfg)
+        p_z = z_likelihoods(self.z_bottleneck, z_hat)
+        return -(p_y.log2().sum() + p_z.log2().sum())
+
+    def z_centres(self) -> torch.Tensor:
+        """The per-channel values z is rounded around, (1, C, 1, 1)."""
+        return z_medians(self.z_bottleneck)
 
     def latent_shapes(self, size: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(y_shape, z_shape) for an input of ``size`` = (H, W), padded to the stride."""

@@ -94,10 +94,16 @@ class PFrameCodec(nn.Module):
         return (prediction + residual_hat).clamp(0.0, 1.0)
 
     def forward(
-        self, x: torch.Tensor, reference: torch.Tensor, quality: float | torch.Tensor
+        self, x: torch.Tensor, reference: torch.Tensor, quality: float | torch.Tensor,
+        flow: torch.Tensor | None = None,
     ) -> dict[str, Any]:
-        """Training pass; returns x̂, the prediction and every latent's likelihoods."""
-        flow = self.flow(x, reference)
+        """Training pass; returns x̂, the prediction and every latent's likelihoods.
+
+        ``flow``: the motion to code (None: the flow net's), as the encoder may
+        take it from another estimator.
+        """
+        if flow is None:
+            flow = self.flow(x, reference)
         mv = self.mv_coder(flow, quality)
         prediction = self.predict(reference, mv["x_hat"])
         res = self.residual_coder(x - prediction, quality)

@@ -22,6 +22,7 @@ from dvc_edic.train.ema import WEIGHT_KINDS, check_settings
 TASKS = ("image", "flow_supervised", "warp", "mv", "mc", "pframe", "multiframe")
 DISTORTIONS = ("mse", "ms-ssim")
 QUALITY_MODES = ("per_sample", "per_batch", "fixed")
+FLOW_SOURCES = ("learned", "dis")  # what the MV coder, MC net and residual coder train on
 REFERENCES = ("original", "intra")
 DECAYS = ("none", "step", "cosine")
 
@@ -65,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 0.0,
         "grad_clip": 1.0,  # max global gradient norm; 0 turns clipping off
     },
+    # A step whose loss or gradient is not finite is skipped (no update, no EMA); this
+    # many in a row stop the run as diverged.
+    "nonfinite": {"max_consecutive": 8},
     "schedule": {
         "warmup_steps": 0,
         "decay": "step",  # none | step | cosine
@@ -83,6 +87,10 @@ DEFAULTS: dict[str, Any] = {
         "reference": "intra",  # P tasks: reference is the original frame 0 or its I-frame decode
         "detach_reference": True,  # multiframe: stop gradients between frames
         "warp_weight": 1.0,  # warp task: weight of the warping MSE
+        # mv/mc/pframe/multiframe: the flow that is coded, from the model's flow net
+        # (which then trains too) or from the encoder's DIS (configs/encoder.yaml `dis`),
+        # so the later parts learn on the flows `--motion dis` will send
+        "flow_source": "learned",
     },
     "data": {
         "train": None,  # dataset config(s) for dvc_edic.data.build_dataset (a list is concatenated)
@@ -215,6 +223,7 @@ def _normalise_phases(cfg: dict[str, Any], where: str) -> list[dict[str, Any]]:
         _check_choice(loss["distortion"], DISTORTIONS, f"{where}: loss.distortion")
         _check_choice(loss["quality"], QUALITY_MODES, f"{where}: loss.quality")
         _check_choice(loss["reference"], REFERENCES, f"{where}: loss.reference")
+        _check_choice(loss["flow_source"], FLOW_SOURCES, f"{where}: loss.flow_source")
         if loss["quality"] == "fixed" and loss["fixed_quality"] is None:
             raise InputError(f"{where}: loss.quality is fixed but loss.fixed_quality is not set")
         phases.append(phase)

@@ -69,14 +69,14 @@ _STREAM_QUALITY = 1
 # init_from, init_parts and init_fresh only say where a run started: a resumed run's
 # weights come from its checkpoint whatever they say now.
 _RESUME_SAFE_KEYS = ("steps", "phases", "phase_list", "validate", "checkpoint", "log",
-                     "num_workers", "out_dir", "threads", "device",
+                     "num_workers", "out_dir", "threads", "device", "nonfinite",
                      "init_from", "init_parts", "init_fresh", "init_weights", "ema")
 # Checkpoint key of a driver's own record (see RunHooks), carried through plain resumes.
 DRIVER_KEY = "campaign"
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; resume from the last checkpoint with a lower lr."""
+    """The loss stayed NaN or infinite; resume from the last checkpoint with a lower lr."""
 
 
 @dataclass
@@ -374,6 +374,8 @@ class Trainer:
             derived_seed(seed, _STREAM_QUALITY, self.ctx.rank),
         )
         self.step = 0
+        self.nonfinite_run = 0  # skipped steps in a row (see _train_step)
+        self.skipped_steps = 0  # in this run
         self.elapsed_s = 0.0
         self.data_state = {"phase": 0, "epoch": 0, "offset": 0}
         self.descriptions: dict[str, list[str]] = {}
@@ -468,33 +470,53 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------- steps
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float] | None:
+        """One optimizer step; None when the step was skipped for a non-finite loss.
+
+        A rare batch can make the loss or a gradient infinite (a far-tail latent,
+        an extreme crop). Stepping on it would write NaN into the weights and the
+        EMA, and a resumed run, which replays the same batches, would meet it
+        again; so such a step changes nothing and training goes on. Only
+        ``nonfinite.max_consecutive`` skips in a row mean real divergence.
+        """
         batch = {k: v.to(self.ctx.device, non_blocking=True) for k, v in batch.items()}
         q = self.quality.draw(batch["frames"].shape[0]).to(self.ctx.device)
         metrics = self.step_module(batch, q)
         loss = metrics["loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = float(self.cfg["optimizer"]["grad_clip"])
-        if clip > 0:
-            nn.utils.clip_grad_norm_(
-                [p for g in self.optimizer.param_groups for p in g["params"]], clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        (bad_loss,) = distributed.agree_any(self.ctx, not math.isfinite(float(loss.detach())))
+        bad = bad_loss
+        if not bad_loss:
+            loss.backward()
+            clip = float(self.cfg["optimizer"]["grad_clip"])
+            norm = nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf)
+            (bad,) = distributed.agree_any(self.ctx, not math.isfinite(float(norm)))
+        if bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_run += 1
+            self.skipped_steps += 1
+            limit = int(self.cfg["nonfinite"]["max_consecutive"])
+            if self.nonfinite_run > limit:
+                raise TrainingDiverged(
+                    f"stage {self.cfg['stage']}: the {'loss' if bad_loss else 'gradient'} "
+                    f"was not finite for {self.nonfinite_run} steps in a row (last at step "
+                    f"{self.step + 1}); resume from {self.ckpt_path} with a lower optimizer.lr"
+                )
+        else:
+            self.nonfinite_run = 0
+            self.optimizer.step()
+        self.scheduler.step()  # the schedule counts steps, skipped ones too
         if self.aux_optimizer is not None and self.bottlenecks:
             self.aux_optimizer.zero_grad(set_to_none=True)
             aux = torch.stack([eb.loss() for eb in self.bottlenecks]).sum()
             aux.backward()
             self.aux_optimizer.step()
+        if bad:
+            return None
         if self.ema is not None:
             self.ema.update()
-        values = {k: float(v.detach()) for k, v in metrics.items()}
-        if not math.isfinite(values["loss"]):
-            raise TrainingDiverged(
-                f"stage {self.cfg['stage']}: loss is {values['loss']} at step {self.step + 1}; "
-                f"resume from {self.ckpt_path} with a lower optimizer.lr"
-            )
-        return values
+        return {k: float(v.detach()) for k, v in metrics.items()}
 
     def _validate(self, phase: dict[str, Any], items: list[dict[str, torch.Tensor]],
                   logger: TrainLogger) -> None:
@@ -570,9 +592,13 @@ class Trainer:
                 self.step += 1
                 steps_this_run += 1
                 self.data_state = {"phase": index, **data.stream.state()}
-                result.losses.append(values["loss"])
-                for key, value in values.items():
-                    window.setdefault(key, []).append(value)
+                if values is None:
+                    logger.message(f"step {self.step}: the loss or its gradient was not "
+                                   f"finite; the step was skipped ({self.skipped_steps} so far)")
+                else:
+                    result.losses.append(values["loss"])
+                    for key, value in values.items():
+                        window.setdefault(key, []).append(value)
                 logger.advance()
                 phase_end = self.step == start + phase["steps"]
                 if self.step % log_every == 0 or phase_end:

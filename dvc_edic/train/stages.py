@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dvc_edic.encoder.motion import dis_flow
+from dvc_edic.encoder.settings import load_encoder_settings
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.train.losses import RateDistortion, epe, mse_per_sample
 from flows import backward_warp
@@ -60,6 +62,16 @@ def reference_frame(
         return x0
     with torch.no_grad():
         return model.intra(x0, quality)["x_hat"].clamp(0.0, 1.0).detach()
+
+
+def coded_flow(model: VideoCodecModel, x: torch.Tensor, reference: torch.Tensor,
+               cfg: dict[str, Any]) -> torch.Tensor:
+    """The flow the MV coder codes in training: the flow net's, or DIS's as the encoder's
+    ``--motion dis`` sends it (then the flow net gets no gradient from this step)."""
+    if cfg["flow_source"] == "dis":
+        return dis_flow(x, reference, model.representation,
+                        load_encoder_settings().dis_preset)
+    return model.pframe.flow(x, reference)
 
 
 def _mse_metric(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +115,7 @@ def mv_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateDisto
             cfg: dict[str, Any]) -> Metrics:
     x0, x1 = _pair(batch, "mv")
     ref = reference_frame(model, x0, q, cfg["reference"])
-    mv = model.pframe.mv_coder(model.pframe.flow(x1, ref), q)
+    mv = model.pframe.mv_coder(coded_flow(model, x1, ref, cfg), q)
     warped = backward_warp(ref, mv["x_hat"])
     bpp = rd.bpp(mv["likelihoods"].values(), x1)
     loss = rd.combine(rd.distortion(warped, x1), bpp, q)
@@ -114,7 +126,7 @@ def mc_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateDisto
             cfg: dict[str, Any]) -> Metrics:
     x0, x1 = _pair(batch, "mc")
     ref = reference_frame(model, x0, q, cfg["reference"])
-    mv = model.pframe.mv_coder(model.pframe.flow(x1, ref), q)
+    mv = model.pframe.mv_coder(coded_flow(model, x1, ref, cfg), q)
     prediction = model.pframe.predict(ref, mv["x_hat"])
     bpp = rd.bpp(mv["likelihoods"].values(), x1)
     loss = rd.combine(rd.distortion(prediction, x1), bpp, q)
@@ -122,8 +134,9 @@ def mc_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateDisto
 
 
 def _pframe_terms(model: VideoCodecModel, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
-                  rd: RateDistortion) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    out = model.pframe(x, ref, q)
+                  rd: RateDistortion, cfg: dict[str, Any],
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    out = model.pframe(x, ref, q, flow=coded_flow(model, x, ref, cfg))
     bpp = rd.bpp(out["likelihoods"].values(), x)
     return rd.combine(rd.distortion(out["x_hat"], x), bpp, q), bpp, out["x_hat"]
 
@@ -132,7 +145,7 @@ def pframe_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateD
                 cfg: dict[str, Any]) -> Metrics:
     x0, x1 = _pair(batch, "pframe")
     ref = reference_frame(model, x0, q, cfg["reference"])
-    loss, bpp, x_hat = _pframe_terms(model, x1, ref, q, rd)
+    loss, bpp, x_hat = _pframe_terms(model, x1, ref, q, rd, cfg)
     return {"loss": loss, "bpp": bpp.detach().mean(), "mse": _mse_metric(x_hat, x1)}
 
 
@@ -152,7 +165,7 @@ def multiframe_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: R
     ref = reference_frame(model, frames[:, 0], q, cfg["reference"])
     losses, bpps, mses = [], [], []
     for t in range(1, frames.shape[1]):
-        loss, bpp, x_hat = _pframe_terms(model, frames[:, t], ref, q, rd)
+        loss, bpp, x_hat = _pframe_terms(model, frames[:, t], ref, q, rd, cfg)
         losses.append(loss)
         bpps.append(bpp.detach().mean())
         mses.append(_mse_metric(x_hat, frames[:, t]))

@@ -1,0 +1,232 @@
+"""Rate control: --bitrate/--bpp land near the target, per-frame qualities decode exactly.
+
+The controller's unit behaviour runs on synthetic frame sizes; one short real
+clip checks the landing with the shipped weights (``--preset fast``, no
+refinement, to stay fast); the exactness check uses the tiny model, with every
+kind of candidate that can carry a quality of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.encode_sequence import main as encode_main
+from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
+from dvc_edic.encoder.decision import rd_weight
+from dvc_edic.encoder.ratecontrol import RateController, RateControlSettings
+from dvc_edic.encoder.refine import RefineSettings
+from dvc_edic.encoder.settings import load_ratecontrol_settings
+from dvc_edic.errors import InputError
+from dvc_edic.io import VideoInfo
+from dvc_edic.packets import QUALITY_SECTION, frame_quality
+from tests.conftest import carphone_frames, write_yuv
+
+PIXELS = 176 * 144
+LEVELS = 8
+FAST = EncoderSettings("fast-test", ("learned",), skip_residual=True, intra_fallback=False,
+                       dis_preset="ultrafast", plain_warp="proxy")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, restored afterwards: on a loaded 2-core machine two threads
+    spin against each other (8 frames took 19 s instead of 0.5 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _controller(bits_per_frame: float = 8000.0, frame_count: int | None = 24,
+                **changes: float) -> RateController:
+    settings = replace(load_ratecontrol_settings(), **changes)
+    return RateController(settings, bits_per_frame, PIXELS, intra_period=12, levels=LEVELS,
+                          frame_count=frame_count)
+
+
+def _feed(rc: RateController, bits: float) -> tuple[float, float]:
+    """Code one frame of ``bits`` at the controller's choice; (that quality, the next)."""
+    q = rc.next_quality()
+    rc.update(FrameType.I if rc.index % 12 == 0 else FrameType.P, q, q, bits)
+    return q, rc.next_quality()
+
+
+def test_quality_rises_under_budget_and_falls_over_it() -> None:
+    for _ in range(2):  # past the first frame of each type, whose step is free
+        under = _controller()
+        _feed(under, 8000.0)
+        _feed(under, 8000.0)
+        before, after = _feed(under, 2000.0)
+    assert after > before
+    over = _controller()
+    _feed(over, 8000.0)
+    _feed(over, 8000.0)
+    before, after = _feed(over, 30000.0)
+    assert after < before
+
+
+def test_quality_steps_are_bounded_once_the_type_was_seen() -> None:
+    rc = _controller(max_step=0.25)
+    _feed(rc, 8000.0)
+    _feed(rc, 8000.0)
+    before, after = _feed(rc, 1.0)  # wildly under budget
+    assert after == pytest.approx(before + 0.25)
+
+
+def test_lands_on_the_target_with_a_size_model_it_does_not_know() -> None:
+    """Frames cost 3 x what the prior guesses, rise in size along the clip, and P-frames
+    alternate between cheap and costly: the total still ends within 2 %."""
+    target = 30000.0  # about quality 4.3 here
+    rc = _controller(target, frame_count=48)
+    spent = 0.0
+    for i in range(48):
+        q = rc.next_quality()
+        ftype = FrameType.I if i % 12 == 0 else FrameType.P
+        base = 3 * 0.3 * PIXELS * math.exp(0.25 * (q - 4.5)) * (1 + i / 48)
+        bits = base * (1.0 if ftype == FrameType.I else (0.3 if i % 2 else 1.5))
+        rc.update(ftype, q, q, bits)
+        spent += bits
+    assert spent == pytest.approx(48 * target, rel=0.02)
+
+
+def test_settings_are_checked() -> None:
+    good = load_ratecontrol_settings()
+    with pytest.raises(InputError, match="max_step"):
+        replace(good, max_step=0.0)
+    with pytest.raises(InputError, match="smoothing_inter"):
+        replace(good, smoothing_inter=1.5)
+    with pytest.raises(InputError, match="slope"):
+        RateControlSettings.from_config({"slope": {"I": 0.2}})
+
+
+def _info(frame) -> VideoInfo:
+    return VideoInfo(width=frame.width, height=frame.height, fps=Fraction(30),
+                     bit_depth=frame.bit_depth)
+
+
+def _forced(plan: list[tuple[str, bool] | None]):
+    """A chooser that codes the planned mode at each frame (None: the cheapest), re-coded
+    with one refinement step where asked, whatever its cost: every packet layout that
+    can carry a quality of its own gets written and decoded."""
+    turns = iter(plan)
+
+    def pick(candidates: list[Candidate], source, lam: float) -> Decision:
+        ranked = choose(candidates, source, lam)
+        want = next(turns)
+        if want is None:
+            return ranked
+        mode, refine = want
+        chosen = next(c for c in candidates if c.mode == mode)
+        if refine:
+            assert chosen.recode is not None
+            chosen = chosen.recode(RefineSettings(steps=1), rd_weight(source, lam))
+            chosen.price(source, lam)
+        return Decision(chosen, None, candidates)
+
+    return pick
+
+
+def test_per_frame_qualities_decode_exactly(tiny_model) -> None:
+    """I-frames with an offset, P-frames of several modes, the intra fallback and refined
+    latents, each at a quality of its own: the decoder reproduces the encoder's frames."""
+    frames = carphone_frames(6)
+    settings = EncoderSettings("test", ("learned", "zero"), skip_residual=True,
+                               intra_fallback=True, dis_preset="ultrafast", plain_warp="search",
+                               intra_quality_offset=0.5)
+    plan = [("intra", True), ("intra", False), ("learned+nomc", True), ("zero+nomc+skip", False),
+            None, ("learned", True)]
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, intra_period=4, settings=settings,
+                          chooser=_forced(plan))
+    qualities = [3.0, 5.25, None, 2.5, 4.0, 7.125]
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, enc.header)
+    recons, packets = [], []
+    for frame, q in zip(frames, qualities, strict=True):
+        packet, recon = enc.encode(frame, q)
+        writer.write_packet(packet)
+        recons.append(recon)
+        packets.append(packet)
+    writer.finalize()
+    assert [p.frame_type for p in packets] == [FrameType.I, FrameType.I, FrameType.P,
+                                               FrameType.P, FrameType.I, FrameType.P]
+    reader = BitstreamReader(buf.getvalue())
+    dec = SequenceDecoder(tiny_model, reader.header)
+    assert [dec.decode(p) for p in reader] == recons
+    # scheduled I-frames (0 and 4) get the 0.5 offset, the intra fallback (1) does not
+    expected = [3.5, 5.25, 4.0, 2.5, 4.5, 7.125]
+    assert [frame_quality(p, 4.0, LEVELS) for p in packets] == expected
+    # the stream's own quality is not repeated in the packet
+    assert [any(s.name == QUALITY_SECTION for s in p.sections) for p in packets] == [
+        True, True, False, True, True, True]
+
+
+def test_the_streams_quality_given_per_frame_changes_nothing(tiny_model) -> None:
+    frames = carphone_frames(2)
+
+    def stream(per_frame: float | None) -> bytes:
+        enc = SequenceEncoder(tiny_model, _info(frames[0]), 3.5, intra_period=12,
+                              settings=FAST)
+        buf = io.BytesIO()
+        writer = BitstreamWriter(buf, enc.header)
+        for f in frames:
+            writer.write_packet(enc.encode(f, per_frame)[0])
+        writer.finalize()
+        return buf.getvalue()
+
+    assert stream(None) == stream(3.5)
+
+
+def _encode_cli(tmp_path: Path, *flags: str) -> dict:
+    src = tmp_path / "carphone_176x144_30.yuv"
+    if not src.exists():
+        write_yuv(src, carphone_frames(8))
+    stats = tmp_path / "stats.json"
+    assert encode_main([str(src), "-o", str(tmp_path / "out.dvce"), "--force", "-q",
+                        "--preset", "fast", "--refine-steps", "0", "--stats", str(stats),
+                        "--threads", "1", *flags]) == 0
+    return json.loads(stats.read_text())
+
+
+@pytest.mark.usefixtures("shipped_model")  # fails, rather than warns, without the weights
+def test_bitrate_and_bpp_land_near_the_target_with_the_shipped_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = _encode_cli(tmp_path, "--bitrate", "300")
+    rc = s["rate_control"]
+    assert rc["unit"] == "kbps" and rc["target"] == 300.0
+    assert s["kbps"] == pytest.approx(300.0, rel=0.15)
+    assert rc["error_percent"] == pytest.approx((s["kbps"] - 300.0) / 3.0)
+    qualities = [f["quality"] for f in s["per_frame"]]
+    assert len(set(qualities)) > 1 and rc["quality_min"] <= min(qualities)
+    assert "target 300.0 kbps: achieved" in capsys.readouterr().out
+    s = _encode_cli(tmp_path, "--bpp", "0.45")
+    assert s["rate_control"]["unit"] == "bpp"
+    assert s["bpp"] == pytest.approx(0.45, rel=0.15)
+    assert _encode_cli(tmp_path, "--quality", "3", "--frames", "1")["rate_control"] is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--quality", "3", "--bitrate", "100"), "expected at most one of them, got --quality 3 "
+                                                 "and --bitrate 100"),
+        (("--bitrate", "100", "--bpp", "0.2"), "got --bitrate 100 and --bpp 0.2"),
+        (("--bitrate", "0"), "--bitrate must be a number above 0, got 0"),
+        (("--bpp", "-0.1"), "--bpp must be a number above 0, got -0.1"),
+        (("--bitrate", "nan"), "--bitrate must be a number above 0, got nan"),
+    ],
+)
+def test_bad_rate_flags_are_named(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    with pytest.raises(InputError) as err:
+        encode_main([str(tmp_path / "missing_176x144_30.yuv"), *flags])
+    assert message in str(err.value)
