@@ -161,6 +161,15 @@ class SequenceEncoder:
         q = (self.quality if quality is None else quality) + self.settings.intra_quality_offset
         return quantize_quality(min(max(q, MIN_QUALITY), self.model.quality_levels))
 
+    def _pattern_quality(self, position: int) -> float:
+        """A P-frame's quality under the preset's pattern by GOP position (constant-quality
+        coding): the frames every later one predicts through can be coded better."""
+        offsets = self.settings.p_quality_offsets
+        if not offsets:
+            return self.quality
+        q = self.quality + offsets[position % len(offsets)]
+        return quantize_quality(min(max(q, MIN_QUALITY), self.model.quality_levels))
+
     def _lambda(self, quality: float) -> float:
         """The ladder's lambda at a frame's quality (the stream's is computed once)."""
         if quality == self.quality:
@@ -189,14 +198,18 @@ class SequenceEncoder:
         ``quality`` (None: the stream's) codes this frame at its own quality, as
         the rate controller asks: its packet then carries it in a ``q`` section,
         and the decision weighs distortion by the ladder's lambda at it. A
-        scheduled I-frame still adds the intra quality offset to it.
+        scheduled I-frame still adds the intra quality offset to it. Without it,
+        a P-frame's quality follows the preset's ``p_quality_offsets`` pattern.
         """
-        q = self.quality if quality is None else coded_quality(quality,
-                                                               self.model.quality_levels)
-        lam = self._lambda(q)
-        x, size = self._pipe.to_tensor(frame)
         scheduled = frame_type(self.index, self.intra_period)
+        position = self.index if self.intra_period <= 0 else self.index % self.intra_period
         self.index += 1
+        if quality is not None:
+            q = coded_quality(quality, self.model.quality_levels)
+        else:
+            q = self._pattern_quality(position) if scheduled == FrameType.P else self.quality
+        lam = self._lambda(self._intra_quality(q) if scheduled == FrameType.I else q)
+        x, size = self._pipe.to_tensor(frame)
         picture = Picture(x, size, lambda t: self._pipe.round_frame(t, size))
 
         candidates: list[Candidate] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -137,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
         "both, keep the cheaper). Default: the preset's",
     )
     p.add_argument(
+        "--p-quality-offsets",
+        type=_offsets,
+        default=None,
+        metavar="O0,O1,...",
+        help="with --quality: code the P-frame at GOP position k at --quality + O[k mod n] "
+        "(clamped to the ladder), e.g. 0.75,0,0,0 codes every 4th frame better, as "
+        "hierarchical quality does. Default: the preset's (none)",
+    )
+    p.add_argument(
         "--refine-steps",
         type=int,
         default=None,
@@ -240,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             motion=_motion_sources(args.motion), intra_fallback=args.intra_fallback,
             intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
             skip_residual=args.skip_residual, refine_steps=args.refine_steps,
+            p_quality_offsets=args.p_quality_offsets,
         )
         quality = DEFAULT_QUALITY if args.quality is None else args.quality
         encoder = SequenceEncoder(model, info, quality, args.intra_period, limits,
@@ -266,6 +277,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _offsets(text: str) -> tuple[float, ...]:
+    """--p-quality-offsets: comma-separated numbers."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.75,0,0,0, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"offsets must be finite numbers, got {text!r}")
+    return values
 
 
 def _motion_sources(choice: str | None) -> tuple[str, ...] | None:

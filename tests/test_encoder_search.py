@@ -216,3 +216,20 @@ def test_intra_frames_may_carry_their_own_quality(tiny_model) -> None:
     assert len(plain_data) < len(data)  # a higher quality costs bits
     capped = SequenceEncoder(tiny_model, _info(frames[0]), 7.5, 2, settings=boosted)
     assert capped._intra_quality() == tiny_model.quality_levels
+
+
+def test_p_frames_follow_the_quality_pattern_by_gop_position(tiny_model) -> None:
+    from dvc_edic.packets import frame_quality
+
+    frames = carphone_frames(6)
+    pattern = EncoderSettings("test", ("learned",), skip_residual=False, intra_fallback=False,
+                              dis_preset="ultrafast", p_quality_offsets=(1.0, -0.5))
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, 4, settings=pattern)
+    data, recons, _ = _code(enc, frames)
+    packets = list(BitstreamReader(data))
+    assert [p.frame_type for p in packets] == [FrameType.I, *[FrameType.P] * 3,
+                                               FrameType.I, FrameType.P]
+    got = [frame_quality(p, 4.0, tiny_model.quality_levels) for p in packets]
+    # GOP positions 0 1 2 3 | 0 1: P at odd positions -0.5, at even ones +1; I-frames as set
+    assert got == [4.0, 3.5, 5.0, 3.5, 4.0, 3.5]
+    assert _decode(tiny_model, data) == recons

@@ -32,6 +32,8 @@ class EncoderSettings:
     intra_quality_offset: float = 0.0  # added to --quality for the GOP's I-frames
     plain_warp: str = PLAIN_WARP_OFF
     refine: RefineSettings = field(default_factory=RefineSettings)  # of each frame's winner
+    # added to --quality for the P-frame at GOP position k: offsets[k % len(offsets)]
+    p_quality_offsets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -60,6 +62,7 @@ class EncoderSettings:
         plain_warp: str | None = None,
         skip_residual: bool | None = None,
         refine_steps: int | None = None,
+        p_quality_offsets: tuple[float, ...] | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -69,6 +72,7 @@ class EncoderSettings:
             "plain_warp": plain_warp,
             "skip_residual": skip_residual,
             "refine": None if refine_steps is None else replace(self.refine, steps=refine_steps),
+            "p_quality_offsets": p_quality_offsets,
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -106,6 +110,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         intra_quality_offset=float(p.get("intra_quality_offset", 0.0)),
         plain_warp=str(p.get("plain_warp", PLAIN_WARP_OFF)),
         refine=_refine(name, cfg, p.get("refine", {})),
+        p_quality_offsets=tuple(float(o) for o in p.get("p_quality_offsets", ())),
     )
 
 
