@@ -11,11 +11,33 @@ import warnings
 # effective when set before torch is first imported (the CLIs import us first).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# compressai scripts a helper with torch.jit at import time, which current torch
-# flags as deprecated; the warning says nothing about this package's behaviour.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
-from dvc_edic.errors import BitstreamError, DvcEdicError, InputError, WeightsError  # noqa: E402
+def ignore_known_warnings() -> None:
+    """Silence warnings that say nothing about this package's behaviour.
 
-__all__ = ["BitstreamError", "DvcEdicError", "InputError", "WeightsError", "__version__"]
+    compressai scripts a helper with torch.jit when it is imported, which current
+    torch flags as deprecated. Called here, and again by the CLIs after they reset
+    the warning filters (dvc_edic.cli.run_cli), since they import compressai later.
+    """
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+
+ignore_known_warnings()
+
+from dvc_edic.errors import (  # noqa: E402
+    BitstreamError,
+    DvcEdicError,
+    DvcEdicWarning,
+    InputError,
+    WeightsError,
+)
+
+__all__ = [
+    "BitstreamError",
+    "DvcEdicError",
+    "DvcEdicWarning",
+    "InputError",
+    "WeightsError",
+    "__version__",
+]
 __version__ = "0.1.0"

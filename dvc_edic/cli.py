@@ -1,4 +1,9 @@
-"""Pieces shared by the command-line tools: common flags, threads, progress, errors."""
+"""Pieces shared by the command-line tools: common flags, threads, progress, errors.
+
+Nothing here imports torch at module level: the tools build their argument
+parsers from this module, and ``--help`` (or a usage error) must answer without
+paying the seconds that importing torch and compressai costs.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,14 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
 
-import torch
-
+from dvc_edic import ignore_known_warnings
 from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS_FRAME, Limits
-from dvc_edic.errors import DvcEdicError, InputError
+from dvc_edic.errors import DvcEdicError, DvcEdicWarning, InputError
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 EXIT_USAGE = 2  # argparse's own code for bad arguments
 EXIT_ERROR = 1
@@ -41,7 +49,12 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f", "--force", action="store_true", help="overwrite an existing output file"
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress output (the first line, and the bar shown when stderr is a terminal)",
+    )
 
 
 # What --max-pixels means to each tool; the default and the flag are shared so
@@ -83,15 +96,78 @@ def limits_from_flags(max_pixels: int) -> Limits:
         raise InputError(f"--max-pixels: {exc}") from exc
 
 
-def setup_threads(n: int) -> None:
+def check_threads(n: int) -> None:
+    """Refuse a bad --threads before anything slow (importing torch) happens."""
     if n < 1:
         raise DvcEdicError(f"--threads must be at least 1, got {n}")
+
+
+def setup_threads(n: int) -> None:
+    """Set torch's thread count; imports torch, so call it once the run is under way."""
+    check_threads(n)
+    import torch
+
     torch.set_num_threads(n)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``: the summaries count things a user reads."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def status(message: str, quiet: bool) -> None:
+    """One progress line on stderr (not with -q), flushed so it shows before slow work.
+
+    The tools print one as soon as the input is known to be usable, before
+    importing torch and loading the model: otherwise nothing at all appears for
+    the several seconds those take.
+    """
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def progress_bar(total: int | None, desc: str, quiet: bool) -> tqdm:
+    """A frames progress bar on stderr, drawn only when stderr is a terminal.
+
+    Use it as a context manager (``with progress_bar(...) as bar:``) so that an
+    error closes the bar, ending its line, before run_cli prints ``error: ...``:
+    the error then never lands on the end of the bar's line, and the bar is not
+    drawn a second time when the object is garbage-collected. Where stderr is a
+    file or a pipe, tqdm's carriage-return redraws would only pile up into one
+    long line, so the bar is left out there (tqdm's ``disable=None``).
+    """
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="f", desc=desc, file=sys.stderr,
+                disable=True if quiet else None)
+
+
+def _warning_printer(other: Callable[..., None]) -> Callable[..., None]:
+    """A warnings.showwarning that prints the package's own warnings as ``warning: ...``
+    lines and hands anything else to ``other`` (what was installed before)."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DvcEdicWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            other(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Turn the package's errors and Ctrl-C into one-line messages and exit codes."""
     warnings.simplefilter("default")
+    ignore_known_warnings()  # compressai is imported after this point, not before
+    previous = warnings.showwarning
+    warnings.showwarning = _warning_printer(previous)
     try:
         return main(argv)
     except DvcEdicError as exc:
@@ -100,3 +176,5 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     except KeyboardInterrupt:
         print("interrupted: no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.showwarning = previous  # in-process callers (tests) get theirs back

@@ -6,26 +6,30 @@ python -m dvc_edic.decode_sequence in.dvce -o out.yuv
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
-from dvc_edic.bitstream import BitstreamReader, Limits
+from dvc_edic.bitstream import BitstreamReader, Limits, Packet
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
     add_max_pixels_flag,
+    check_threads,
     limits_from_flags,
+    plural,
+    progress_bar,
     run_cli,
     setup_threads,
+    status,
 )
-from dvc_edic.codec import SequenceDecoder
 from dvc_edic.errors import BitstreamError, InputError
-from dvc_edic.io import open_writer
-from dvc_edic.weights import load_model
+from dvc_edic.io.opener import check_writer_path, open_writer
+
+# The codec (torch, compressai) is imported in _decode, once the stream's header
+# and the output path have been checked: --help and those errors answer at once.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,44 +50,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_threads(args.threads)
+    check_threads(args.threads)
     limits = limits_from_flags(args.max_pixels)
     inp = Path(args.input)
     if inp.is_dir():
         raise InputError(f"{inp}: is a directory, expected a stream file")
     if not inp.is_file():
         raise InputError(f"{inp}: no such stream file")
-    model = load_model(args.weights)
     try:
-        return _decode(inp, model, args, limits)
+        return _decode(inp, args, limits)
     except BitstreamError as exc:
         raise BitstreamError(f"{inp}: {exc}") from exc
 
 
-def _decode(inp: Path, model, args: argparse.Namespace, limits: Limits) -> int:
-    start = time.perf_counter()
+def _decode(inp: Path, args: argparse.Namespace, limits: Limits) -> int:
     with inp.open("rb") as f:
         reader = BitstreamReader(f, limits)
-        decoder = SequenceDecoder(model, reader.header)
+        h = reader.header
+        packets = iter(reader)
+        first = next(packets, None)
+        if first is not None:
+            _refuse_image_stream(inp, first, h.width, h.height)
+        check_writer_path(args.output, overwrite=args.force, inputs=[inp])
+        status(f"decode {inp} -> {args.output}: {plural(h.frame_count, 'frame')} "
+               f"{h.width}x{h.height} {h.bit_depth}-bit", args.quiet)
+        from dvc_edic.codec import SequenceDecoder
+        from dvc_edic.weights import load_model
+
+        setup_threads(args.threads)
+        model = load_model(args.weights)
+        start = time.perf_counter()
+        decoder = SequenceDecoder(model, h)
         n = 0
-        bar = tqdm(
-            total=reader.header.frame_count,
-            unit="f",
-            disable=args.quiet,
-            file=sys.stderr,
-            desc="decode",
-        )
-        with open_writer(args.output, decoder.info, overwrite=args.force, inputs=[inp]) as out:
-            for packet in reader:
+        with (
+            progress_bar(h.frame_count, "decode", args.quiet) as bar,
+            open_writer(args.output, decoder.info, overwrite=args.force, inputs=[inp]) as out,
+        ):
+            for packet in itertools.chain([] if first is None else [first], packets):
                 out.write(decoder.decode(packet))
                 n += 1
                 bar.update(1)
                 bar.set_postfix(fps=f"{n / (time.perf_counter() - start):.2f}")
-        bar.close()
     elapsed = time.perf_counter() - start
-    h = reader.header
-    print(f"{args.output}: {n} frames {h.width}x{h.height} decoded, {n / elapsed:.2f} fps")
+    print(f"{args.output}: {plural(n, 'frame')} {h.width}x{h.height} decoded, "
+          f"{n / elapsed:.2f} fps")
     return 0
+
+
+def _refuse_image_stream(inp: Path, packet: Packet, width: int, height: int) -> None:
+    """A still image's stream (python -m dvc_edic.image) is coded at its size padded to even,
+    which 4:2:0 needs, and carries its true size aside: a video file cannot hold an odd
+    size, so rather than write the padded picture, point to the tool that crops it."""
+    from dvc_edic.image import image_size
+
+    size = image_size(packet)
+    if size is None:
+        return
+    h, w = size
+    raise InputError(
+        f"{inp}: is a still image ({w}x{h}, coded as {width}x{height}) made by "
+        f"python -m dvc_edic.image; decode it with python -m dvc_edic.image decode "
+        f"{inp} OUT.png"
+    )
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -16,34 +16,39 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, FrameType, header_size
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
     add_max_pixels_flag,
+    check_threads,
     limits_from_flags,
+    plural,
+    progress_bar,
     run_cli,
     setup_threads,
+    status,
 )
-from dvc_edic.codec import SequenceEncoder, check_frame_size
-from dvc_edic.encoder import MOTION_SOURCES, load_encoder_settings
-from dvc_edic.encoder.ratecontrol import RateController
 from dvc_edic.encoder.settings import (
+    MOTION_SOURCES,
     PLAIN_WARP_MODES,
     default_preset,
-    load_ratecontrol_settings,
+    load_encoder_settings,
     preset_names,
 )
 from dvc_edic.errors import InputError
 from dvc_edic.io import Frame, VideoInfo, open_video
-from dvc_edic.io.atomic import AtomicFile
-from dvc_edic.metrics import frame_metrics
-from dvc_edic.models.ladder import MIN_QUALITY
-from dvc_edic.packets import frame_quality
-from dvc_edic.weights import load_model
+from dvc_edic.io.atomic import AtomicFile, check_output_path
+
+# torch and compressai take seconds to import, so the modules that need them are
+# imported inside main() once the command line and the input have been checked:
+# --help, a usage error or a bad input answer at once, and the first progress
+# line appears before the wait (tests/test_startup.py checks what is imported).
+if TYPE_CHECKING:
+    from dvc_edic.codec import SequenceEncoder
+    from dvc_edic.encoder.ratecontrol import RateController
 
 STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
@@ -212,6 +217,9 @@ def _rate_controller(
     """The controller for --bitrate/--bpp (None with --quality)."""
     if args.bitrate is None and args.bpp is None:
         return None
+    from dvc_edic.encoder.ratecontrol import RateController
+    from dvc_edic.encoder.settings import load_ratecontrol_settings
+
     pixels = info.width * info.height
     if args.bitrate is not None:
         bits_per_frame = args.bitrate * KILO / float(info.fps)
@@ -225,7 +233,7 @@ def _rate_controller(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_threads(args.threads)
+    check_threads(args.threads)
     _check_rate_flags(args)
     inp = Path(args.input)
     out = Path(args.output) if args.output else default_output(inp)
@@ -234,7 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.refine_steps is not None and args.refine_steps < 0:
         raise InputError(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     limits = limits_from_flags(args.max_pixels)
-    model = load_model(args.weights)
+    settings = load_encoder_settings(args.preset).with_overrides(
+        motion=_motion_sources(args.motion), intra_fallback=args.intra_fallback,
+        intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
+        skip_residual=args.skip_residual, refine_steps=args.refine_steps,
+        p_quality_offsets=args.p_quality_offsets,
+    )
     with open_video(
         inp,
         width=args.width,
@@ -244,14 +257,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_frames=args.frames,
     ) as reader:
         info = reader.info
+        check_output_path(out, overwrite=args.force, inputs=[inp])  # again when writing
+        status(_first_line(inp, out, info, args), args.quiet)
+        from dvc_edic.codec import SequenceEncoder, check_frame_size
+        from dvc_edic.weights import load_model
+
+        setup_threads(args.threads)
         # Before any coding (opening read at most a header, or one probe frame of a container).
         check_frame_size(info.width, info.height, limits, str(inp))
-        settings = load_encoder_settings(args.preset).with_overrides(
-            motion=_motion_sources(args.motion), intra_fallback=args.intra_fallback,
-            intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
-            skip_residual=args.skip_residual, refine_steps=args.refine_steps,
-            p_quality_offsets=args.p_quality_offsets,
-        )
+        model = load_model(args.weights)
         quality = DEFAULT_QUALITY if args.quality is None else args.quality
         encoder = SequenceEncoder(model, info, quality, args.intra_period, limits,
                                   settings=settings)
@@ -277,6 +291,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stats:
         Path(args.stats).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def _first_line(inp: Path, out: Path, info: VideoInfo, args: argparse.Namespace) -> str:
+    """What is about to be coded, said before the seconds that loading the model takes."""
+    total = _frame_total(info, args)
+    frames = "frames" if total is None else plural(total, "frame")
+    if args.bitrate is not None:
+        rate = f"target {args.bitrate:g} kbps"
+    elif args.bpp is not None:
+        rate = f"target {args.bpp:g} bpp"
+    else:
+        rate = f"quality {DEFAULT_QUALITY if args.quality is None else args.quality:g}"
+    return (f"encode {inp} -> {out}: {frames} {info.width}x{info.height} {info.bit_depth}-bit "
+            f"at {float(info.fps):.6g} fps | preset {args.preset}, {rate}")
 
 
 def _offsets(text: str) -> tuple[float, ...]:
@@ -307,6 +335,9 @@ def _frame_total(info: VideoInfo, args: argparse.Namespace) -> int | None:
 
 def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, out: Path,
             inp: Path, args, control: RateController | None = None) -> dict:
+    from dvc_edic.metrics import frame_metrics
+    from dvc_edic.packets import frame_quality
+
     pixels = info.width * info.height
     fps = float(info.fps)
     total = _frame_total(info, args)
@@ -317,35 +348,34 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
     start = time.perf_counter()
     try:
         writer = BitstreamWriter(sink.file, encoder.header, encoder.limits)
-        bar = tqdm(total=total, unit="f", disable=args.quiet, file=sys.stderr, desc="encode")
         bits = 0
-        for frame in reader:
-            q = None if control is None else control.next_quality()
-            packet, recon = encoder.encode(frame, q)
-            size = writer.write_packet(packet)
-            bits += size * BITS_PER_BYTE
-            coded_q = frame_quality(packet, encoder.quality, levels)
-            if control is not None:
-                assert q is not None
-                control.update(packet.frame_type, q, coded_q, size * BITS_PER_BYTE)
-                chosen.append(q)
-            stats = {"index": len(frames), "type": packet.frame_type.name, "bytes": size,
-                     "quality": coded_q}
-            stats.update(
-                frame_metrics(frame, recon, matrix=info.matrix, full_range=info.full_range)
-            )
-            assert encoder.last_decision is not None
-            stats.update(encoder.last_decision.report(frame))
-            frames.append(stats)
-            elapsed = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(
-                fps=f"{len(frames) / elapsed:.2f}",
-                kbps=f"{bits * fps / len(frames) / KILO:.1f}",
-                q=f"{coded_q:.2f}",
-                psnr=f"{stats['psnr_yuv']:.2f}",
-            )
-        bar.close()
+        with progress_bar(total, "encode", args.quiet) as bar:
+            for frame in reader:
+                q = None if control is None else control.next_quality()
+                packet, recon = encoder.encode(frame, q)
+                size = writer.write_packet(packet)
+                bits += size * BITS_PER_BYTE
+                coded_q = frame_quality(packet, encoder.quality, levels)
+                if control is not None:
+                    assert q is not None
+                    control.update(packet.frame_type, q, coded_q, size * BITS_PER_BYTE)
+                    chosen.append(q)
+                stats = {"index": len(frames), "type": packet.frame_type.name, "bytes": size,
+                         "quality": coded_q}
+                stats.update(
+                    frame_metrics(frame, recon, matrix=info.matrix, full_range=info.full_range)
+                )
+                assert encoder.last_decision is not None
+                stats.update(encoder.last_decision.report(frame))
+                frames.append(stats)
+                elapsed = time.perf_counter() - start
+                bar.update(1)
+                bar.set_postfix(
+                    fps=f"{len(frames) / elapsed:.2f}",
+                    kbps=f"{bits * fps / len(frames) / KILO:.1f}",
+                    q=f"{coded_q:.2f}",
+                    psnr=f"{stats['psnr_yuv']:.2f}",
+                )
         if not frames:
             raise InputError(f"{inp}: no frames to encode")
         writer.finalize()
@@ -388,6 +418,8 @@ def _rate_report(args: argparse.Namespace, control: RateController | None,
     """What --stats and the summary say about the rate target (None with --quality)."""
     if control is None:
         return None
+    from dvc_edic.models.ladder import MIN_QUALITY
+
     unit, target, achieved = (("kbps", args.bitrate, kbps) if args.bitrate is not None
                               else ("bpp", args.bpp, bpp))
     error = (achieved - target) / target * PERCENT
@@ -421,7 +453,8 @@ def _rate_summary(rc: dict | None) -> str:
 
 def _print_summary(s: dict, out: Path) -> None:
     print(
-        f"{out}: {s['frames']} frames {s['width']}x{s['height']}, {s['file_bytes']} bytes | "
+        f"{out}: {plural(s['frames'], 'frame')} {s['width']}x{s['height']}, "
+        f"{s['file_bytes']} bytes | "
         f"{s['bpp']:.4f} bpp, {s['kbps']:.1f} kbps{_rate_summary(s['rate_control'])} | "
         f"PSNR-Y {s['psnr_y']:.2f} dB, "
         f"PSNR-YUV {s['psnr_yuv']:.2f} dB, PSNR-RGB {s['psnr_rgb']:.2f} dB | "

@@ -21,3 +21,12 @@ class InputError(DvcEdicError, ValueError):
 
 class WeightsError(DvcEdicError):
     """A weights file is missing, unreadable, or does not match the stream or config."""
+
+
+class DvcEdicWarning(UserWarning):
+    """Base class of the warnings this package issues to a user.
+
+    The command-line tools print these as one ``warning: ...`` line on stderr
+    (dvc_edic.cli.run_cli) rather than with Python's file-and-line prefix,
+    which means nothing to someone running the tool.
+    """

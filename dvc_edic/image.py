@@ -16,12 +16,13 @@ import io
 import struct
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamReader, BitstreamWriter, Packet, Section
@@ -30,17 +31,19 @@ from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
     add_max_pixels_flag,
+    check_threads,
     limits_from_flags,
     run_cli,
     setup_threads,
 )
-from dvc_edic.codec import SequenceDecoder, SequenceEncoder, check_frame_size
-from dvc_edic.colour import frame_to_rgb, rgb_to_yuv
-from dvc_edic.errors import BitstreamError, InputError
+from dvc_edic.errors import BitstreamError, DvcEdicWarning, InputError
 from dvc_edic.io import Frame, VideoInfo
-from dvc_edic.io.atomic import AtomicFile
-from dvc_edic.metrics import mse_to_psnr
-from dvc_edic.weights import load_model
+from dvc_edic.io.atomic import AtomicFile, check_output_path
+
+# torch and the codec are imported inside the functions that use them, so that
+# --help and the command-line errors answer without the seconds they take to load.
+if TYPE_CHECKING:
+    from dvc_edic.models.video import VideoCodecModel
 
 IMAGE_MATRIX = "bt709"
 IMAGE_FULL_RANGE = True  # PNG samples use the whole 0..255 range
@@ -50,6 +53,12 @@ CROP_SECTION = "crop"
 CROP_SIZE = struct.Struct("<II")  # the picture's true (height, width)
 CROP_DIMS = 2
 DEFAULT_QUALITY = 4.0
+# Pillow modes that carry transparency, which converting to RGB drops.
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+class AlphaChannelWarning(DvcEdicWarning):
+    """An image's alpha channel was dropped: the codec codes colour only."""
 
 
 def rgb_to_frame(rgb: np.ndarray) -> Frame:
@@ -57,6 +66,10 @@ def rgb_to_frame(rgb: np.ndarray) -> Frame:
 
     Public so eval.image_rd's x265 anchor codes exactly the YUV this codec codes.
     """
+    import torch
+
+    from dvc_edic.colour import rgb_to_yuv
+
     t = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(torch.float32) / MAX_SAMPLE
     planes = rgb_to_yuv(t, matrix=IMAGE_MATRIX, full_range=IMAGE_FULL_RANGE)
     y, u, v = ((p[0, 0].clamp(0, 1) * MAX_SAMPLE).round().to(torch.uint8).numpy() for p in planes)
@@ -65,15 +78,27 @@ def rgb_to_frame(rgb: np.ndarray) -> Frame:
 
 def frame_to_rgb8(frame: Frame) -> np.ndarray:
     """The inverse of rgb_to_frame, rounded and clipped back to 8-bit RGB."""
+    from dvc_edic.colour import frame_to_rgb
+
     rgb = frame_to_rgb(frame, matrix=IMAGE_MATRIX, full_range=IMAGE_FULL_RANGE)
     return np.clip(np.round(rgb * MAX_SAMPLE), 0, MAX_SAMPLE).astype(np.uint8)
 
 
 def read_image(path: Path) -> np.ndarray:
+    """The picture as uint8 RGB (H, W, 3); warns (AlphaChannelWarning) if transparency is lost."""
     if not path.is_file():
         raise InputError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
+            if im.mode in ALPHA_MODES or "transparency" in im.info:
+                warnings.warn(
+                    AlphaChannelWarning(
+                        f"{path}: has an alpha channel (mode {im.mode}), which is dropped: "
+                        "the codec codes colour only, so transparent areas come back as the "
+                        "colour stored under them"
+                    ),
+                    stacklevel=2,
+                )
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path}: not an image Pillow can read ({exc})") from exc
@@ -89,6 +114,8 @@ def encode_image(
     rgb: np.ndarray, model, quality: float, limits: Limits = DEFAULT_LIMITS, where: str = "image"
 ) -> tuple[bytes, np.ndarray]:
     """Returns the stream bytes and the decoder's RGB reconstruction."""
+    from dvc_edic.codec import SequenceEncoder, check_frame_size
+
     h, w = rgb.shape[:2]
     check_frame_size(w + w % 2, h + h % 2, limits, where)
     frame = rgb_to_frame(pad_even(rgb))
@@ -115,6 +142,8 @@ def encode_image(
 def decode_image(
     data: bytes | io.BufferedIOBase, model, limits: Limits = DEFAULT_LIMITS
 ) -> np.ndarray:
+    from dvc_edic.codec import SequenceDecoder
+
     reader = BitstreamReader(data, limits)
     decoder = SequenceDecoder(model, reader.header)
     packets = reader.read_all()
@@ -131,6 +160,18 @@ def decode_image(
         )
     picture = Packet(packet.frame_type, tuple(s for s in packet.sections if s.name != CROP_SECTION))
     return frame_to_rgb8(decoder.decode(picture))[:h, :w]
+
+
+def image_size(packet: Packet) -> tuple[int, int] | None:
+    """The true (height, width) of an image stream's packet; None for a video packet.
+
+    decode_sequence uses it to recognise image streams, whose coded size is
+    padded to even.
+    """
+    for section in packet.sections:
+        if section.name == CROP_SECTION:
+            return _crop_size(section)
+    return None
 
 
 def _crop_size(section: Section) -> tuple[int, int]:
@@ -175,32 +216,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_threads(args.threads)
+    check_threads(args.threads)
     inp, out = Path(args.input), Path(args.output)
     limits = limits_from_flags(args.max_pixels)
-    model = load_model(args.weights)
-    start = time.perf_counter()
+    # Everything about the input and output is checked before torch is imported.
     if args.command == "encode":
         rgb = read_image(inp)
-        data, recon = encode_image(rgb, model, args.quality, limits, str(inp))
-        _write(out, data, args.force, inp)
-        mse = float(np.mean((rgb.astype(np.float64) - recon.astype(np.float64)) ** 2))
-        bpp = len(data) * BITS_PER_BYTE / (rgb.shape[0] * rgb.shape[1])
-        print(
-            f"{out}: {rgb.shape[1]}x{rgb.shape[0]}, {len(data)} bytes, {bpp:.4f} bpp, "
-            f"PSNR-RGB {mse_to_psnr(mse, MAX_SAMPLE):.2f} dB, {time.perf_counter() - start:.2f} s"
-        )
-    else:
-        if not inp.is_file():
-            raise InputError(f"{inp}: no such stream file")
-        rgb = decode_image(inp.read_bytes(), model, limits)
-        buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, format="PNG")
-        _write(out, buf.getvalue(), args.force, inp)
-        print(
-            f"{out}: {rgb.shape[1]}x{rgb.shape[0]} decoded in {time.perf_counter() - start:.2f} s"
-        )
+    elif not inp.is_file():
+        raise InputError(f"{inp}: no such stream file")
+    check_output_path(out, overwrite=args.force, inputs=[inp])  # again when writing
+    from dvc_edic.weights import load_model
+
+    setup_threads(args.threads)
+    model = load_model(args.weights)
+    if args.command == "encode":
+        print(_encode(model, args, rgb, inp, out, limits))
+        return 0
+    try:
+        print(_decode(model, args, inp, out, limits))
+    except BitstreamError as exc:  # the stream is what is wrong: name it (docs/errors.md)
+        raise BitstreamError(f"{inp}: {exc}") from exc
     return 0
+
+
+def _encode(model: VideoCodecModel, args: argparse.Namespace, rgb: np.ndarray, inp: Path,
+            out: Path, limits: Limits) -> str:
+    from dvc_edic.metrics import mse_to_psnr
+
+    start = time.perf_counter()
+    data, recon = encode_image(rgb, model, args.quality, limits, str(inp))
+    _write(out, data, args.force, inp)
+    mse = float(np.mean((rgb.astype(np.float64) - recon.astype(np.float64)) ** 2))
+    bpp = len(data) * BITS_PER_BYTE / (rgb.shape[0] * rgb.shape[1])
+    return (
+        f"{out}: {rgb.shape[1]}x{rgb.shape[0]}, {len(data)} bytes, {bpp:.4f} bpp, "
+        f"PSNR-RGB {mse_to_psnr(mse, MAX_SAMPLE):.2f} dB, {time.perf_counter() - start:.2f} s"
+    )
+
+
+def _decode(model: VideoCodecModel, args: argparse.Namespace, inp: Path, out: Path,
+            limits: Limits) -> str:
+    start = time.perf_counter()
+    rgb = decode_image(inp.read_bytes(), model, limits)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    _write(out, buf.getvalue(), args.force, inp)
+    return f"{out}: {rgb.shape[1]}x{rgb.shape[0]} decoded in {time.perf_counter() - start:.2f} s"
 
 
 def _write(path: Path, data: bytes, force: bool, inp: Path) -> None:

@@ -20,7 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from dvc_edic.config import load_preset
-from dvc_edic.errors import WeightsError
+from dvc_edic.entropy.compressai_compat import is_table_buffer
+from dvc_edic.errors import DvcEdicWarning, WeightsError
 from dvc_edic.io.atomic import AtomicFile
 from dvc_edic.models.video import VideoCodecModel
 
@@ -29,12 +30,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 DEFAULT_PRESET = "cpu"
 UNTRAINED_SEED = 20261125  # makes the untrained fallback model identical on every run
 FORMAT_TAG = "dvc_edic-weights-1"
-# compressai stores the integer CDF tables of each bottleneck in these buffers;
-# their shapes depend on training, so they are replaced rather than copied into.
-_TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 
 
-class UntrainedModelWarning(UserWarning):
+class UntrainedModelWarning(DvcEdicWarning):
     """The codec is running on randomly initialised weights: its output is not meaningful."""
 
 
@@ -129,7 +127,7 @@ def load_state(model: VideoCodecModel, tensors: dict[str, torch.Tensor], source:
             f"unexpected {unexpected[:5]})"
         )
     for name, t in tensors.items():
-        if name.rsplit(".", 1)[-1] in _TABLE_BUFFERS:
+        if is_table_buffer(name):  # shaped by training: replaced rather than copied into
             module_name, buf = name.rsplit(".", 1)
             setattr(model.get_submodule(module_name), buf, t.clone())
             continue

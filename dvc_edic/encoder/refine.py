@@ -21,34 +21,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+# RefineSettings lives with the other settings, which must not import torch; it is
+# re-exported here, beside the refinement it configures.
+from dvc_edic.encoder.settings import RefineSettings
 from dvc_edic.models.edic import EDIC
+
+__all__ = ["Distortion", "RefineSettings", "refine_latents", "round_soft_grad", "soft_round"]
 
 # distortion(x_hat) -> MSE per sample of the decoded picture against its target
 Distortion = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class RefineSettings:
-    """How hard the encoder works on each coded picture's latents (configs/encoder.yaml)."""
-
-    steps: int = 0  # 0: the analysis net's latents as they are
-    lr: float = 0.05
-    alpha_start: float = 1.0  # soft-rounding sharpness of the backward pass, first step
-    alpha_end: float = 8.0  # ... and last step (geometric in between)
-
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"refine steps must be >= 0, got {self.steps}")
-        if self.steps and not (self.lr > 0 and 0 < self.alpha_start <= self.alpha_end):
-            raise ValueError(
-                f"refine needs lr > 0 and 0 < alpha_start <= alpha_end, got lr {self.lr}, "
-                f"alpha {self.alpha_start}..{self.alpha_end}"
-            )
 
 
 def soft_round(x: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -1,15 +1,23 @@
-"""The encoder's switches, read once from configs/encoder.yaml and chosen by --preset."""
+"""The encoder's switches, read once from configs/encoder.yaml and chosen by --preset.
+
+This module imports neither torch nor anything that does: the encoder's
+``--help`` lists the presets from here, and must answer at once. So the plain
+settings records live here (RefineSettings too, which dvc_edic.encoder.refine
+re-exports), and the rate controller's module is imported only when its
+settings are asked for.
+"""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dvc_edic.config import CONFIG_ROOT, load_yaml
-from dvc_edic.encoder.ratecontrol import RateControlSettings
-from dvc_edic.encoder.refine import RefineSettings
 from dvc_edic.errors import InputError
+
+if TYPE_CHECKING:
+    from dvc_edic.encoder.ratecontrol import RateControlSettings
 
 ENCODER_CONFIG = CONFIG_ROOT / "encoder.yaml"
 MOTION_SOURCES = ("learned", "dis", "zero")
@@ -18,6 +26,28 @@ DIS_PRESETS = ("ultrafast", "fast", "medium")
 # when it is closer to the frame than the MC output (one residual coded), or both coded.
 PLAIN_WARP_OFF, PLAIN_WARP_PROXY, PLAIN_WARP_SEARCH = "off", "proxy", "search"
 PLAIN_WARP_MODES = (PLAIN_WARP_OFF, PLAIN_WARP_PROXY, PLAIN_WARP_SEARCH)
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """How hard the encoder works on each coded picture's latents (configs/encoder.yaml).
+
+    The refinement itself is dvc_edic.encoder.refine.refine_latents.
+    """
+
+    steps: int = 0  # 0: the analysis net's latents as they are
+    lr: float = 0.05
+    alpha_start: float = 1.0  # soft-rounding sharpness of the backward pass, first step
+    alpha_end: float = 8.0  # ... and last step (geometric in between)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"refine steps must be >= 0, got {self.steps}")
+        if self.steps and not (self.lr > 0 and 0 < self.alpha_start <= self.alpha_end):
+            raise ValueError(
+                f"refine needs lr > 0 and 0 < alpha_start <= alpha_end, got lr {self.lr}, "
+                f"alpha {self.alpha_start}..{self.alpha_end}"
+            )
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,8 @@ def _refine(preset: str, cfg: dict[str, Any], own: dict[str, Any]) -> RefineSett
 
 def load_ratecontrol_settings() -> RateControlSettings:
     """The rate controller's tuning numbers (``ratecontrol:``); they do not depend on the preset."""
+    from dvc_edic.encoder.ratecontrol import RateControlSettings  # imports torch
+
     cfg = _config()
     if "ratecontrol" not in cfg:
         raise InputError(f"{ENCODER_CONFIG}: no 'ratecontrol' section")

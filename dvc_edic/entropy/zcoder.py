@@ -6,6 +6,8 @@ factorized density. For bytes we take the integer CDF tables that
 weights file and never depend on float noise at decode time) and drive
 constriction's ANS coder with them: constriction checks its input bounds,
 which makes corrupted streams fail cleanly instead of reading past a buffer.
+The tables are compressai internals, read through
+dvc_edic.entropy.compressai_compat.
 """
 
 from __future__ import annotations
@@ -15,26 +17,26 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 
 from dvc_edic.entropy.ans import ans_decode, ans_encode
+from dvc_edic.entropy.compressai_compat import factorized_likelihood, integer_tables, medians
 from dvc_edic.entropy.likelihood import lower_bound
 
 
 def _tables(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel integer frequencies (C, L), pmf lengths (C,) and offsets (C,)."""
-    if eb._offset.numel() == 0:
-        eb.update(force=True)
-    cdf = eb._quantized_cdf.cpu().numpy().astype(np.int64)
-    lengths = eb._cdf_length.cpu().numpy().astype(np.int64) - 2  # drop the overflow slot
+    cdf_t, lengths_t, offsets_t = integer_tables(eb)
+    cdf = cdf_t.cpu().numpy().astype(np.int64)
+    lengths = lengths_t.cpu().numpy().astype(np.int64) - 2  # drop the overflow slot
     width = int(lengths.max())
     freqs = np.diff(cdf, axis=1)[:, :width]
     cols = np.arange(width)[None, :]
     freqs = np.where(cols < lengths[:, None], freqs, 0)
-    offsets = eb._offset.cpu().numpy().astype(np.int64)  # = -(lowest symbol)
+    offsets = offsets_t.cpu().numpy().astype(np.int64)  # = -(lowest symbol)
     return freqs, lengths, offsets
 
 
 def z_medians(eb: EntropyBottleneck) -> torch.Tensor:
     """The per-channel centres z is rounded around, (1, C, 1, 1)."""
-    return eb.quantiles[:, 0, 1].detach().reshape(1, -1, 1, 1)
+    return medians(eb).detach().reshape(1, -1, 1, 1)
 
 
 def encode_z(z: torch.Tensor, eb: EntropyBottleneck) -> tuple[bytes, torch.Tensor]:
@@ -78,7 +80,6 @@ def z_likelihoods(eb: EntropyBottleneck, z_hat: torch.Tensor) -> torch.Tensor:
     """
     c = z_hat.shape[1]
     values = z_hat.transpose(0, 1).reshape(c, 1, -1)
-    likelihood, _, _ = eb._likelihood(values)
-    likelihood = lower_bound(likelihood, Z_LIKELIHOOD_FLOOR)
+    likelihood = lower_bound(factorized_likelihood(eb, values), Z_LIKELIHOOD_FLOOR)
     b, _, *rest = z_hat.shape
     return likelihood.reshape(c, b, *rest).transpose(0, 1)

@@ -60,7 +60,7 @@ def check_output_path(target: PathLike, *, overwrite: bool, inputs: Iterable[Pat
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an output file name")
     if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists; pass --force (overwrite=True) to replace it")
+        raise InputError(f"{path}: already exists; pass --force to replace it")
     directory = path.parent
     if not directory.is_dir():
         raise InputError(f"{path}: output directory {directory} does not exist")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dvc_edic.errors import InputError
+from dvc_edic.io.atomic import check_output_path
 from dvc_edic.io.frames import VideoInfo
 from dvc_edic.io.rawyuv import RawYuvReader, RawYuvWriter
 from dvc_edic.io.readers import VideoReader, check_input_file
@@ -66,6 +67,28 @@ def open_video(
     return ContainerReader(p, **kwargs)
 
 
+def _writable_suffix(path: PathLike) -> str:
+    """The output's lower-case extension, if it is one a writer exists for."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in RAW_EXTENSIONS + Y4M_EXTENSIONS:
+        raise InputError(
+            f"{path}: cannot write {suffix or 'files without an extension'}; "
+            f"use one of {RAW_EXTENSIONS + Y4M_EXTENSIONS}"
+        )
+    return suffix
+
+
+def check_writer_path(
+    path: PathLike, *, overwrite: bool = False, inputs: Sequence[PathLike] = ()
+) -> None:
+    """What open_writer would refuse about ``path``, checked before any slow work.
+
+    open_writer checks again: the file system may change in between.
+    """
+    _writable_suffix(path)
+    check_output_path(path, overwrite=overwrite, inputs=inputs)
+
+
 def open_writer(
     path: PathLike,
     info: VideoInfo,
@@ -74,12 +97,6 @@ def open_writer(
     inputs: Sequence[PathLike] = (),
 ) -> VideoWriter:
     """A raw .yuv or .y4m writer chosen by the extension; other extensions are refused."""
-    suffix = Path(path).suffix.lower()
-    if suffix in RAW_EXTENSIONS:
+    if _writable_suffix(path) in RAW_EXTENSIONS:
         return RawYuvWriter(path, info, overwrite=overwrite, inputs=inputs)
-    if suffix in Y4M_EXTENSIONS:
-        return Y4MWriter(path, info, overwrite=overwrite, inputs=inputs)
-    raise InputError(
-        f"{path}: cannot write {suffix or 'files without an extension'}; "
-        f"use one of {RAW_EXTENSIONS + Y4M_EXTENSIONS}"
-    )
+    return Y4MWriter(path, info, overwrite=overwrite, inputs=inputs)

@@ -8,9 +8,10 @@ format comes from flags or the file name, and the frame count from the file size
 from __future__ import annotations
 
 import fractions
+import warnings
 from pathlib import Path
 
-from dvc_edic.errors import InputError
+from dvc_edic.errors import DvcEdicWarning, InputError
 from dvc_edic.io.frames import (
     MIN_BIT_DEPTH,
     Frame,
@@ -33,6 +34,10 @@ from dvc_edic.io.writers import VideoWriter
 # YUV has no header, so something must be assumed; 30 is the commonest rate in
 # test sets. Self-describing formats never fall back to it.
 DEFAULT_FPS = fractions.Fraction(30)
+
+
+class AssumedFrameRateWarning(DvcEdicWarning):
+    """A raw file's frame rate was assumed (DEFAULT_FPS): it sets the stream's rate and kbps."""
 
 
 class RawYuvReader(VideoReader):
@@ -59,6 +64,15 @@ class RawYuvReader(VideoReader):
                 "--height or name the file like Name_1920x1080_50.yuv"
             )
         width, height = check_dimensions(width, height, str(path))
+        if fps is None and "fps" not in named:
+            warnings.warn(
+                AssumedFrameRateWarning(
+                    f"{path}: raw YUV has no header and its name gives no frame rate; assuming "
+                    f"{DEFAULT_FPS} fps, which the stream records and the kbps figures use "
+                    "(pass --fps to set it)"
+                ),
+                stacklevel=2,
+            )
         fps_value = to_fraction(
             fps if fps is not None else named.get("fps", DEFAULT_FPS), str(path)
         )

@@ -15,11 +15,10 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
+from dvc_edic.entropy.compressai_compat import QUANTILES, quantiles
 from dvc_edic.errors import InputError
 from dvc_edic.models.edic import EDIC
 from dvc_edic.models.video import VideoCodecModel
-
-QUANTILES = "quantiles"  # compressai's name for a bottleneck's auxiliary parameters
 
 
 def matches_prefix(name: str, prefixes: list[str]) -> bool:
@@ -60,7 +59,7 @@ def apply_modes(model: VideoCodecModel) -> None:
 def aux_bottlenecks(model: VideoCodecModel) -> list[EntropyBottleneck]:
     """Bottlenecks whose quantiles train (their auxiliary loss is minimised every step)."""
     return [m for m in model.modules()
-            if isinstance(m, EntropyBottleneck) and getattr(m, QUANTILES).requires_grad]
+            if isinstance(m, EntropyBottleneck) and quantiles(m).requires_grad]
 
 
 def build_optimizers(
