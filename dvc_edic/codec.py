@@ -158,8 +158,12 @@ class SequenceEncoder:
 
         ``quality``: the frame's (None: the stream's), to which the offset is added.
         """
-        q = (self.quality if quality is None else quality) + self.settings.intra_quality_offset
-        return quantize_quality(min(max(q, MIN_QUALITY), self.model.quality_levels))
+        return self._on_ladder(
+            (self.quality if quality is None else quality) + self.settings.intra_quality_offset)
+
+    def _on_ladder(self, quality: float) -> float:
+        """An offset quality clamped to the ladder, as the header's grid stores it."""
+        return quantize_quality(min(max(quality, MIN_QUALITY), self.model.quality_levels))
 
     def _pattern_quality(self, position: int) -> float:
         """A P-frame's quality under the preset's pattern by GOP position (constant-quality
@@ -167,8 +171,7 @@ class SequenceEncoder:
         offsets = self.settings.p_quality_offsets
         if not offsets:
             return self.quality
-        q = self.quality + offsets[position % len(offsets)]
-        return quantize_quality(min(max(q, MIN_QUALITY), self.model.quality_levels))
+        return self._on_ladder(self.quality + offsets[position % len(offsets)])
 
     def _lambda(self, quality: float) -> float:
         """The ladder's lambda at a frame's quality (the stream's is computed once)."""

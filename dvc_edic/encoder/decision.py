@@ -64,12 +64,11 @@ def code_picture(
     quality: float,
     distortion: Distortion,
     weight: float,
-    refine: RefineSettings | None,
+    refine: RefineSettings,
 ) -> tuple[CodedLatents, torch.Tensor]:
-    """One coder's latents for ``target``: the analysis net's, refined if asked."""
-    y, z = coder.analyse(target, quality)
-    if refine is not None:
-        y, z = refine_latents(coder, y, z, quality, distortion, weight, refine)
+    """One coder's latents for ``target``: the analysis net's, refined if ``refine`` has steps."""
+    y, z = refine_latents(coder, *coder.analyse(target, quality), quality, distortion, weight,
+                          refine)
     return coder.compress_latents(y, z, quality)
 
 
@@ -163,10 +162,8 @@ def intra_candidate(
     def recode(settings: RefineSettings, weight: float) -> Candidate:
         latents, x_hat = code_picture(model.intra, picture.x, quality, distortion, weight,
                                       settings)
-        out = Candidate(INTRA_MODE, intra_packet(latents, quality if own_quality else None),
-                        picture.round_frame(x_hat), refined=settings.steps > 0)
-        out.recode = recode
-        return out
+        return Candidate(INTRA_MODE, intra_packet(latents, quality if own_quality else None),
+                         picture.round_frame(x_hat), recode=recode, refined=settings.steps > 0)
 
     return recode(RefineSettings(), 0.0)
 
@@ -203,14 +200,12 @@ def _with_residual(
     def recode(settings: RefineSettings, weight: float) -> Candidate:
         res, residual_hat = code_picture(pf.residual_coder, picture.x - prediction, quality,
                                          distortion, weight, settings)
-        out = Candidate(
+        return Candidate(
             mode, p_packet(PFrameLatents(mv=mv, residual=res, mc=mc),
                            quality if own_quality else None),
             picture.round_frame(PFrameCodec.finish(prediction, residual_hat)), warped_f,
-            prediction_f, refined=settings.steps > 0,
+            prediction_f, recode=recode, refined=settings.steps > 0,
         )
-        out.recode = recode
-        return out
 
     return recode(RefineSettings(), 0.0)
 
