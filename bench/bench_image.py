@@ -1,6 +1,6 @@
 """EDIC image decode time against CompressAI's autoregressive mbt2018, same machine.
 
-    python bench/bench_image.py [--threads 2] [--repeats 3] [--out bench/results/image.json]
+    python -m bench.bench_image [--threads 2] [--repeats 3] [--out bench/results/image.json]
 
 Both models are untrained here: decode time does not depend on the weights'
 values, only on the architecture (mbt2018 decodes its latent position by
@@ -20,8 +20,6 @@ from pathlib import Path
 
 import torch
 from compressai.zoo import mbt2018
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_sequence import amplify_analysis
 from bench.machine import machine_info

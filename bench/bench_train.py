@@ -1,6 +1,6 @@
 """Training speed of stages 1, 5 and 6 of the `cpu` preset: steps/s and megapixels/s.
 
-    python bench/bench_train.py [--steps 10] [--warmup 2] [--threads 2] [--data FOLDER] \
+    python -m bench.bench_train [--steps 10] [--warmup 2] [--threads 2] [--data FOLDER] \
         [--stages 1_image 5_pframe 6_multiframe] [--out bench/results/train.json]
 
 Each stage runs through the real trainer (`dvc_edic.train.train`) with its own
@@ -38,14 +38,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.machine import machine_info
+from dvc_edic.io import Frame, VideoInfo, open_writer
+from dvc_edic.train import load_train_config, train
+from dvc_edic.train.logs import TRAIN_CSV
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.machine import machine_info  # noqa: E402
-from dvc_edic.io import Frame, VideoInfo, open_writer  # noqa: E402
-from dvc_edic.train import load_train_config, train  # noqa: E402
-from dvc_edic.train.logs import TRAIN_CSV  # noqa: E402
-
 STAGES = ("1_image", "5_pframe", "6_multiframe")
 DEFAULT_STEPS = 10
 DEFAULT_WARMUP = 2

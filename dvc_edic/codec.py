@@ -15,7 +15,6 @@ import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, DEFAULT_LIMITS, FrameType, Header, Limits, Packet
 from dvc_edic.bitstream.header import quantize_quality
-from dvc_edic.bitstream.version import P_MODES_VERSION
 from dvc_edic.encoder import EncoderSettings, load_encoder_settings
 from dvc_edic.encoder.decision import (
     Candidate,
@@ -25,6 +24,7 @@ from dvc_edic.encoder.decision import (
     choose,
     intra_candidate,
     p_candidates,
+    rd_weight,
     refine_chosen,
 )
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
@@ -219,7 +219,8 @@ class SequenceEncoder:
         if scheduled == FrameType.P:
             assert self._pipe.reference is not None
             candidates += p_candidates(self.model, picture, self._pipe.reference, q,
-                                       self.settings, own_quality=q != self.quality)
+                                       self.settings, rd_weight(frame, lam),
+                                       own_quality=q != self.quality)
         if scheduled == FrameType.I:
             iq = self._intra_quality(q)
             candidates.append(intra_candidate(self.model, picture, iq,
@@ -296,7 +297,7 @@ class SequenceDecoder:
             assert self._pipe.reference is not None
             pf = self.model.pframe
             p = p_latents(packet, pf.mv_coder, pf.residual_coder, self._padded,
-                          full=self.header.version < P_MODES_VERSION)
+                          self.header.version)
             x_hat = pf.decompress(p, self._pipe.reference, q)
         self.index += 1
         return self._pipe.to_frame(x_hat, self._size)

@@ -3,6 +3,9 @@
 Presets live in the repository's top-level ``configs/`` folder so that users
 can read and edit them; shipped weights carry their own copy of the preset in
 their metadata, so a decoder never depends on the YAML files on disk matching.
+An installed wheel carries the same folder inside the package, as
+``dvc_edic/configs/`` (setup.py maps it there), so the presets load from a wheel
+too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,20 @@ import yaml
 
 from dvc_edic.errors import InputError
 
-CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def config_root(package_dir: Path = PACKAGE_DIR) -> Path:
+    """The configs folder: the package's own in an installed wheel, else the checkout's.
+
+    A wheel holds ``dvc_edic/configs/``; a checkout (plain or installed with
+    ``pip install -e``) has only the top-level ``configs/`` beside the package.
+    """
+    packaged = package_dir / "configs"
+    return packaged if packaged.is_dir() else package_dir.parent / "configs"
+
+
+CONFIG_ROOT = config_root()
 MODEL_PRESET_DIR = CONFIG_ROOT / "models"
 
 

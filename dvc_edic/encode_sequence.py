@@ -119,11 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--motion",
-        choices=(*MOTION_SOURCES, "auto"),
+        type=_motion_sources,
         default=None,
-        help="where P-frame motion comes from: the learned flow net, OpenCV's DIS optical "
-        "flow, or zero (no motion coded); auto tries all three and keeps the cheapest. "
-        "Default: the preset's list",
+        metavar="SRC[,SRC...]",
+        help="where P-frame motion comes from, one or more of: block (searched block "
+        "vectors, coded exactly), learned (the flow net, coded by the MV autoencoder), dis "
+        "(OpenCV's DIS optical flow, coded by the MV autoencoder), zero (no motion coded); "
+        "auto: all of them. Each is tried and the cheapest kept. Default: the preset's list",
     )
     p.add_argument(
         "--intra-quality-offset",
@@ -243,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--refine-steps must be 0 or more, got {args.refine_steps}")
     limits = limits_from_flags(args.max_pixels)
     settings = load_encoder_settings(args.preset).with_overrides(
-        motion=_motion_sources(args.motion), intra_fallback=args.intra_fallback,
+        motion=args.motion, intra_fallback=args.intra_fallback,
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
         p_quality_offsets=args.p_quality_offsets,
@@ -319,10 +321,17 @@ def _offsets(text: str) -> tuple[float, ...]:
     return values
 
 
-def _motion_sources(choice: str | None) -> tuple[str, ...] | None:
-    if choice is None:
-        return None
-    return MOTION_SOURCES if choice == "auto" else (choice,)
+def _motion_sources(text: str) -> tuple[str, ...]:
+    """--motion: comma-separated sources, or auto for every one."""
+    if text == "auto":
+        return MOTION_SOURCES
+    sources = tuple(dict.fromkeys(t.strip() for t in text.split(",")))
+    unknown = [t for t in sources if t not in MOTION_SOURCES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown motion source(s) {unknown}: expected some of {list(MOTION_SOURCES)}, "
+            "comma-separated, or auto")
+    return sources
 
 
 def _frame_total(info: VideoInfo, args: argparse.Namespace) -> int | None:
@@ -344,10 +353,9 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
     levels = encoder.model.quality_levels
     chosen: list[float] = []  # the controller's quality for each frame
     frames: list[dict] = []
-    sink = AtomicFile(out, overwrite=args.force, inputs=[inp])
-    start = time.perf_counter()
-    try:
-        writer = BitstreamWriter(sink.file, encoder.header, encoder.limits)
+    with AtomicFile(out, overwrite=args.force, inputs=[inp]) as sink:
+        start = time.perf_counter()
+        writer = BitstreamWriter(sink, encoder.header, encoder.limits)
         bits = 0
         with progress_bar(total, "encode", args.quiet) as bar:
             for frame in reader:
@@ -379,10 +387,6 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
         if not frames:
             raise InputError(f"{inp}: no frames to encode")
         writer.finalize()
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
     elapsed = time.perf_counter() - start
     n = len(frames)
     file_bytes = out.stat().st_size

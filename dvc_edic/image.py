@@ -241,16 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _encode(model: VideoCodecModel, args: argparse.Namespace, rgb: np.ndarray, inp: Path,
             out: Path, limits: Limits) -> str:
-    from dvc_edic.metrics import mse_to_psnr
+    from dvc_edic.metrics import array_psnr
 
     start = time.perf_counter()
     data, recon = encode_image(rgb, model, args.quality, limits, str(inp))
     _write(out, data, args.force, inp)
-    mse = float(np.mean((rgb.astype(np.float64) - recon.astype(np.float64)) ** 2))
     bpp = len(data) * BITS_PER_BYTE / (rgb.shape[0] * rgb.shape[1])
     return (
         f"{out}: {rgb.shape[1]}x{rgb.shape[0]}, {len(data)} bytes, {bpp:.4f} bpp, "
-        f"PSNR-RGB {mse_to_psnr(mse, MAX_SAMPLE):.2f} dB, {time.perf_counter() - start:.2f} s"
+        f"PSNR-RGB {array_psnr(rgb, recon, MAX_SAMPLE):.2f} dB, {time.perf_counter() - start:.2f} s"
     )
 
 
@@ -265,13 +264,8 @@ def _decode(model: VideoCodecModel, args: argparse.Namespace, inp: Path, out: Pa
 
 
 def _write(path: Path, data: bytes, force: bool, inp: Path) -> None:
-    sink = AtomicFile(path, overwrite=force, inputs=[inp])
-    try:
-        sink.file.write(data)
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
+    with AtomicFile(path, overwrite=force, inputs=[inp]) as f:
+        f.write(data)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,10 @@
-"""Frame-quality metrics used by the encoder's summary and by the RD evaluation.
+"""Frame-quality metrics used by the encoder's summary, the RD evaluation and training.
 
 Computed on integer planes, with the peak taken from the bit depth, so every
-codec (ours, x264, x265) is scored identically.
+codec (ours, x264, x265) is scored identically. `mse_to_psnr` is the project's
+only PSNR formula: the image tool, the image RD runner, the transform-ceiling
+probe and training's logs all go through it, so a PSNR means the same thing (and
+is capped the same way) wherever it is printed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from dvc_edic.colour import frame_to_rgb
 from dvc_edic.io import Frame
 
 MAX_PSNR = 100.0  # reported for identical planes, instead of infinity
+UNIT_PEAK = 1.0  # the peak of samples in [0, 1]: model tensors and RGB from dvc_edic.colour
 YUV_WEIGHTS = (6.0, 1.0, 1.0)  # PSNR-YUV weighting, as in JVET common test conditions
 
 
 def mse_to_psnr(mse: float, peak: float) -> float:
+    """PSNR in dB, capped at MAX_PSNR so that averages and JSON stay finite."""
     if mse <= 0.0:
         return MAX_PSNR
     return min(MAX_PSNR, 10.0 * math.log10(peak * peak / mse))
@@ -26,6 +31,11 @@ def mse_to_psnr(mse: float, peak: float) -> float:
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
     d = a.astype(np.float64) - b.astype(np.float64)
     return float(np.mean(d * d))
+
+
+def array_psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    """PSNR of two same-shaped arrays (a plane, an RGB image), the error taken in float64."""
+    return mse_to_psnr(_mse(a, b), peak)
 
 
 def pooled_mse(ref: Frame, dec: Frame) -> float:
@@ -50,7 +60,7 @@ def plane_psnrs(ref: Frame, dec: Frame) -> tuple[float, float, float]:
         )
     peak = float((1 << ref.bit_depth) - 1)
     return tuple(  # type: ignore[return-value]
-        mse_to_psnr(_mse(a, b), peak) for a, b in ((ref.y, dec.y), (ref.u, dec.u), (ref.v, dec.v))
+        array_psnr(a, b, peak) for a, b in ((ref.y, dec.y), (ref.u, dec.u), (ref.v, dec.v))
     )
 
 
@@ -62,7 +72,7 @@ def psnr_yuv(psnr_y: float, psnr_u: float, psnr_v: float) -> float:
 def psnr_rgb(ref: Frame, dec: Frame, *, matrix: str = "bt709", full_range: bool = False) -> float:
     a = frame_to_rgb(ref, matrix=matrix, full_range=full_range)
     b = frame_to_rgb(dec, matrix=matrix, full_range=full_range)
-    return mse_to_psnr(_mse(a, b), 1.0)
+    return array_psnr(a, b, UNIT_PEAK)
 
 
 def frame_metrics(

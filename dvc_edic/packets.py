@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 
 from dvc_edic.bitstream import QUALITY_SCALE, FrameType, Packet, Section, quantize_quality
+from dvc_edic.bitstream.version import BLOCK_MOTION_VERSION, P_MODES_VERSION
+from dvc_edic.blockmotion import decode_block_motion, encode_block_motion
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import MIN_QUALITY
@@ -24,6 +26,8 @@ LATENT_PARTS = ("z", "y")  # packet order within one coder's sections
 QUALITY_SECTION = "q"
 # An empty section: the P-frame's prediction is the warped reference, without the MC net.
 NO_MC_SECTION = "nomc"
+# The motion as block vectors (dvc_edic.blockmotion), instead of the mv_* latents.
+BLOCK_MOTION_SECTION = "bmv"
 QUALITY_FIELD = struct.Struct("<H")  # quality x QUALITY_SCALE, as in the header
 
 
@@ -52,6 +56,8 @@ def p_packet(latents: PFrameLatents, quality: float | None = None) -> Packet:
         sections.append(Section(NO_MC_SECTION, (), b""))
     if latents.mv is not None:
         sections += latent_sections(MV_PREFIX, latents.mv)
+    if latents.block is not None:
+        sections.append(Section(BLOCK_MOTION_SECTION, (), encode_block_motion(latents.block)))
     if latents.residual is not None:
         sections += latent_sections(RESIDUAL_PREFIX, latents.residual)
     return Packet(FrameType.P, tuple(sections))
@@ -105,7 +111,7 @@ def _coder_latents(
 
 def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:
     allowed = {f"{p}{part}" for p in prefixes for part in LATENT_PARTS}
-    allowed |= {QUALITY_SECTION, NO_MC_SECTION}
+    allowed |= {QUALITY_SECTION, NO_MC_SECTION, BLOCK_MOTION_SECTION}
     extra = _names(packet) - allowed
     if extra:
         raise BitstreamError(
@@ -116,8 +122,9 @@ def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:
 
 def intra_latents(packet: Packet, coder: EDIC, size: tuple[int, int]) -> CodedLatents:
     _check_only(packet, (INTRA_PREFIX,))
-    if NO_MC_SECTION in _names(packet):
-        raise BitstreamError(f"I-frame packet has a {NO_MC_SECTION!r} section (P-frames only)")
+    for p_only in (NO_MC_SECTION, BLOCK_MOTION_SECTION):
+        if p_only in _names(packet):
+            raise BitstreamError(f"I-frame packet has a {p_only!r} section (P-frames only)")
     latents = _coder_latents(packet, INTRA_PREFIX, coder, size)
     if latents is None:
         raise BitstreamError("I-frame packet has no z/y sections")
@@ -125,21 +132,32 @@ def intra_latents(packet: Packet, coder: EDIC, size: tuple[int, int]) -> CodedLa
 
 
 def p_latents(
-    packet: Packet, mv_coder: EDIC, residual_coder: EDIC, size: tuple[int, int], full: bool
+    packet: Packet, mv_coder: EDIC, residual_coder: EDIC, size: tuple[int, int], version: int
 ) -> PFrameLatents:
-    """``full``: the stream's version knows no P modes, so every part must be there."""
+    """What a P packet of a stream of format ``version`` holds; versions before P modes
+    need every part, and block motion needs version 3."""
     _check_only(packet, (MV_PREFIX, RESIDUAL_PREFIX))
-    no_mc = NO_MC_SECTION in _names(packet)
+    names = _names(packet)
+    no_mc = NO_MC_SECTION in names
     if no_mc and packet.section(NO_MC_SECTION).data:
         raise BitstreamError(f"section {NO_MC_SECTION!r} must be empty")
+    block = None
+    if BLOCK_MOTION_SECTION in names:
+        if version < BLOCK_MOTION_VERSION:
+            raise BitstreamError(
+                f"P-frame packet has a {BLOCK_MOTION_SECTION!r} section, which format version "
+                f"{version} does not have (block motion needs version {BLOCK_MOTION_VERSION})"
+            )
+        block = decode_block_motion(packet.section(BLOCK_MOTION_SECTION).data, size)
     latents = PFrameLatents(
         mv=_coder_latents(packet, MV_PREFIX, mv_coder, size),
         residual=_coder_latents(packet, RESIDUAL_PREFIX, residual_coder, size),
         mc=not no_mc,
+        block=block,
     )
-    if full and (latents.mv is None or latents.residual is None or no_mc):
+    if version < P_MODES_VERSION and (latents.mv is None or latents.residual is None or no_mc):
         raise BitstreamError(
-            f"P-frame packet has sections {sorted(_names(packet))}; format version 1 "
+            f"P-frame packet has sections {sorted(names)}; format version 1 "
             "needs the motion and the residual sections"
         )
     return latents

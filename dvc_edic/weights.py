@@ -70,13 +70,8 @@ def save_weights(
         meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sink = AtomicFile(path, overwrite=True)
-    try:
-        sink.file.write(save(tensors, metadata=meta))
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
+    with AtomicFile(path, overwrite=True) as f:
+        f.write(save(tensors, metadata=meta))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -26,17 +26,16 @@ import torch
 
 from dvc_edic.errors import DvcEdicError
 from dvc_edic.image import pad_even, read_image, rgb_to_frame
-from dvc_edic.metrics import mse_to_psnr
+from dvc_edic.metrics import UNIT_PEAK, mse_to_psnr
 from dvc_edic.representation import crop_to, frame_to_tensor, pad_to_multiple
 from dvc_edic.weights import load_model
 from eval.image_rd import select_images
 
 EXIT_INPUT = 2
-PEAK = 1.0  # model tensors hold samples in [0, 1]
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return mse_to_psnr(float(torch.mean((a.clamp(0.0, 1.0) - b) ** 2)), PEAK)
+    return mse_to_psnr(float(torch.mean((a.clamp(0.0, 1.0) - b) ** 2)), UNIT_PEAK)
 
 
 @torch.no_grad()

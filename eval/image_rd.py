@@ -36,7 +36,7 @@ import numpy as np
 
 from dvc_edic.errors import BitstreamError, DvcEdicError, InputError
 from dvc_edic.io import Frame
-from dvc_edic.metrics import mse_to_psnr
+from dvc_edic.metrics import array_psnr
 from eval.anchors import (
     DEFAULT_PRESET,
     DEFAULT_TUNE,
@@ -117,8 +117,7 @@ def read_rgb(path: Path) -> np.ndarray:
 def psnr_rgb8(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise InputError(f"decoded image is {b.shape}, original {a.shape}")
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    return mse_to_psnr(float(np.mean(diff * diff)), RGB_PEAK)
+    return array_psnr(a, b, RGB_PEAK)
 
 
 def jpeg_point(rgb: np.ndarray, quality: float) -> tuple[int, np.ndarray]:

@@ -110,13 +110,8 @@ def file_sha256(path: Path) -> str:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a file so that a killed run leaves either the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sink = AtomicFile(path, overwrite=True)
-    try:
-        sink.file.write(text.encode("utf-8"))
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
+    with AtomicFile(path, overwrite=True) as f:
+        f.write(text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import importlib
+import io
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +19,7 @@ import torch
 from dvc_edic.config import load_preset
 from dvc_edic.io import Frame, open_video, open_writer
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY_CODER = {"N": 16, "M": 16, "hyper_N": 16, "enhancement": {"enabled": True, "channels": 8,
                                                                 "blocks": 1}}
 
@@ -96,3 +104,43 @@ def smooth_frame(height: int, width: int, seed: int, bit_depth: int = 8) -> Fram
 
     return Frame(y=plane(height, width), u=plane(height // 2, width // 2),
                  v=plane(height // 2, width // 2), bit_depth=bit_depth)
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """What one run of a command-line tool gave: its exit status and both output streams."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_tool(module: str, *args: str | Path, fresh: bool = False) -> ToolRun:
+    """Run ``python -m module args...``: in this process by default, or in a fresh interpreter.
+
+    In process, the tool's own ``cli(argv)`` runs (the code ``-m`` runs, after the same
+    argument parsing and error handling), which saves the seconds a new interpreter spends
+    importing torch; the thread count the tool sets is put back afterwards. ``fresh=True``
+    is for what only a new process shows: the ``-m`` entry point itself, and that nothing
+    cached in one process makes two runs agree by accident.
+    """
+    argv = [str(a) for a in args]
+    if fresh:
+        # Spinning OpenMP threads make a 2-thread run 10-30x slower on a busy machine;
+        # the wait policy changes timing only, never results.
+        env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
+        done = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True,
+                              text=True, cwd=ROOT, check=False, env=env)
+        return ToolRun(done.returncode, done.stdout, done.stderr)
+    tool = importlib.import_module(module)
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = tool.cli(argv)
+            except SystemExit as exc:  # argparse: --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        torch.set_num_threads(threads)
+    return ToolRun(code, out.getvalue(), err.getvalue())

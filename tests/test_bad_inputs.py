@@ -322,7 +322,7 @@ def test_stream_of_another_format_version(tools: Tools, stream: Path, tmp_path: 
     data[crc_at : crc_at + CRC.size] = CRC.pack(zlib.crc32(bytes(data[:crc_at])))
     stream.write_bytes(bytes(data))
     result = tools.decode(stream, "-o", tmp_path / "o.yuv")
-    readable = f"versions 1 and {FORMAT_VERSION}"
+    readable = f"versions 1 to {FORMAT_VERSION}"
     assert_error(result, stream, f"version {FORMAT_VERSION + 1}", readable)
     assert no_outputs(tmp_path, "o.yuv")
 
@@ -366,11 +366,18 @@ def test_existing_output_needs_force(
 def test_ctrl_c_during_encode_leaves_no_file(weights: Path, tmp_path: Path) -> None:
     src = write_yuv(tmp_path / CLIP, carphone_frames(LONG_CLIP_FRAMES))
     out = tmp_path / "long.dvce"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dvc_edic.encode_sequence", str(src), "-o", str(out),
-         "--weights", str(weights), "--threads", "1", "-q"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # A pytest started in the background by a non-interactive shell ignores SIGINT, and an
+    # ignored signal stays ignored across exec, so the encoder would never see the Ctrl-C:
+    # start it with the default disposition, as an interactive shell would.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc_edic.encode_sequence", str(src), "-o", str(out),
+             "--weights", str(weights), "--threads", "1", "-q"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not list(tmp_path.glob(f".{out.name}.*.part")):  # it has started writing

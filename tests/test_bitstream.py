@@ -335,7 +335,7 @@ def test_other_version_message() -> None:
     data = bytearray(write_stream())
     struct.pack_into("<H", data, 4, 7)
     with pytest.raises(
-        BitstreamError, match="stream format version 7, this decoder reads versions 1 and 2"
+        BitstreamError, match="stream format version 7, this decoder reads versions 1 to 3"
     ):
         BitstreamReader(bytes(data))
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,9 +17,7 @@ from dvc_edic.encoder import EncoderSettings
 from dvc_edic.errors import WeightsError
 from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.weights import load_weights, save_weights
-from tests.conftest import carphone_frames, smooth_frame, write_yuv
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import carphone_frames, run_tool, smooth_frame, write_yuv
 
 
 def _encode(model, frames, quality=4.0, intra_period=3):
@@ -174,28 +170,31 @@ def test_pooled_mse_is_the_mse_training_sees_on_the_model_tensor() -> None:
     assert pooled_mse(a, b) == pytest.approx(float(((ta - tb) ** 2).mean()), rel=1e-5)
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, check=False
-    )
+# Each CLI test runs in this process by default (the tools' cli(), as `python -m` calls it)
+# and, under -m slow, again in fresh interpreters as a user runs them; test_determinism and
+# test_startup keep a fresh-interpreter run of the `-m` entry points in the default run.
+IN_PROCESS_AND_FRESH = pytest.mark.parametrize(
+    "fresh", [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["in_process", "fresh_interpreter"])
 
 
-def test_cli_encode_decode_carphone(tiny_model, tmp_path: Path) -> None:
+@IN_PROCESS_AND_FRESH
+def test_cli_encode_decode_carphone(tiny_model, tmp_path: Path, fresh: bool) -> None:
     weights = tmp_path / "tiny.safetensors"
     save_weights(tiny_model, weights)
     assert load_weights(weights).model_id == tiny_model.model_id
     src = write_yuv(tmp_path / "carphone_176x144_30.yuv", carphone_frames(4))
     stream, stats = tmp_path / "c.dvce", tmp_path / "stats.json"
-    enc = _run("-m", "dvc_edic.encode_sequence", str(src), "-o", str(stream), "--weights",
-               str(weights), "--quality", "5", "--intra-period", "12", "--stats", str(stats), "-q")
+    enc = run_tool("dvc_edic.encode_sequence", src, "-o", stream, "--weights", weights,
+                   "--quality", "5", "--intra-period", "12", "--stats", stats, "-q", fresh=fresh)
     assert enc.returncode == 0, enc.stderr
     assert "bpp" in enc.stdout and "PSNR-YUV" in enc.stdout
     s = json.loads(stats.read_text())
     assert s["file_bytes"] == stream.stat().st_size and s["frames"] == 4
     assert [f["type"] for f in s["per_frame"]] == ["I", "P", "P", "P"]
     out = tmp_path / "dec.yuv"
-    dec = _run("-m", "dvc_edic.decode_sequence", str(stream), "-o", str(out), "--weights",
-               str(weights), "-q")
+    dec = run_tool("dvc_edic.decode_sequence", stream, "-o", out, "--weights", weights, "-q",
+                   fresh=fresh)
     assert dec.returncode == 0, dec.stderr
     with open_video(out, width=176, height=144) as r:
         assert r.info.num_frames == 4
@@ -207,8 +206,7 @@ def test_cli_encode_decode_carphone(tiny_model, tmp_path: Path) -> None:
 
 def test_cli_refuses_an_existing_output_and_the_wrong_weights(
         tiny_model, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """In process (the test above runs the CLIs as a user does): both errors are one line
-    and leave no file behind."""
+    """Both errors are one line and leave no file behind."""
     from dvc_edic import decode_sequence, encode_sequence
 
     weights = tmp_path / "tiny.safetensors"
@@ -225,7 +223,8 @@ def test_cli_refuses_an_existing_output_and_the_wrong_weights(
     assert "weights" in capsys.readouterr().err and not wrong.exists()
 
 
-def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
+@IN_PROCESS_AND_FRESH
+def test_cli_image_round_trip(tiny_model, tmp_path: Path, fresh: bool) -> None:
     from PIL import Image
 
     weights = tmp_path / "tiny.safetensors"
@@ -236,20 +235,18 @@ def test_cli_image_round_trip(tiny_model, tmp_path: Path) -> None:
     png = tmp_path / "in.png"
     Image.fromarray(rgb).save(png)
     stream, back = tmp_path / "in.dvce", tmp_path / "back.png"
-    enc = _run("-m", "dvc_edic.image", "encode", str(png), str(stream), "--weights",
-               str(weights), "--quality", "6.5")
+    enc = run_tool("dvc_edic.image", "encode", png, stream, "--weights", weights,
+                   "--quality", "6.5", fresh=fresh)
     assert enc.returncode == 0, enc.stderr
     assert "bpp" in enc.stdout and "PSNR-RGB" in enc.stdout
-    dec = _run("-m", "dvc_edic.image", "decode", str(stream), str(back), "--weights",
-               str(weights))
+    dec = run_tool("dvc_edic.image", "decode", stream, back, "--weights", weights, fresh=fresh)
     assert dec.returncode == 0, dec.stderr
     assert np.asarray(Image.open(back)).shape == (70, 91, 3)
 
 
 def test_image_pixel_cap_is_refused_naming_the_file(tiny_model, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """A 70x92 (padded) image is refused under 6440 pixels, encoding and decoding (in process:
-    the round trip above already runs the CLIs as a user does)."""
+    """A 70x92 (padded) image is refused under 6440 pixels, encoding and decoding."""
     from PIL import Image
 
     from dvc_edic import image

@@ -1,6 +1,6 @@
 """Determinism: across runs, across thread counts, and what holds between CPU and GPU.
 
-What is promised (DESIGN.md, invariant 2):
+What is promised (docs/architecture.md, Entropy coding and exactness):
 - the same input, weights and flags encode to the same bytes in every run;
 - a stream decodes to the same samples with any number of CPU threads, and
   those are the encoder's own reconstruction;
@@ -10,15 +10,15 @@ What is promised (DESIGN.md, invariant 2):
   parameter on the same grid cell as the CPU's. The GPU test below checks
   precisely that, plus the reconstructed samples; it is skipped without CUDA.
 
-The CLI tests run the real commands in fresh interpreters, so nothing cached
-in one process (tables, seeds, thread pools) can make two runs agree by accident.
+The two CLI tests under -m slow run every command in its own fresh interpreter, so
+nothing cached in one process (tables, seeds, thread pools) can make two runs agree by
+accident. The default run keeps one fresh interpreter, which encodes, and compares it
+with this process, which encodes the same input again and decodes with 1 and 2 threads
+(each start of an interpreter costs seconds of importing torch).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,22 +26,15 @@ import torch
 
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import save_weights
-from tests.conftest import carphone_frames, tiny_preset, write_yuv
+from tests.conftest import carphone_frames, run_tool, tiny_preset, write_yuv
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 3  # I, P, P with --intra-period -1
 ENCODE_THREADS = "2"  # the CLI default
 QUALITY = 4.0
 
 
-def _run(*args: str | Path) -> None:
-    # Spinning OpenMP threads make a 2-thread run 10-30x slower on a busy machine;
-    # the wait policy changes timing only, never results.
-    env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
-    result = subprocess.run(
-        [sys.executable, *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, check=False, env=env,
-    )  # fmt: skip
+def _run(module: str, *args: str | Path, fresh: bool = True) -> None:
+    result = run_tool(module, *args, fresh=fresh)
     assert result.returncode == 0, result.stderr
 
 
@@ -55,28 +48,43 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"dir": d, "weights": weights, "clip": clip}
 
 
-def _encode(files: dict[str, Path], out: Path) -> Path:
-    _run("-m", "dvc_edic.encode_sequence", files["clip"], "-o", out, "--weights",
-         files["weights"], "--intra-period", "-1", "--threads", ENCODE_THREADS, "-q")  # fmt: skip
+def _encode(files: dict[str, Path], out: Path, fresh: bool = True) -> Path:
+    _run("dvc_edic.encode_sequence", files["clip"], "-o", out, "--weights", files["weights"],
+         "--intra-period", "-1", "--threads", ENCODE_THREADS, "-q", fresh=fresh)  # fmt: skip
     return out
 
 
+def _decode(files: dict[str, Path], stream: Path, threads: str, fresh: bool = True) -> bytes:
+    out = files["dir"] / f"{stream.stem}_decoded_{threads}_{'fresh' if fresh else 'here'}.yuv"
+    _run("dvc_edic.decode_sequence", stream, "-o", out, "--weights", files["weights"],
+         "--threads", threads, "-q", fresh=fresh)  # fmt: skip
+    return out.read_bytes()
+
+
+def test_a_fresh_interpreter_and_this_process_agree(files: dict[str, Path]) -> None:
+    """The default run's twin of the two tests below: one fresh interpreter encodes; this
+    process encodes the same bytes and decodes them to the same samples with 1 and 2
+    threads (test_codec checks in process that those are the encoder's reconstruction)."""
+    fresh = _encode(files, files["dir"] / "fresh.dvce").read_bytes()
+    here = _encode(files, files["dir"] / "here.dvce", fresh=False)
+    assert here.read_bytes() == fresh
+    one, two = (_decode(files, here, threads, fresh=False) for threads in ("1", "2"))
+    assert one == two and len(one) == FRAMES * 176 * 144 * 3 // 2
+
+
+@pytest.mark.slow  # twin in the default run: the test above
 def test_encoding_twice_gives_identical_bytes(files: dict[str, Path]) -> None:
     first = _encode(files, files["dir"] / "first.dvce").read_bytes()
     second = _encode(files, files["dir"] / "second.dvce").read_bytes()
     assert first == second
 
 
+@pytest.mark.slow  # twin in the default run: test_a_fresh_interpreter_and_this_process_agree
 def test_decoding_with_one_and_two_threads_gives_identical_files(files: dict[str, Path]) -> None:
     stream = files["dir"] / "first.dvce"
     if not stream.exists():
         _encode(files, stream)
-    outputs = []
-    for threads in ("1", "2"):
-        out = files["dir"] / f"decoded_{threads}.yuv"
-        _run("-m", "dvc_edic.decode_sequence", stream, "-o", out, "--weights", files["weights"],
-             "--threads", threads, "-q")  # fmt: skip
-        outputs.append(out.read_bytes())
+    outputs = [_decode(files, stream, threads) for threads in ("1", "2")]
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) == FRAMES * 176 * 144 * 3 // 2
 

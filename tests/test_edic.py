@@ -104,3 +104,16 @@ def test_trained_rate_matches_real_bytes_and_grows_with_quality(tiny_model) -> N
         assert math.isclose(real_bits, est_bits, rel_tol=0.10), (q, real_bits, est_bits)
         sizes.append(real_bits)
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_gain_units_interpolate_geometrically_like_the_lambda_ladder() -> None:
+    """A half-way quality gets the geometric mean of its neighbours' gains, per channel,
+    and qualities outside [1, levels] are clamped: the lambda ladder's rule (test_train)."""
+    from dvc_edic.models.gain import GainUnit
+
+    unit = GainUnit(levels=3, channels=2, init_low=1.0, init_high=16.0)
+    with torch.no_grad():
+        unit.log_gain.copy_(torch.log(torch.tensor([[1.0, 2.0], [4.0, 8.0], [16.0, 32.0]])))
+    got = unit.gain(torch.tensor([0.5, 1.5, 2.0, 2.5, 9.0]))[:, :, 0, 0]
+    want = torch.tensor([[1.0, 2.0], [2.0, 4.0], [4.0, 8.0], [8.0, 16.0], [16.0, 32.0]])
+    assert got.shape == (5, 2) and torch.allclose(got, want, rtol=1e-6)

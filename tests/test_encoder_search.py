@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,16 +24,15 @@ from dvc_edic.errors import BitstreamError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.weights import load_weights
 from flows import backward_warp
-from tests.conftest import carphone_frames, write_yuv
+from tests.conftest import carphone_frames, run_tool, write_yuv
 
-ROOT = Path(__file__).resolve().parents[1]
 V1_DIR = Path(__file__).parent / "data" / "v1"
-ALL_MODES = EncoderSettings("test", ("learned", "dis", "zero"), skip_residual=True,
+ALL_MODES = EncoderSettings("test", ("learned", "dis", "zero", "block"), skip_residual=True,
                             intra_fallback=True, dis_preset="ultrafast", plain_warp="search")
 # Each P-frame layout in turn: both parts, motion only, residual only, neither; with and
 # without the MC net.
 MODE_CYCLE = ("learned", "dis+skip", "zero", "zero+skip", "learned+skip", "learned+nomc",
-              "zero+nomc+skip")
+              "zero+nomc+skip", "block8+nomc", "block8+nomc+skip")
 SECTIONS = {
     "learned": {"mv_z", "mv_y", "res_z", "res_y"},
     "dis+skip": {"mv_z", "mv_y"},
@@ -44,6 +41,8 @@ SECTIONS = {
     "learned+skip": {"mv_z", "mv_y"},
     "learned+nomc": {"nomc", "mv_z", "mv_y", "res_z", "res_y"},
     "zero+nomc+skip": {"nomc"},
+    "block8+nomc": {"nomc", "bmv", "res_z", "res_y"},
+    "block8+nomc+skip": {"nomc", "bmv"},
 }
 
 
@@ -107,6 +106,7 @@ def test_choice_is_the_lowest_rd_cost(tiny_model) -> None:
     for r in reports[1:]:
         p_modes = {f"{m}{w}{k}" for m in ("learned", "dis", "zero") for w in ("", "+nomc")
                    for k in ("", "+skip")}
+        p_modes |= {"block8+nomc", "block8+nomc+skip"}  # block motion: never the MC net
         assert set(r["tried"]) == p_modes | {"intra"}
         assert r["J"] == min(r["tried"].values()) and r["runner_up_J"] >= r["J"]
         assert r["psnr_pred"] is not None and r["psnr_warped"] is not None
@@ -177,7 +177,9 @@ def test_dis_finds_a_global_shift() -> None:
     assert warped_err < zero_err / 4
 
 
-def test_cli_preset_and_motion_flags(tiny_model, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fresh", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["in_process", "fresh_interpreter"])
+def test_cli_preset_and_motion_flags(tiny_model, tmp_path: Path, fresh: bool) -> None:
     from dvc_edic.weights import save_weights
 
     weights = tmp_path / "tiny.safetensors"
@@ -185,18 +187,16 @@ def test_cli_preset_and_motion_flags(tiny_model, tmp_path: Path) -> None:
     src = write_yuv(tmp_path / "clip_176x144_30.yuv", carphone_frames(3))
     stats = tmp_path / "stats.json"
     out = tmp_path / "s.dvce"
-    cmd = [sys.executable, "-m", "dvc_edic.encode_sequence", str(src), "-o", str(out),
-           "--weights", str(weights), "--preset", "fast", "--motion", "auto", "--stats",
-           str(stats), "-q"]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    result = run_tool("dvc_edic.encode_sequence", src, "-o", out, "--weights", weights,
+                      "--preset", "fast", "--motion", "auto", "--stats", stats, "-q", fresh=fresh)
     assert result.returncode == 0, result.stderr
     s = json.loads(stats.read_text())
-    assert s["preset"] == "fast" and s["motion"] == ["learned", "dis", "zero"]
+    assert s["preset"] == "fast" and s["motion"] == ["learned", "dis", "zero", "block"]
     assert s["file_bytes"] == out.stat().st_size
     p_frames = [f for f in s["per_frame"] if f["type"] == "P"]
     for f in p_frames:  # fast: the proxy picks one prediction per source, each +-residual
-        assert len(f["tried"]) == 6 and not any(m.startswith("intra") for m in f["tried"])
-        assert {m.split("+")[0] for m in f["tried"]} == {"learned", "dis", "zero"}
+        assert len(f["tried"]) == 8 and not any(m.startswith("intra") for m in f["tried"])
+        assert {m.split("+")[0] for m in f["tried"]} == {"learned", "dis", "zero", "block8"}
     assert np.isfinite([f["J"] for f in s["per_frame"]]).all()
 
 

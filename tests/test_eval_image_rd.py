@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from dvc_edic.data.sources import split_holdout
 from dvc_edic.image import frame_to_rgb8, pad_even, rgb_to_frame
 from eval import image_rd
 from eval.anchors import AnchorSettings
+from tests.conftest import run_tool
 
 needs_x265 = pytest.mark.skipif(
     not image_rd.x265_available(),
@@ -213,11 +217,26 @@ def test_same_bpp_table_from_a_run_with_dvc_edic(
     assert "| dvc_edic quality | bpp | dvc_edic PSNR | x265 PSNR at that bpp | Δ |" in table
 
 
-def test_real_dvc_edic_cli_point(folder: Path, tmp_path: Path) -> None:
-    """One dvc_edic point through the real image CLI with tiny untrained weights."""
+def _commands_in_process(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """subprocess.run for `python -m TOOL ...`, run by the tool's cli() in this process."""
+    assert cmd[:2] == [sys.executable, "-m"], cmd
+    done = run_tool(cmd[2], *cmd[3:])
+    return subprocess.CompletedProcess(cmd, done.returncode, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("fresh", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["in_process", "fresh_interpreter"])
+def test_real_dvc_edic_cli_point(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 fresh: bool) -> None:
+    """One dvc_edic point through the real image CLI with tiny untrained weights: the
+    commands the runner builds run in this process by default, in fresh interpreters (as
+    the runner does) under -m slow."""
     from dvc_edic.models.video import VideoCodecModel
     from dvc_edic.weights import save_weights
     from tests.conftest import tiny_preset
+
+    if not fresh:
+        monkeypatch.setattr(image_rd, "subprocess", SimpleNamespace(run=_commands_in_process))
 
     weights = tmp_path / "tiny.safetensors"
     save_weights(VideoCodecModel(tiny_preset()), weights)

@@ -98,3 +98,17 @@ def test_short_decode_and_bit_depth_mismatch_are_input_errors() -> None:
         compare_sequences([a, a], [a], 2, "dec.yuv", with_ms_ssim=False)
     with pytest.raises(InputError, match="bit depths differ"):
         frame_metrics(a, _frame(16, 16, bit_depth=10), with_ms_ssim=False)
+
+
+def test_every_psnr_goes_through_one_formula() -> None:
+    """The image tools' RGB PSNR is the per-plane formula to the last bit (the same float64
+    error and cap), and training's logs share the cap instead of printing infinity."""
+    from dvc_edic.metrics import MAX_PSNR, UNIT_PEAK, array_psnr, mse_to_psnr
+    from eval.image_rd import psnr_rgb8
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (12, 10, 3)).astype(np.uint8)
+    b = np.clip(a.astype(np.int16) + rng.integers(-3, 4, a.shape), 0, 255).astype(np.uint8)
+    by_hand = 10.0 * math.log10(255.0**2 / float(np.mean((a.astype(np.float64) - b) ** 2)))
+    assert psnr_rgb8(a, b) == array_psnr(a, b, 255.0) == pytest.approx(by_hand, abs=1e-12)
+    assert psnr_rgb8(a, a) == mse_to_psnr(0.0, UNIT_PEAK) == MAX_PSNR

@@ -2,7 +2,7 @@
 
 The fuzz runs the generator of bench/fuzz_campaign.py (which runs longer
 campaigns) for a few hundred fixed seeds, so any failure here reproduces with
-``python bench/fuzz_campaign.py --replay SEED``.
+``python -m bench.fuzz_campaign --replay SEED``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_mutated_streams_only_raise_bitstream_errors(fuzzer: Fuzzer, one_thread:
         "\n".join(
             f"seed {r.seed} ({r.stream}, {r.mutation}): {r.outcome}: {r.detail}" for r in failures
         )
-        + "\nreproduce with: python bench/fuzz_campaign.py --replay SEED"
+        + "\nreproduce with: python -m bench.fuzz_campaign --replay SEED"
     )
     outcomes = Counter(r.outcome for r in results)
     assert outcomes[DECODED] and outcomes[BitstreamError.__name__], outcomes

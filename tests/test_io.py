@@ -13,6 +13,7 @@ import pytest
 from dvc_edic.errors import InputError
 from dvc_edic.io import (
     DEFAULT_FPS,
+    AtomicFile,
     Frame,
     VideoInfo,
     open_video,
@@ -346,6 +347,25 @@ def test_writer_is_atomic_on_exception(tmp_path: Path) -> None:
         assert not target.exists()  # nothing under the final name while writing
         raise RuntimeError("boom")
     assert leftovers(tmp_path) == []
+
+
+def test_atomic_file_context_commits_on_success_and_aborts_on_exception(tmp_path: Path) -> None:
+    """`with AtomicFile(...)` is the one way outputs are written: the target appears only
+    when the block ends normally, and an exception (KeyboardInterrupt included) leaves
+    neither the target nor a temporary behind."""
+    target = tmp_path / "out.bin"
+    with AtomicFile(target) as f:
+        f.write(b"data")
+        assert not target.exists()
+    assert target.read_bytes() == b"data" and leftovers(tmp_path) == ["out.bin"]
+    for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)), AtomicFile(target, overwrite=True) as f:
+            f.write(b"half")
+            raise exc
+        assert target.read_bytes() == b"data" and leftovers(tmp_path) == ["out.bin"]
+    with pytest.raises(InputError, match="already exists"), AtomicFile(target) as f:
+        f.write(b"never")
+    assert target.read_bytes() == b"data"
 
 
 def test_writer_abort_and_wrong_frame(tmp_path: Path) -> None:

@@ -49,7 +49,9 @@ def one_thread():
 
 def _controller(bits_per_frame: float = 8000.0, frame_count: int | None = 24,
                 **changes: float) -> RateController:
-    settings = replace(load_ratecontrol_settings(), **changes)
+    # the scenarios below were written for P-frames about as large as an I-frame, the
+    # shipped prior's guess before block motion; they test the controller, not the prior
+    settings = replace(load_ratecontrol_settings(), **{"inter_to_intra": 0.9, **changes})
     return RateController(settings, bits_per_frame, PIXELS, intra_period=12, levels=LEVELS,
                           frame_count=frame_count)
 
@@ -186,10 +188,15 @@ def test_the_streams_quality_given_per_frame_changes_nothing(tiny_model) -> None
     assert stream(None) == stream(3.5)
 
 
+# Frames of the CLI check: with block motion carphone's P-frames cost 6-50 % of an
+# I-frame, so the first frames' quality is often far off and bounded steps need time.
+CLI_FRAMES = 12
+
+
 def _encode_cli(tmp_path: Path, *flags: str) -> dict:
     src = tmp_path / "carphone_176x144_30.yuv"
     if not src.exists():
-        write_yuv(src, carphone_frames(8))
+        write_yuv(src, carphone_frames(CLI_FRAMES))
     stats = tmp_path / "stats.json"
     assert encode_main([str(src), "-o", str(tmp_path / "out.dvce"), "--force", "-q",
                         "--preset", "fast", "--refine-steps", "0", "--stats", str(stats),

@@ -14,7 +14,7 @@ from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings
 from dvc_edic.encoder.decision import Picture, intra_candidate, refine_chosen
 from dvc_edic.encoder.refine import RefineSettings, round_soft_grad, soft_round
-from dvc_edic.encoder.settings import _refine
+from dvc_edic.encoder.settings import BlockSearchSettings, _merged
 from dvc_edic.errors import InputError
 from dvc_edic.io import Frame, VideoInfo
 from tests.conftest import carphone_frames, write_yuv
@@ -102,9 +102,12 @@ def test_refined_streams_decode_to_the_encoders_reconstruction(shipped_model) ->
 
 def test_bad_refine_settings_are_refused(tiny_model, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="refine"):
-        _refine("medium", {"refine": {"lr": 0.01}}, {"steps": -1})
+        _merged("medium", {"refine": {"lr": 0.01}}, "refine", {"steps": -1}, RefineSettings)
     with pytest.raises(InputError, match="refine"):
-        _refine("medium", {}, {"steps": 3, "rate": 2})
+        _merged("medium", {}, "refine", {"steps": 3, "rate": 2}, RefineSettings)
+    with pytest.raises(InputError, match="block_motion"):
+        _merged("slow", {"block_motion": {"block_log2": [3]}}, "block_motion",
+                {"dis_preset": "slowest"}, BlockSearchSettings)
     from dvc_edic import encode_sequence
 
     src = write_yuv(tmp_path / "clip_176x144_30.yuv", carphone_frames(1))

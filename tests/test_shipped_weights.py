@@ -7,8 +7,6 @@ a release and a codec that silently runs random weights.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,9 +18,8 @@ from dvc_edic.codec import SequenceEncoder
 from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.metrics import plane_psnrs, psnr_yuv
 from dvc_edic.weights import DEFAULT_WEIGHTS, read_metadata
-from tests.conftest import carphone_frames, write_yuv
+from tests.conftest import carphone_frames, run_tool, write_yuv
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_SHIPPED_BYTES = 40 * 10**6  # the issue's cap on shipped weights
 LADDER = [1, 2, 3, 4, 5, 6, 7, 8]
 CLIP_FRAMES = 3  # I + 2 P: both coders take part
@@ -72,21 +69,22 @@ def test_more_quality_gives_higher_psnr(ladder) -> None:
     assert psnrs == sorted(psnrs) and len(set(psnrs)) == len(psnrs), psnrs
 
 
-def test_no_flags_encode_then_decode_a_352x288_clip(tmp_path: Path) -> None:
-    """The issue's acceptance run: the CLI with no flags, then the decoder, on CIF input."""
+@pytest.mark.parametrize("fresh", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["in_process", "fresh_interpreter"])
+def test_no_flags_encode_then_decode_a_352x288_clip(tmp_path: Path, fresh: bool) -> None:
+    """The issue's acceptance run: the CLI with no flags, then the decoder, on CIF input
+    (in the default run through the tools' cli(), as `python -m` calls it; under -m slow
+    in fresh interpreters as well)."""
     small = carphone_frames(2)
     up = np.ones((2, 2), np.uint8)  # pixel doubling: 176x144 -> 352x288
     cif = [Frame(np.kron(f.y, up), np.kron(f.u, up), np.kron(f.v, up), 8) for f in small]
     src = write_yuv(tmp_path / "some_352x288_30.yuv", cif)
-    run = [sys.executable, "-m"]
-    enc = subprocess.run([*run, "dvc_edic.encode_sequence", str(src), "-q"], cwd=ROOT,
-                         capture_output=True, text=True, check=False)
+    enc = run_tool("dvc_edic.encode_sequence", src, "-q", fresh=fresh)
     assert enc.returncode == 0, enc.stderr
     assert "UNTRAINED" not in enc.stderr
     stream = tmp_path / "some_352x288_30.dvce"
     out = tmp_path / "decoded.yuv"
-    dec = subprocess.run([*run, "dvc_edic.decode_sequence", str(stream), "-o", str(out), "-q"],
-                         cwd=ROOT, capture_output=True, text=True, check=False)
+    dec = run_tool("dvc_edic.decode_sequence", stream, "-o", out, "-q", fresh=fresh)
     assert dec.returncode == 0, dec.stderr
     with open_video(out, width=352, height=288) as decoded:
         psnrs = [_psnr_yuv(a, b) for a, b in zip(cif, decoded, strict=True)]

@@ -31,3 +31,14 @@ def test_help_imports_neither_torch_nor_compressai() -> None:
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [], f"--help imported {result.stdout.strip()}"
+
+
+def test_every_tool_answers_help_as_python_dash_m() -> None:
+    """The `python -m` entry points themselves (the `__main__` blocks), in fresh
+    interpreters: the CLI tests call the tools' cli() in process, and --help costs a
+    fraction of a second here because it imports no torch."""
+    for tool in ("dvc_edic.encode_sequence", "dvc_edic.decode_sequence", "dvc_edic.image"):
+        result = subprocess.run([sys.executable, "-m", tool, "--help"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage:"), result.stdout

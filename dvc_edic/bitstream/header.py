@@ -1,6 +1,6 @@
 """The stream header: everything a decoder must know before the first packet.
 
-Layout (little endian), identical in format versions 1 and 2 (they differ in the packets)::
+Layout (little endian), identical in format versions 1 to 3 (they differ in the packets)::
 
     magic, version, width, height, fps_num, fps_den, bit_depth, chroma,
     representation, matrix, range, frame_count, quality, intra_period,
@@ -276,7 +276,7 @@ def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
         )
     (version,) = VERSION.unpack(source.read_exact(VERSION.size, _where("version")))
     if version not in READABLE_VERSIONS:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        readable = f"{READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}"
         raise BitstreamError(
             f"stream format version {version}, this decoder reads versions {readable} "
             f"({_where('version')})"

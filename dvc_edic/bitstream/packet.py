@@ -39,7 +39,7 @@ MIN_PACKET_SIZE = PACKET_HEAD.size + U8.size
 # Version 2 names sections by these ids. New names may only be appended.
 SECTION_IDS: dict[str, int] = {
     "z": 0, "y": 1, "mv_z": 2, "mv_y": 3, "res_z": 4, "res_y": 5, "crop": 6, "q": 7,
-    "nomc": 8,
+    "nomc": 8, "bmv": 9,
 }
 _SECTION_NAMES = {code: name for name, code in SECTION_IDS.items()}
 # LEB128: 7 payload bits a byte, high bit set on every byte but the last.
@@ -245,11 +245,11 @@ def read_packet(
             f"over the frame type, length and {length}-byte payload; the packet is corrupted"
         )
     parse = _parse_sections if version >= COMPACT_SECTIONS_VERSION else _parse_sections_v1
-    sections = parse(_PayloadCursor(memoryview(payload), payload_offset, where), limits)
+    sections = parse(PayloadCursor(memoryview(payload), payload_offset, where), limits)
     return Packet(FrameType(frame_code), sections)
 
 
-class _PayloadCursor:
+class PayloadCursor:
     """Reads a CRC-checked payload; every length is checked against what is left in it."""
 
     def __init__(self, payload: memoryview, base: int, where: str) -> None:
@@ -297,7 +297,7 @@ class _PayloadCursor:
             )
 
 
-def _parse_sections(cursor: _PayloadCursor, limits: Limits) -> tuple[Section, ...]:
+def _parse_sections(cursor: PayloadCursor, limits: Limits) -> tuple[Section, ...]:
     """Version 2: (id, varint length, data) per section; shapes are the decoder's to derive."""
     where = cursor.where
     (count,) = U8.unpack(cursor.take(U8.size, "section count"))
@@ -322,7 +322,7 @@ def _parse_sections(cursor: _PayloadCursor, limits: Limits) -> tuple[Section, ..
     return tuple(sections)
 
 
-def _parse_sections_v1(cursor: _PayloadCursor, limits: Limits) -> tuple[Section, ...]:
+def _parse_sections_v1(cursor: PayloadCursor, limits: Limits) -> tuple[Section, ...]:
     """Version 1: (name, shape, u32 length, data) per section."""
     where, base, take = cursor.where, cursor.base, cursor.take
     (count,) = SECTION_COUNT.unpack(take(SECTION_COUNT.size, "section count"))

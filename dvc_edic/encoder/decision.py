@@ -9,15 +9,22 @@ exact and the chosen candidate's reconstruction is already the decoder's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, Packet
+from dvc_edic.blockmotion import BlockMotion
+from dvc_edic.encoder.blocksearch import search_block_motion
 from dvc_edic.encoder.motion import estimate_flow
 from dvc_edic.encoder.refine import Distortion, RefineSettings, refine_latents
-from dvc_edic.encoder.settings import PLAIN_WARP_OFF, PLAIN_WARP_SEARCH, EncoderSettings
+from dvc_edic.encoder.settings import (
+    BLOCK_SOURCE,
+    PLAIN_WARP_OFF,
+    PLAIN_WARP_SEARCH,
+    EncoderSettings,
+)
 from dvc_edic.io import Frame
 from dvc_edic.metrics import plane_psnrs, pooled_mse, psnr_yuv
 from dvc_edic.models.edic import EDIC, CodedLatents
@@ -26,6 +33,7 @@ from dvc_edic.models.pframe import PFrameCodec, PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.packets import intra_packet, p_packet
 from dvc_edic.representation import crop_to
+from flows import backward_warp
 
 INTRA_MODE = "intra"
 SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
@@ -80,7 +88,7 @@ Recode = Callable[[RefineSettings, float], "Candidate"]
 class Candidate:
     """One way to code the frame, coded for real."""
 
-    mode: str  # "intra", or a motion source ("learned", "dis", "zero") + "+nomc", "+skip"
+    mode: str  # "intra", or a motion ("learned", "dis", "zero", "block8") + "+nomc", "+skip"
     packet: Packet
     recon: Frame
     warped: Frame | None = None  # P only: the reference warped by the decoded flow
@@ -169,16 +177,21 @@ def intra_candidate(
 
 
 def _predictions(
-    pf: PFrameCodec, x: torch.Tensor, reference: torch.Tensor, flow_hat: torch.Tensor,
+    pf: PFrameCodec, x: torch.Tensor, reference: torch.Tensor, motion: Motion,
     plain_warp: str,
 ) -> tuple[torch.Tensor, list[tuple[bool, torch.Tensor]]]:
     """(warped reference, [(uses MC, prediction), ...]) to code residuals against.
 
     ``proxy`` keeps whichever of the MC net's output and the plainly warped
     reference is closer to the frame, so only one residual is coded; ``search``
-    codes both.
+    codes both. Block motion always predicts by the plain warp: the MC net was
+    trained on the flow net's near-zero fields, and on real motion its output is
+    far worse than the warp it starts from (5-19 dB on the dev set).
     """
-    warped, with_mc = pf.predict_parts(reference, flow_hat)
+    if motion.block is not None:
+        warped = backward_warp(reference, motion.flow_hat)
+        return warped, [(False, warped)]
+    warped, with_mc = pf.predict_parts(reference, motion.flow_hat)
     if plain_warp == PLAIN_WARP_OFF:
         return warped, [(True, with_mc)]
     if plain_warp == PLAIN_WARP_SEARCH:
@@ -187,10 +200,22 @@ def _predictions(
     return warped, [(True, with_mc) if mc_better else (False, warped)]
 
 
+@dataclass(frozen=True)
+class Motion:
+    """One motion candidate of a P position: what its packet holds and the decoded flow."""
+
+    mode: str  # the motion source, e.g. "learned", "zero", "block8"
+    mv: CodedLatents | None  # the MV coder's latents (None: no mv_* sections)
+    block: BlockMotion | None  # block vectors (None: no bmv section)
+    flow_hat: torch.Tensor
+
+    def latents(self, residual: CodedLatents | None, mc: bool) -> PFrameLatents:
+        return PFrameLatents(mv=self.mv, residual=residual, mc=mc, block=self.block)
+
+
 def _with_residual(
     pf: PFrameCodec, picture: Picture, quality: float, own_quality: bool, mode: str,
-    mv: CodedLatents | None, mc: bool, prediction: torch.Tensor, warped_f: Frame,
-    prediction_f: Frame,
+    motion: Motion, mc: bool, prediction: torch.Tensor, warped_f: Frame, prediction_f: Frame,
 ) -> Candidate:
     """The candidate that codes ``picture`` as ``prediction`` plus a coded residual."""
 
@@ -201,13 +226,33 @@ def _with_residual(
         res, residual_hat = code_picture(pf.residual_coder, picture.x - prediction, quality,
                                          distortion, weight, settings)
         return Candidate(
-            mode, p_packet(PFrameLatents(mv=mv, residual=res, mc=mc),
-                           quality if own_quality else None),
+            mode, p_packet(motion.latents(res, mc), quality if own_quality else None),
             picture.round_frame(PFrameCodec.finish(prediction, residual_hat)), warped_f,
             prediction_f, recode=recode, refined=settings.steps > 0,
         )
 
     return recode(RefineSettings(), 0.0)
+
+
+def _motions(
+    model: VideoCodecModel, picture: Picture, reference: torch.Tensor, quality: float,
+    settings: EncoderSettings, weight: float,
+) -> Iterator[Motion]:
+    """Each motion source of the preset; block motion once per block size."""
+    pf = model.pframe
+    for source in settings.motion:
+        if source == BLOCK_SOURCE:
+            for log2 in settings.block.block_log2:
+                block = search_block_motion(picture.x, reference, picture.size,
+                                            model.representation, log2, settings.block, weight)
+                yield Motion(f"{BLOCK_SOURCE}{1 << log2}", None, block, block.to_flow(reference))
+            continue
+        flow = estimate_flow(source, model, picture.x, reference, settings.dis_preset)
+        if flow is None:
+            yield Motion(source, None, None, pf.zero_motion(reference))
+        else:
+            mv, flow_hat = pf.mv_coder.compress(flow, quality)
+            yield Motion(source, mv, None, flow_hat)
 
 
 @torch.no_grad()
@@ -217,32 +262,29 @@ def p_candidates(
     reference: torch.Tensor,
     quality: float,
     settings: EncoderSettings,
+    weight: float,
     own_quality: bool = False,
 ) -> list[Candidate]:
     """Each motion source and prediction, with its residual and (if enabled) without.
 
+    ``weight``: bits per unit of MSE in J (the block search prices its vectors with it).
     ``own_quality``: the packets carry ``quality`` (it differs from the stream's).
     """
     pf = model.pframe
-    x, round_frame = picture.x, picture.round_frame
+    round_frame = picture.round_frame
     out: list[Candidate] = []
-    for source in settings.motion:
-        flow = estimate_flow(source, model, x, reference, settings.dis_preset)
-        if flow is None:
-            mv, flow_hat = None, pf.zero_motion(reference)
-        else:
-            mv, flow_hat = pf.mv_coder.compress(flow, quality)
-        warped, predictions = _predictions(pf, x, reference, flow_hat, settings.plain_warp)
+    for motion in _motions(model, picture, reference, quality, settings, weight):
+        warped, predictions = _predictions(pf, picture.x, reference, motion, settings.plain_warp)
         warped_f = round_frame(warped)
         for mc, prediction in predictions:
-            mode = source if mc else source + NO_MC_SUFFIX
+            mode = motion.mode if mc else motion.mode + NO_MC_SUFFIX
             prediction_f = round_frame(prediction) if mc else warped_f  # plain warp: same frame
-            out.append(_with_residual(pf, picture, quality, own_quality, mode, mv, mc,
+            out.append(_with_residual(pf, picture, quality, own_quality, mode, motion, mc,
                                       prediction, warped_f, prediction_f))
             if settings.skip_residual:
                 # exactly what the decoder outputs for a packet without residual sections
                 out.append(Candidate(
-                    mode + SKIP_SUFFIX, p_packet(PFrameLatents(mv=mv, residual=None, mc=mc),
+                    mode + SKIP_SUFFIX, p_packet(motion.latents(None, mc),
                                                  quality if own_quality else None),
                     round_frame(prediction.clamp(0.0, 1.0)), warped_f, prediction_f,
                 ))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dvc_edic.config import CONFIG_ROOT, load_yaml
 from dvc_edic.errors import InputError
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from dvc_edic.encoder.ratecontrol import RateControlSettings
 
 ENCODER_CONFIG = CONFIG_ROOT / "encoder.yaml"
-MOTION_SOURCES = ("learned", "dis", "zero")
+MOTION_SOURCES = ("learned", "dis", "zero", "block")
+BLOCK_SOURCE = "block"  # searched block vectors, coded exactly (dvc_edic.blockmotion)
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 # Whether P-frames may predict from the warped reference without the MC net: never,
 # when it is closer to the frame than the MC output (one residual coded), or both coded.
@@ -51,6 +52,29 @@ class RefineSettings:
 
 
 @dataclass(frozen=True)
+class BlockSearchSettings:
+    """How the encoder finds a block motion field (configs/encoder.yaml, ``block_motion``).
+
+    The search itself is dvc_edic.encoder.blocksearch.search_block_motion.
+    """
+
+    block_log2: tuple[int, ...] = (3,)  # block sides tried, one candidate each (model grid)
+    precision_log2: int = 3  # vectors in 1/2^p model-grid samples
+    dis_preset: str = "medium"  # the dense flow the search starts from
+    # bits per unit of prediction SSE = distortion_weight * the mode decision's
+    distortion_weight: float = 1.0
+    rounds: int = 2  # descents from the coarsest step to the finest
+
+    def __post_init__(self) -> None:
+        if not self.block_log2 or self.precision_log2 < 0 or self.rounds < 1:
+            raise ValueError(f"block motion needs block sizes, precision >= 0 and rounds >= 1, "
+                             f"got {self}")
+        if self.dis_preset not in DIS_PRESETS or not self.distortion_weight > 0:
+            raise ValueError(f"block motion: dis_preset one of {list(DIS_PRESETS)} and "
+                             f"distortion_weight > 0, got {self}")
+
+
+@dataclass(frozen=True)
 class EncoderSettings:
     """What the encoder searches at a P position (the I positions have nothing to choose)."""
 
@@ -64,6 +88,7 @@ class EncoderSettings:
     refine: RefineSettings = field(default_factory=RefineSettings)  # of each frame's winner
     # added to --quality for the P-frame at GOP position k: offsets[k % len(offsets)]
     p_quality_offsets: tuple[float, ...] = ()
+    block: BlockSearchSettings = field(default_factory=BlockSearchSettings)
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -139,18 +164,27 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         dis_preset=str(cfg["dis"]["preset"]),
         intra_quality_offset=float(p.get("intra_quality_offset", 0.0)),
         plain_warp=str(p.get("plain_warp", PLAIN_WARP_OFF)),
-        refine=_refine(name, cfg, p.get("refine", {})),
+        refine=_merged(name, cfg, "refine", p.get("refine", {}), RefineSettings),
         p_quality_offsets=tuple(float(o) for o in p.get("p_quality_offsets", ())),
+        block=_merged(name, cfg, "block_motion", p.get("block_motion", {}),
+                      BlockSearchSettings),
     )
 
 
-def _refine(preset: str, cfg: dict[str, Any], own: dict[str, Any]) -> RefineSettings:
-    """The preset's refinement: its own keys over the config's shared ``refine`` defaults."""
-    merged = {**cfg.get("refine", {}), **own}
+_Settings = TypeVar("_Settings", RefineSettings, BlockSearchSettings)
+
+
+def _merged(
+    preset: str, cfg: dict[str, Any], key: str, own: dict[str, Any], kind: type[_Settings]
+) -> _Settings:
+    """A preset's ``key`` settings: its own keys over the config's shared section of that name."""
+    merged = {**cfg.get(key, {}), **own}
+    if "block_log2" in merged:  # YAML gives a list; the settings are hashable
+        merged["block_log2"] = tuple(int(b) for b in merged["block_log2"])
     try:
-        return RefineSettings(**merged)
+        return kind(**merged)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{ENCODER_CONFIG}: preset {preset!r}: bad refine settings "
+        raise InputError(f"{ENCODER_CONFIG}: preset {preset!r}: bad {key} settings "
                          f"{merged}: {exc}") from exc
 
 

@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from dvc_edic.errors import InputError
@@ -75,6 +76,14 @@ class AtomicFile:
     The temporary lives in the target's directory so the final rename never
     crosses a filesystem and is atomic. abort() (or garbage collection of an
     uncommitted object) deletes it.
+
+    As a context manager it yields the open binary file, commits when the block
+    ends normally and aborts when it raises (Ctrl-C included), so no caller has
+    to spell out the try/commit/abort that keeps a half-written file from ever
+    taking the target's name::
+
+        with AtomicFile(path, overwrite=True) as f:
+            f.write(data)
     """
 
     def __init__(
@@ -98,6 +107,20 @@ class AtomicFile:
     @property
     def closed(self) -> bool:
         return self._done
+
+    def __enter__(self) -> BinaryIO:
+        return self.file
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()  # aborts by itself if the flush or the rename fails
+        else:
+            self.abort()
 
     def commit(self) -> None:
         """Flush to disk and move the temporary onto the target name."""

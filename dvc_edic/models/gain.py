@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from dvc_edic.models.ladder import geometric_interpolation
+
 MIN_GAIN = 1e-3  # keeps gains positive even if training pushes one towards zero
 
 
@@ -30,11 +32,7 @@ class GainUnit(nn.Module):
     def _interpolate(self, table: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
         """Per-sample (B, C, 1, 1) gains for quality values in [1, levels]."""
         q = torch.as_tensor(quality, dtype=table.dtype, device=table.device).reshape(-1)
-        pos = (q - 1.0).clamp(0.0, self.levels - 1.0)
-        lo = pos.floor().long().clamp(max=self.levels - 2)
-        t = (pos - lo.to(pos.dtype))[:, None]
-        logs = table[lo] * (1.0 - t) + table[lo + 1] * t
-        return logs.exp().clamp_min(MIN_GAIN)[:, :, None, None]
+        return geometric_interpolation(table, q).clamp_min(MIN_GAIN)[:, :, None, None]
 
     def gain(self, quality: float | torch.Tensor) -> torch.Tensor:
         return self._interpolate(self.log_gain, quality)

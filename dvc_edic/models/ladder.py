@@ -17,11 +17,26 @@ MIN_QUALITY = 1.0  # the lowest level; levels are numbered 1..len(ladder)
 LADDER_PEAK = 255.0
 
 
+def geometric_interpolation(log_table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Values between quality levels, from the logarithms of each level's values.
+
+    ``log_table`` holds one row per level (level 1 first); ``quality`` holds continuous
+    qualities in [1, levels] (clamped there), in the table's dtype. The result, one row
+    per quality, is interpolated linearly in the log domain, i.e. geometrically: a
+    half-way quality gets the geometric mean of its neighbours, which keeps the
+    rate-quality curve smooth. The gain units and the lambda ladder both use it, so a
+    fractional quality means the same position between two levels to both.
+    """
+    levels = log_table.shape[0]
+    pos = (quality - MIN_QUALITY).clamp(0.0, levels - 1.0)
+    lo = pos.floor().long().clamp(max=levels - 2)
+    t = pos - lo.to(pos.dtype)
+    t = t.reshape(t.shape + (1,) * (log_table.dim() - 1))  # broadcast over a row
+    logs = log_table[lo] * (1.0 - t) + log_table[lo + 1] * t
+    return logs.exp()
+
+
 def interpolate_ladder(ladder: Sequence[float], quality: torch.Tensor) -> torch.Tensor:
     """Geometric interpolation of a lambda ladder at continuous qualities in [1, levels]."""
     table = torch.log(torch.as_tensor(ladder, dtype=torch.float64, device=quality.device))
-    pos = (quality.to(torch.float64) - MIN_QUALITY).clamp(0.0, len(ladder) - 1.0)
-    lo = pos.floor().long().clamp(max=len(ladder) - 2)
-    t = pos - lo.to(pos.dtype)
-    logs = table[lo] * (1.0 - t) + table[lo + 1] * t
-    return logs.exp().to(torch.float32)
+    return geometric_interpolation(table, quality.to(torch.float64)).to(torch.float32)

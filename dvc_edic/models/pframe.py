@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.entropy import GmmConfig
+from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents, CoderConfig
 from dvc_edic.models.layers import ResidualBlock, conv
 from flows import backward_warp, build_flow_estimator
@@ -61,6 +63,20 @@ class PFrameLatents:
     mv: CodedLatents | None
     residual: CodedLatents | None
     mc: bool = True  # False: the prediction is the warped reference, without the MC net
+    # the motion as block vectors instead of the MV coder's latents (format version 3)
+    block: BlockMotion | None = None
+
+    def __post_init__(self) -> None:
+        if self.mv is not None and self.block is not None:
+            raise BitstreamError("a P-frame has either MV latents or block motion, not both")
+
+    def flow(self, pf: PFrameCodec, reference: torch.Tensor, quality: float) -> torch.Tensor:
+        """The decoded motion on the reference's grid: what the decoder warps with."""
+        if self.block is not None:
+            return self.block.to_flow(reference)
+        if self.mv is None:
+            return pf.zero_motion(reference)
+        return pf.mv_coder.decompress(self.mv, quality, (reference.shape[-2], reference.shape[-1]))
 
 
 class PFrameCodec(nn.Module):
@@ -141,10 +157,7 @@ class PFrameCodec(nn.Module):
         self, latents: PFrameLatents, reference: torch.Tensor, quality: float
     ) -> torch.Tensor:
         size = (reference.shape[-2], reference.shape[-1])
-        if latents.mv is None:
-            flow_hat = self.zero_motion(reference)
-        else:
-            flow_hat = self.mv_coder.decompress(latents.mv, quality, size)
+        flow_hat = latents.flow(self, reference, quality)
         if latents.mc:
             prediction = self.predict(reference, flow_hat)
         else:

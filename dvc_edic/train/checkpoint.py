@@ -33,13 +33,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     state = {"format": CHECKPOINT_FORMAT, **state}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = AtomicFile(path, overwrite=True)
-    try:
-        torch.save(state, out.file)
-    except BaseException:
-        out.abort()
-        raise
-    out.commit()
+    with AtomicFile(path, overwrite=True) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

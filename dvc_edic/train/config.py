@@ -22,7 +22,7 @@ from dvc_edic.train.ema import WEIGHT_KINDS, check_settings
 TASKS = ("image", "flow_supervised", "warp", "mv", "mc", "pframe", "multiframe")
 DISTORTIONS = ("mse", "ms-ssim")
 QUALITY_MODES = ("per_sample", "per_batch", "fixed")
-FLOW_SOURCES = ("learned", "dis")  # what the MV coder, MC net and residual coder train on
+FLOW_SOURCES = ("learned", "dis", "block")  # what the MV coder, MC net and residual coder train on
 REFERENCES = ("original", "intra")
 DECAYS = ("none", "step", "cosine")
 
@@ -91,6 +91,10 @@ DEFAULTS: dict[str, Any] = {
         # (which then trains too) or from the encoder's DIS (configs/encoder.yaml `dis`),
         # so the later parts learn on the flows `--motion dis` will send
         "flow_source": "learned",
+        # share of P-frame steps that predict by block motion (the encoder's `block` source:
+        # DIS averaged per block, plain warp) and so train only the residual coder;
+        # flow_source `block` makes it every step
+        "block_share": 0.0,
     },
     "data": {
         "train": None,  # dataset config(s) for dvc_edic.data.build_dataset (a list is concatenated)
@@ -224,6 +228,9 @@ def _normalise_phases(cfg: dict[str, Any], where: str) -> list[dict[str, Any]]:
         _check_choice(loss["quality"], QUALITY_MODES, f"{where}: loss.quality")
         _check_choice(loss["reference"], REFERENCES, f"{where}: loss.reference")
         _check_choice(loss["flow_source"], FLOW_SOURCES, f"{where}: loss.flow_source")
+        share = loss["block_share"]
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise InputError(f"{where}: loss.block_share must be a number in 0..1, got {share!r}")
         if loss["quality"] == "fixed" and loss["fixed_quality"] is None:
             raise InputError(f"{where}: loss.quality is fixed but loss.fixed_quality is not set")
         phases.append(phase)

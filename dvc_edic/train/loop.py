@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dvc_edic.config import load_preset
 from dvc_edic.errors import InputError, WeightsError
+from dvc_edic.metrics import UNIT_PEAK, mse_to_psnr
 from dvc_edic.models.video import MODULE_SECTIONS, VideoCodecModel
 from dvc_edic.train import distributed
 from dvc_edic.train.batches import BatchStream, ClipItems, describe, split_holdout, take
@@ -46,7 +47,7 @@ from dvc_edic.train.compact import decode_moments
 from dvc_edic.train.config import phase_at, total_steps
 from dvc_edic.train.ema import EMA, EMA_KEY, RAW, WeightEMA, checkpoint_weights, ema_settings
 from dvc_edic.train.logs import TrainLogger
-from dvc_edic.train.losses import QualitySampler, RateDistortion, psnr_from_mse
+from dvc_edic.train.losses import QualitySampler, RateDistortion
 from dvc_edic.train.optim import (
     QUANTILES,
     apply_modes,
@@ -645,7 +646,7 @@ class Trainer:
             "task": phase["task"],
             "loss": mean("loss"),
             "bpp_est": mean("bpp"),
-            "psnr": psnr_from_mse(mean("mse")) if "mse" in window else float("nan"),
+            "psnr": mse_to_psnr(mean("mse"), UNIT_PEAK) if "mse" in window else float("nan"),
             "epe": mean("epe"),
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "steps_per_s": steps / seconds if seconds > 0 else float("nan"),

@@ -68,10 +68,6 @@ def epe(flow: torch.Tensor, target: torch.Tensor,
     return (err * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
 
 
-def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
-    return float("inf") if mse <= 0.0 else 10.0 * math.log10(peak * peak / mse)
-
-
 class QualitySampler:
     """Draws the quality of each sample from its own generator, so resuming is exact."""
 

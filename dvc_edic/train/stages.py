@@ -11,7 +11,8 @@ flow_supervised    end-point error against ground-truth flow (synthetic motion)
 warp               MSE(warp(ref, flow), x) on real pairs
 mv                 lambda*D(warp(ref, decoded flow), x) + R(mv y, z)
 mc                 lambda*D(MC prediction, x) + R(mv y, z)
-pframe             lambda*D(P-frame decode, x) + R(mv y, z, residual y, z)
+pframe             lambda*D(P-frame decode, x) + R(mv y, z, residual y, z); with
+                   block motion (loss.block_share): R(residual y, z) only
 multiframe         the pframe loss averaged over a GOP whose references are
                    the previous decoded frames
 =================  ==========================================================
@@ -29,8 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dvc_edic.encoder.blocksearch import block_flow
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import load_encoder_settings
+from dvc_edic.models.pframe import PFrameCodec
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.train.losses import RateDistortion, epe, mse_per_sample
 from flows import backward_warp
@@ -133,12 +136,33 @@ def mc_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateDisto
     return {"loss": loss, "bpp": bpp.detach().mean(), "mse": _mse_metric(prediction, x1)}
 
 
+def _block_terms(model: VideoCodecModel, x: torch.Tensor, ref: torch.Tensor,
+                 q: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(x̂, likelihoods) of a P-frame coded as the encoder's block mode codes it: the plain
+    warp by block vectors (exact, outside the loss: no gradient reaches them), plus the
+    coded residual. Only the residual coder learns from it."""
+    with torch.no_grad():
+        prediction = backward_warp(ref, block_flow(x, ref, model.representation,
+                                                   load_encoder_settings().block))
+    res = model.pframe.residual_coder(x - prediction, q)
+    x_hat = PFrameCodec.finish(prediction, res["x_hat"])
+    return x_hat, [res["likelihoods"]["y"], res["likelihoods"]["z"]]
+
+
 def _pframe_terms(model: VideoCodecModel, x: torch.Tensor, ref: torch.Tensor, q: torch.Tensor,
                   rd: RateDistortion, cfg: dict[str, Any],
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    out = model.pframe(x, ref, q, flow=coded_flow(model, x, ref, cfg))
-    bpp = rd.bpp(out["likelihoods"].values(), x)
-    return rd.combine(rd.distortion(out["x_hat"], x), bpp, q), bpp, out["x_hat"]
+    """One P-frame's loss. A share ``block_share`` of the steps (drawn from the seeded RNG)
+    code block motion, as the encoder mostly does; the rest code ``flow_source``'s flow
+    through the MV coder and the MC net."""
+    share = cfg["block_share"]
+    if cfg["flow_source"] == "block" or (share > 0 and float(torch.rand(())) < share):
+        x_hat, likelihoods = _block_terms(model, x, ref, q)
+    else:
+        out = model.pframe(x, ref, q, flow=coded_flow(model, x, ref, cfg))
+        x_hat, likelihoods = out["x_hat"], list(out["likelihoods"].values())
+    bpp = rd.bpp(likelihoods, x)
+    return rd.combine(rd.distortion(x_hat, x), bpp, q), bpp, x_hat
 
 
 def pframe_task(model: VideoCodecModel, batch: Batch, q: torch.Tensor, rd: RateDistortion,

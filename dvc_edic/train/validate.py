@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
+from dvc_edic.metrics import UNIT_PEAK, mse_to_psnr
 from dvc_edic.models.edic import CodedLatents
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.representation import crop_to, pad_to_multiple
-from dvc_edic.train.losses import epe, mse_per_sample, psnr_from_mse, source_pixels_per_model_pixel
+from dvc_edic.train.losses import epe, mse_per_sample, source_pixels_per_model_pixel
 from flows import backward_warp
 
 BITS_PER_BYTE = 8
@@ -30,7 +31,7 @@ def _bits(*latents: CodedLatents) -> int:
 
 
 def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
-    return psnr_from_mse(float(mse_per_sample(x_hat.clamp(0.0, 1.0), x).mean()))
+    return mse_to_psnr(float(mse_per_sample(x_hat.clamp(0.0, 1.0), x).mean()), UNIT_PEAK)
 
 
 class _Frames:

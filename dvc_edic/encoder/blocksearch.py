@@ -1,0 +1,127 @@
+"""The encoder's block motion search: DIS flow averaged per block, then refined by a
+rate-constrained descent, as x264's motion search refines its predicted vectors.
+
+Each block's cost is ``bits(vector - predictor) + w * SSE(prediction)`` with ``w``
+the mode decision's weight of distortion (scaled by ``distortion_weight``): the
+prediction's error is what the residual then has to pay for. Backward warping
+reads the reference at ``p + flow(p)`` using the flow at ``p`` alone, so one warp
+of a field tells every block's error for that field: trying one offset for all
+blocks costs one warp, however many blocks there are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dvc_edic.blockmotion import (
+    MAX_VECTOR,
+    BlockMotion,
+    best_scale,
+    grid_of,
+    predictors,
+    residual_bits,
+)
+from dvc_edic.encoder.motion import dis_flow
+from dvc_edic.encoder.settings import BlockSearchSettings
+from flows import backward_warp
+
+# The eight neighbours of a vector, for one step of the descent.
+_NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
+
+
+class _Field:
+    """Per-block prediction errors of candidate fields against one frame."""
+
+    def __init__(self, x: torch.Tensor, reference: torch.Tensor, size: tuple[int, int],
+                 block_log2: int, precision_log2: int) -> None:
+        self.x, self.reference = x, reference
+        self.block_log2, self.precision_log2 = block_log2, precision_log2
+        self.rows, self.cols = grid_of(tuple(x.shape[-2:]), block_log2)
+        # the frame's own samples: padding the model needs is not what the viewer sees
+        mask = torch.zeros(x.shape[-2:], dtype=x.dtype)
+        mask[: size[0], : size[1]] = 1.0
+        self.mask = mask
+
+    def sse(self, vectors: np.ndarray) -> np.ndarray:
+        """(rows, cols) squared error of each block's prediction, over all channels."""
+        motion = BlockMotion(vectors, self.block_log2, self.precision_log2)
+        warped = backward_warp(self.reference, motion.to_flow(self.x))
+        err = (warped - self.x).square().sum(dim=1)[0] * self.mask
+        side = 1 << self.block_log2
+        height, width = err.shape
+        err = F.pad(err, (0, self.cols * side - width, 0, self.rows * side - height))
+        pooled = F.avg_pool2d(err[None, None], side, divisor_override=1)[0, 0]
+        return pooled.double().numpy()
+
+
+def _clamp(vectors: np.ndarray) -> np.ndarray:
+    return np.clip(vectors, -MAX_VECTOR, MAX_VECTOR).astype(np.int32)
+
+
+def block_means(flow: torch.Tensor, block_log2: int, precision_log2: int) -> torch.Tensor:
+    """(B, 2, rows, cols): each block's mean vector of a dense flow, rounded to the precision
+    (in its units). The search starts from it; training predicts with it."""
+    side = 1 << block_log2
+    rows, cols = grid_of(tuple(flow.shape[-2:]), block_log2)
+    height, width = flow.shape[-2:]
+    flow = F.pad(flow, (0, cols * side - width, 0, rows * side - height), mode="replicate")
+    mean = F.avg_pool2d(flow, side) * (1 << precision_log2)
+    return mean.round().clamp(-MAX_VECTOR, MAX_VECTOR)
+
+
+def block_flow(x: torch.Tensor, reference: torch.Tensor, representation: str,
+               settings: BlockSearchSettings) -> torch.Tensor:
+    """A batch's block motion as the search starts it (DIS averaged per block, the first block
+    size), dense: what training codes residuals against (loss.flow_source: block)."""
+    log2, precision = settings.block_log2[0], settings.precision_log2
+    vectors = block_means(dis_flow(x, reference, representation, settings.dis_preset), log2,
+                          precision)
+    side = 1 << log2
+    dense = vectors.repeat_interleave(side, 2).repeat_interleave(side, 3) / (1 << precision)
+    return dense[..., : x.shape[-2], : x.shape[-1]]
+
+
+def search_block_motion(
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    size: tuple[int, int],
+    representation: str,
+    block_log2: int,
+    settings: BlockSearchSettings,
+    weight: float,
+) -> BlockMotion:
+    """The block field for ``x`` (padded model tensor, own samples ``size``) from ``reference``.
+
+    ``weight``: the mode decision's bits per unit of mean squared error over the frame.
+    """
+    field = _Field(x, reference, size, block_log2, settings.precision_log2)
+    per_sse = settings.distortion_weight * weight / (x.shape[1] * size[0] * size[1])
+    flow = dis_flow(x, reference, representation, settings.dis_preset)
+    current = block_means(flow, block_log2, settings.precision_log2)[0].numpy().astype(np.int32)
+    zero = np.zeros_like(current)
+    error = field.sse(current)
+    steps = [1 << k for k in range(settings.precision_log2, -1, -1)]  # one sample ... finest
+    for _ in range(settings.rounds):
+        for step in steps:
+            pred = predictors(current)
+            scales = [best_scale(current[c] - pred[c])[0] for c in range(2)]
+
+            def cost(v: np.ndarray, sse: np.ndarray, pred=pred, scales=scales) -> np.ndarray:
+                bits = sum(residual_bits(v[c] - pred[c], scales[c]) for c in range(2))
+                return per_sse * sse + bits
+
+            best, best_cost = current, cost(current, error)
+            trials = [_clamp(current + np.array([dx * step, dy * step], dtype=np.int64)
+                             [:, None, None]) for dx, dy in _NEIGHBOURS]
+            trials += [pred, zero]
+            for trial in trials:
+                trial_error = field.sse(trial)
+                trial_cost = cost(trial, trial_error)
+                better = trial_cost < best_cost
+                best = np.where(better[None], trial, best)
+                error = np.where(better, trial_error, error)
+                best_cost = np.minimum(trial_cost, best_cost)
+            current = best.astype(np.int32)
+    return BlockMotion(current, block_log2, settings.precision_log2)

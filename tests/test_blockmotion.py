@@ -1,0 +1,130 @@
+"""Block motion: the ``bmv`` section codes any field exactly, refuses bad data, and the
+encoder's search finds real motion."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from dvc_edic.bitstream import FrameType, Packet, Section
+from dvc_edic.blockmotion import (
+    ALPHABET,
+    ESCAPE,
+    MAX_VECTOR,
+    SCALE_COUNT,
+    TOTAL_FREQ_LOG2,
+    BlockMotion,
+    decode_block_motion,
+    encode_block_motion,
+    grid_of,
+    laplace_freqs,
+)
+from dvc_edic.encoder.blocksearch import search_block_motion
+from dvc_edic.encoder.settings import BlockSearchSettings
+from dvc_edic.errors import BitstreamError
+from dvc_edic.packets import p_latents
+from flows import backward_warp
+
+# sha256 of every Laplace table (int64, little endian) in index order: pins the format.
+TABLES_SHA256 = "1abc75eb63e49aec1447dcb6f0970ff349f429c57bbba656411f635e822bbd5a"
+
+
+def _field(rng: np.random.Generator, rows: int, cols: int, scale: float) -> np.ndarray:
+    """A smooth-ish random field: a random walk along each row, clipped to the bound."""
+    steps = np.round(rng.laplace(0.0, scale, (2, rows, cols)))
+    return np.clip(steps.cumsum(axis=2), -MAX_VECTOR, MAX_VECTOR).astype(np.int32)
+
+
+@pytest.mark.parametrize(("size", "block_log2", "scale"), [
+    ((1, 1), 3, 1.0),  # one block, smaller than the block
+    ((240, 360), 3, 2.0),
+    ((61, 37), 2, 40.0),  # partial blocks at both edges, many escapes
+    ((64, 64), 6, 0.0),  # all zero
+])
+def test_any_field_round_trips(size, block_log2, scale) -> None:
+    rng = np.random.default_rng(7)
+    rows, cols = grid_of(size, block_log2)
+    motion = BlockMotion(_field(rng, rows, cols, scale), block_log2, 2)
+    back = decode_block_motion(encode_block_motion(motion), size)
+    assert np.array_equal(back.vectors, motion.vectors)
+    assert (back.block_log2, back.precision_log2) == (block_log2, 2)
+
+
+def test_extreme_vectors_round_trip() -> None:
+    v = np.zeros((2, 5, 6), dtype=np.int32)
+    v[0, 0, 0], v[1, 0, 1], v[0, 4, 5], v[1, 3, 2] = MAX_VECTOR, -MAX_VECTOR, -MAX_VECTOR, 1
+    motion = BlockMotion(v, 1, 3)
+    assert np.array_equal(decode_block_motion(encode_block_motion(motion), (10, 12)).vectors, v)
+
+
+def test_a_smooth_field_costs_few_bits() -> None:
+    v = np.full((2, 30, 45), 13, dtype=np.int32)
+    data = encode_block_motion(BlockMotion(v, 3, 3))
+    assert len(data) * 8 < 0.2 * v.size  # a constant field: well under a bit a vector
+
+
+def test_tables_are_valid_and_pinned() -> None:
+    tables = [laplace_freqs(i) for i in range(SCALE_COUNT)]
+    for t in tables:
+        assert t.shape == (ALPHABET,) and t.min() >= 1 and t.sum() == 1 << TOTAL_FREQ_LOG2
+        assert t[ESCAPE] == t[1:-1].max()  # 0 is the most likely residual
+    digest = hashlib.sha256(b"".join(t.astype("<i8").tobytes() for t in tables)).hexdigest()
+    assert digest == TABLES_SHA256
+
+
+def test_to_flow_spreads_each_vector_over_its_block() -> None:
+    v = np.array([[[8, -4]], [[2, 0]]], dtype=np.int32)  # one row of two blocks
+    flow = BlockMotion(v, 2, 2).to_flow(torch.zeros(1, 6, 3, 7))
+    assert flow.shape == (1, 2, 3, 7)
+    assert torch.equal(flow[0, 0, :, :4], torch.full((3, 4), 2.0))
+    assert torch.equal(flow[0, 0, :, 4:], torch.full((3, 3), -1.0))
+    assert torch.equal(flow[0, 1, :, :4], torch.full((3, 4), 0.5))
+
+
+def test_bad_sections_are_stream_errors() -> None:
+    rng = np.random.default_rng(1)
+    v = _field(rng, 8, 8, 90.0)
+    data = encode_block_motion(BlockMotion(v, 3, 3))
+    bad = [
+        b"",
+        data[:3],
+        data[:-4],  # the escape stream cut short
+        bytes([9]) + data[1:],  # block_log2 out of range
+        data[:1] + bytes([4]) + data[2:],  # precision out of range
+        data[:2] + bytes([SCALE_COUNT]) + data[3:],
+        data + b"\x00\x00\x00\x00",
+    ]
+    for d in bad:
+        with pytest.raises(BitstreamError):
+            decode_block_motion(d, (64, 64))
+    with pytest.raises(BitstreamError, match="exceeds"):
+        BlockMotion(np.full((2, 1, 1), MAX_VECTOR + 1, dtype=np.int32), 3, 3)
+
+
+def test_p_packet_refuses_block_motion_before_version_3_and_with_mv_latents(tiny_model) -> None:
+    pf = tiny_model.pframe
+    bmv = Section("bmv", (), encode_block_motion(BlockMotion(np.zeros((2, 2, 2), np.int32), 3, 3)))
+    packet = Packet(FrameType.P, (bmv,))
+    assert p_latents(packet, pf.mv_coder, pf.residual_coder, (16, 16), 3).block is not None
+    with pytest.raises(BitstreamError, match="version 3"):
+        p_latents(packet, pf.mv_coder, pf.residual_coder, (16, 16), 2)
+    both = Packet(FrameType.P, (bmv, Section("mv_z", (), b""), Section("mv_y", (), b"")))
+    with pytest.raises(BitstreamError, match="not both"):
+        p_latents(both, pf.mv_coder, pf.residual_coder, (16, 16), 3)
+
+
+def test_search_finds_a_global_shift() -> None:
+    g = torch.Generator().manual_seed(5)
+    low = torch.rand(1, 6, 12, 16, generator=g)
+    ref = torch.nn.functional.interpolate(low, size=(48, 64), mode="bicubic").clamp(0, 1)
+    cur = torch.roll(ref, shifts=(1, -3), dims=(-2, -1))  # cur(p) = ref(p + (3, -1))
+    settings = BlockSearchSettings(block_log2=(3,), precision_log2=2, dis_preset="medium")
+    motion = search_block_motion(cur, ref, (48, 64), "yuv420", 3, settings, weight=1e6)
+    inner = motion.vectors[:, 1:-1, 1:-1]  # away from the wrapped-around border
+    assert np.array_equal(inner[0], np.full_like(inner[0], 3 * 4))
+    assert np.array_equal(inner[1], np.full_like(inner[1], -1 * 4))
+    warped = backward_warp(ref, motion.to_flow(cur))
+    assert (cur - warped)[..., 8:-8, 8:-8].abs().max() < 1e-6
