@@ -26,6 +26,7 @@ from dvc_edic.encoder.decision import (
     p_candidates,
     rd_weight,
     refine_chosen,
+    try_intra_residual,
 )
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
@@ -229,6 +230,8 @@ class SequenceEncoder:
             candidates.append(intra_candidate(self.model, picture, q,
                                               own_quality=q != self.quality))
         decision = self._choose(candidates, frame, lam)
+        if self.settings.intra_residual:
+            decision = try_intra_residual(decision, frame, lam)
         decision = refine_chosen(decision, frame, lam, self.settings.refine)
         self.last_decision = decision
         packet = decision.chosen.packet
@@ -296,9 +299,9 @@ class SequenceDecoder:
         else:
             assert self._pipe.reference is not None
             pf = self.model.pframe
-            p = p_latents(packet, pf.mv_coder, pf.residual_coder, self._padded,
-                          self.header.version)
-            x_hat = pf.decompress(p, self._pipe.reference, q)
+            p = p_latents(packet, pf.mv_coder, pf.residual_coder, self.model.intra,
+                          self._padded, self.header.version)
+            x_hat = pf.decompress(p, self._pipe.reference, q, self.model.intra)
         self.index += 1
         return self._pipe.to_frame(x_hat, self._size)
 

@@ -171,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prediction alone, which the decoder outputs as is)",
     )
     p.add_argument(
+        "--intra-residual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also code the best P prediction's residual with the I-frame coder, and keep "
+        "it where it costs less (format version 3). Default: the preset's",
+    )
+    p.add_argument(
         "--no-intra-fallback",
         dest="intra_fallback",
         action="store_false",
@@ -248,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         motion=args.motion, intra_fallback=args.intra_fallback,
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
-        p_quality_offsets=args.p_quality_offsets,
+        p_quality_offsets=args.p_quality_offsets, intra_residual=args.intra_residual,
     )
     with open_video(
         inp,

@@ -22,6 +22,8 @@ from dvc_edic.models.pframe import PFrameLatents
 INTRA_PREFIX = ""
 MV_PREFIX = "mv_"
 RESIDUAL_PREFIX = "res_"
+# The residual coded by the I-frame coder (format version 3), instead of res_*.
+INTRA_RESIDUAL_PREFIX = "ires_"
 LATENT_PARTS = ("z", "y")  # packet order within one coder's sections
 QUALITY_SECTION = "q"
 # An empty section: the P-frame's prediction is the warped reference, without the MC net.
@@ -59,7 +61,8 @@ def p_packet(latents: PFrameLatents, quality: float | None = None) -> Packet:
     if latents.block is not None:
         sections.append(Section(BLOCK_MOTION_SECTION, (), encode_block_motion(latents.block)))
     if latents.residual is not None:
-        sections += latent_sections(RESIDUAL_PREFIX, latents.residual)
+        prefix = INTRA_RESIDUAL_PREFIX if latents.intra_residual else RESIDUAL_PREFIX
+        sections += latent_sections(prefix, latents.residual)
     return Packet(FrameType.P, tuple(sections))
 
 
@@ -132,11 +135,12 @@ def intra_latents(packet: Packet, coder: EDIC, size: tuple[int, int]) -> CodedLa
 
 
 def p_latents(
-    packet: Packet, mv_coder: EDIC, residual_coder: EDIC, size: tuple[int, int], version: int
+    packet: Packet, mv_coder: EDIC, residual_coder: EDIC, intra_coder: EDIC,
+    size: tuple[int, int], version: int,
 ) -> PFrameLatents:
     """What a P packet of a stream of format ``version`` holds; versions before P modes
-    need every part, and block motion needs version 3."""
-    _check_only(packet, (MV_PREFIX, RESIDUAL_PREFIX))
+    need every part, and block motion and intra-coded residuals need version 3."""
+    _check_only(packet, (MV_PREFIX, RESIDUAL_PREFIX, INTRA_RESIDUAL_PREFIX))
     names = _names(packet)
     no_mc = NO_MC_SECTION in names
     if no_mc and packet.section(NO_MC_SECTION).data:
@@ -149,11 +153,22 @@ def p_latents(
                 f"{version} does not have (block motion needs version {BLOCK_MOTION_VERSION})"
             )
         block = decode_block_motion(packet.section(BLOCK_MOTION_SECTION).data, size)
+    residual = _coder_latents(packet, RESIDUAL_PREFIX, residual_coder, size)
+    intra_residual = _coder_latents(packet, INTRA_RESIDUAL_PREFIX, intra_coder, size)
+    if intra_residual is not None:
+        if residual is not None:
+            raise BitstreamError("P-frame packet has both res_* and ires_* sections; a frame "
+                                 "has one residual")
+        if version < BLOCK_MOTION_VERSION:
+            raise BitstreamError(f"P-frame packet has ires_* sections, which format version "
+                                 f"{version} does not have (they need version "
+                                 f"{BLOCK_MOTION_VERSION})")
     latents = PFrameLatents(
         mv=_coder_latents(packet, MV_PREFIX, mv_coder, size),
-        residual=_coder_latents(packet, RESIDUAL_PREFIX, residual_coder, size),
+        residual=residual if intra_residual is None else intra_residual,
         mc=not no_mc,
         block=block,
+        intra_residual=intra_residual is not None,
     )
     if version < P_MODES_VERSION and (latents.mv is None or latents.residual is None or no_mc):
         raise BitstreamError(

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-MV_PREFIX = "mv_"
-RESIDUAL_PREFIX = "res_"
+# Section names that start with these hold motion (MV latents, block vectors) and the
+# residual (by the residual coder or by the I-frame coder).
+MOTION_PREFIXES = ("mv_", "bmv")
+RESIDUAL_PREFIXES = ("res_", "ires_")
 PERCENT = 100.0
 
 
@@ -27,12 +29,12 @@ def bit_breakdown(per_frame: list[dict[str, Any]]) -> dict[str, Any] | None:
     p_frames = [f for f in per_frame if f["type"] == "P"]
     p_bytes = sum(f["bytes"] for f in p_frames)
 
-    def section_sum(frames: list[dict[str, Any]], prefix: str) -> int:
+    def section_sum(frames: list[dict[str, Any]], prefixes: tuple[str, ...]) -> int:
         return sum(n for f in frames for name, n in f["sections"].items()
-                   if name.startswith(prefix))
+                   if name.startswith(prefixes))
 
-    mv = section_sum(p_frames, MV_PREFIX)
-    res = section_sum(p_frames, RESIDUAL_PREFIX)
+    mv = section_sum(p_frames, MOTION_PREFIXES)
+    res = section_sum(p_frames, RESIDUAL_PREFIXES)
     return {
         "bytes": total,
         "i_share": PERCENT * (total - p_bytes) / total,

@@ -104,16 +104,24 @@ def test_bad_sections_are_stream_errors() -> None:
         BlockMotion(np.full((2, 1, 1), MAX_VECTOR + 1, dtype=np.int32), 3, 3)
 
 
-def test_p_packet_refuses_block_motion_before_version_3_and_with_mv_latents(tiny_model) -> None:
+def test_p_packet_refuses_version_3_parts_in_older_streams_and_doubled_parts(tiny_model) -> None:
     pf = tiny_model.pframe
     bmv = Section("bmv", (), encode_block_motion(BlockMotion(np.zeros((2, 2, 2), np.int32), 3, 3)))
     packet = Packet(FrameType.P, (bmv,))
-    assert p_latents(packet, pf.mv_coder, pf.residual_coder, (16, 16), 3).block is not None
+    latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 3)
+    assert latents.block is not None
     with pytest.raises(BitstreamError, match="version 3"):
-        p_latents(packet, pf.mv_coder, pf.residual_coder, (16, 16), 2)
+        p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 2)
+    ires = Packet(FrameType.P, (Section("ires_z", (), b""), Section("ires_y", (), b"")))
+    with pytest.raises(BitstreamError, match="version 3"):
+        p_latents(ires, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 2)
+    two = Packet(FrameType.P, (*ires.sections, Section("res_z", (), b""),
+                               Section("res_y", (), b"")))
+    with pytest.raises(BitstreamError, match="one residual"):
+        p_latents(two, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 3)
     both = Packet(FrameType.P, (bmv, Section("mv_z", (), b""), Section("mv_y", (), b"")))
     with pytest.raises(BitstreamError, match="not both"):
-        p_latents(both, pf.mv_coder, pf.residual_coder, (16, 16), 3)
+        p_latents(both, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 3)
 
 
 def test_search_finds_a_global_shift() -> None:

@@ -233,3 +233,37 @@ def test_p_frames_follow_the_quality_pattern_by_gop_position(tiny_model) -> None
     # GOP positions 0 1 2 3 | 0 1: P at odd positions -0.5, at even ones +1; I-frames as set
     assert got == [4.0, 3.5, 5.0, 3.5, 4.0, 3.5]
     assert _decode(tiny_model, data) == recons
+
+
+def test_an_intra_coded_residual_decodes_exactly(tiny_model) -> None:
+    frames = carphone_frames(3)
+    settings = ALL_MODES.with_overrides(motion=("block", "zero"))
+
+    def forced(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+        decision = choose(candidates, source, lam)
+        if len(candidates) == 1:
+            return decision
+        base = next(c for c in candidates if c.with_intra_residual is not None)
+        other = base.with_intra_residual()
+        other.price(source, lam)
+        return Decision(other, None, candidates)
+
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 5.0, -1, settings=settings,
+                          chooser=forced)
+    data, recons, reports = _code(enc, frames)
+    for packet, report in zip(list(BitstreamReader(data))[1:], reports[1:], strict=True):
+        names = {s.name for s in packet.sections}
+        assert {"ires_z", "ires_y"} <= names and not names & {"res_z", "res_y"}
+        assert report["mode"].endswith("+ires")
+    assert _decode(tiny_model, data) == recons
+
+
+def test_the_intra_residual_is_kept_only_when_it_costs_less(tiny_model) -> None:
+    frames = carphone_frames(3)
+    settings = ALL_MODES.with_overrides(motion=("block", "zero"), intra_residual=True)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 5.0, -1, settings=settings)
+    data, recons, reports = _code(enc, frames)
+    for r in reports[1:]:
+        assert sum(m.endswith("+ires") for m in r["tried"]) == 1
+        assert r["J"] == min(r["tried"].values())
+    assert _decode(tiny_model, data) == recons

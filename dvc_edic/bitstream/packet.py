@@ -39,7 +39,7 @@ MIN_PACKET_SIZE = PACKET_HEAD.size + U8.size
 # Version 2 names sections by these ids. New names may only be appended.
 SECTION_IDS: dict[str, int] = {
     "z": 0, "y": 1, "mv_z": 2, "mv_y": 3, "res_z": 4, "res_y": 5, "crop": 6, "q": 7,
-    "nomc": 8, "bmv": 9,
+    "nomc": 8, "bmv": 9, "ires_z": 10, "ires_y": 11,
 }
 _SECTION_NAMES = {code: name for name, code in SECTION_IDS.items()}
 # LEB128: 7 payload bits a byte, high bit set on every byte but the last.

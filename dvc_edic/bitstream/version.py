@@ -1,7 +1,7 @@
 """Format versions: the one the writer produces and the ones the reader still accepts.
 
 Versions 2 and 3 changed only the packet payload (2: compact sections, P-frame
-modes; 3: block motion), so header and packet code both branch on these
+modes; 3: block motion, intra-coded residuals), so header and packet code both branch on these
 numbers; keeping them here gives the two one definition.
 """
 
@@ -15,5 +15,6 @@ READABLE_VERSIONS = (1, 2, 3)
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
 P_MODES_VERSION = 2
-# First version whose P packets may carry their motion as block vectors (``bmv``).
+# First version whose P packets may carry their motion as block vectors (``bmv``) and
+# their residual coded by the I-frame coder (``ires_*``).
 BLOCK_MOTION_VERSION = 3

@@ -89,6 +89,8 @@ class EncoderSettings:
     # added to --quality for the P-frame at GOP position k: offsets[k % len(offsets)]
     p_quality_offsets: tuple[float, ...] = ()
     block: BlockSearchSettings = field(default_factory=BlockSearchSettings)
+    # also code the best prediction's residual with the I-frame coder (format version 3)
+    intra_residual: bool = False
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -118,6 +120,7 @@ class EncoderSettings:
         skip_residual: bool | None = None,
         refine_steps: int | None = None,
         p_quality_offsets: tuple[float, ...] | None = None,
+        intra_residual: bool | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -128,6 +131,7 @@ class EncoderSettings:
             "skip_residual": skip_residual,
             "refine": None if refine_steps is None else replace(self.refine, steps=refine_steps),
             "p_quality_offsets": p_quality_offsets,
+            "intra_residual": intra_residual,
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -168,6 +172,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         p_quality_offsets=tuple(float(o) for o in p.get("p_quality_offsets", ())),
         block=_merged(name, cfg, "block_motion", p.get("block_motion", {}),
                       BlockSearchSettings),
+        intra_residual=bool(p.get("intra_residual", False)),
     )
 
 

@@ -65,6 +65,8 @@ class PFrameLatents:
     mc: bool = True  # False: the prediction is the warped reference, without the MC net
     # the motion as block vectors instead of the MV coder's latents (format version 3)
     block: BlockMotion | None = None
+    # the residual's latents are the I-frame coder's, of residual + INTRA_RESIDUAL_OFFSET
+    intra_residual: bool = False
 
     def __post_init__(self) -> None:
         if self.mv is not None and self.block is not None:
@@ -77,6 +79,10 @@ class PFrameLatents:
         if self.mv is None:
             return pf.zero_motion(reference)
         return pf.mv_coder.decompress(self.mv, quality, (reference.shape[-2], reference.shape[-1]))
+
+
+# The I-frame coder codes pictures in [0, 1]; a residual shifted by this is one.
+INTRA_RESIDUAL_OFFSET = 0.5
 
 
 class PFrameCodec(nn.Module):
@@ -154,8 +160,11 @@ class PFrameCodec(nn.Module):
 
     @torch.no_grad()
     def decompress(
-        self, latents: PFrameLatents, reference: torch.Tensor, quality: float
+        self, latents: PFrameLatents, reference: torch.Tensor, quality: float,
+        intra: EDIC | None = None,
     ) -> torch.Tensor:
+        """``intra``: the I-frame coder, which decodes the residual of an ``intra_residual``
+        packet (the P-frame codec does not own it)."""
         size = (reference.shape[-2], reference.shape[-1])
         flow_hat = latents.flow(self, reference, quality)
         if latents.mc:
@@ -164,5 +173,10 @@ class PFrameCodec(nn.Module):
             prediction = backward_warp(reference, flow_hat)
         if latents.residual is None:
             return prediction.clamp(0.0, 1.0)
+        if latents.intra_residual:
+            if intra is None:
+                raise BitstreamError("an intra-coded residual needs the I-frame coder")
+            shifted = intra.decompress(latents.residual, quality, size)
+            return self.finish(prediction, shifted - INTRA_RESIDUAL_OFFSET)
         residual_hat = self.residual_coder.decompress(latents.residual, quality, size)
         return self.finish(prediction, residual_hat)
