@@ -128,7 +128,7 @@ class SequenceEncoder:
         self.settings = base.with_overrides(intra_fallback=intra_fallback)
         self.last_decision: Decision | None = None
         self._choose = chooser  # by J; tools that need every packet layout pass their own
-        self.lam = float(interpolate_ladder(model.preset["lambdas"], torch.tensor(self.quality)))
+        self.lam = self._ladder_lambda(self.quality)
         self.fallbacks = 0  # P positions coded as I because that cost less
         self.index = 0
         self._pipe = _Pipeline(model, info)
@@ -175,10 +175,16 @@ class SequenceEncoder:
         return self._on_ladder(self.quality + offsets[position % len(offsets)])
 
     def _lambda(self, quality: float) -> float:
-        """The ladder's lambda at a frame's quality (the stream's is computed once)."""
+        """The decisions' lambda at a frame's quality (the stream's is computed once)."""
         if quality == self.quality:
             return self.lam
-        return float(interpolate_ladder(self.model.preset["lambdas"], torch.tensor(quality)))
+        return self._ladder_lambda(quality)
+
+    def _ladder_lambda(self, quality: float) -> float:
+        """The training ladder's lambda, times the preset's ``lambda_scale``: the ladder is
+        what the model was trained at, not necessarily the slope of its real RD curve."""
+        ladder = float(interpolate_ladder(self.model.preset["lambdas"], torch.tensor(quality)))
+        return ladder * self.settings.lambda_scale
 
     @torch.no_grad()
     def intra_bits(self, frame: Frame, quality: float) -> int:

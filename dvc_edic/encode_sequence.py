@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         "it where it costs less (format version 3). Default: the preset's",
     )
     p.add_argument(
+        "--lambda-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="multiply the lambda of every encoder decision (modes, block search, refinement) "
+        "by S; the training ladder's lambda is 1. Default: the preset's",
+    )
+    p.add_argument(
         "--no-intra-fallback",
         dest="intra_fallback",
         action="store_false",
@@ -256,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
         p_quality_offsets=args.p_quality_offsets, intra_residual=args.intra_residual,
+        lambda_scale=args.lambda_scale,
     )
     with open_video(
         inp,

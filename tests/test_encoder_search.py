@@ -267,3 +267,17 @@ def test_the_intra_residual_is_kept_only_when_it_costs_less(tiny_model) -> None:
         assert sum(m.endswith("+ires") for m in r["tried"]) == 1
         assert r["J"] == min(r["tried"].values())
     assert _decode(tiny_model, data) == recons
+
+
+def test_lambda_scale_weighs_every_decision(tiny_model) -> None:
+    from dvc_edic.errors import InputError
+
+    frames = carphone_frames(1)
+    base = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=ALL_MODES)
+    half = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1,
+                           settings=ALL_MODES.with_overrides(lambda_scale=0.5))
+    assert half.lam == pytest.approx(0.5 * base.lam)
+    assert half._lambda(6.0) == pytest.approx(0.5 * base._lambda(6.0))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="lambda_scale"):
+            ALL_MODES.with_overrides(lambda_scale=bad)

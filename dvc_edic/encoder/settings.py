@@ -10,6 +10,7 @@ settings are asked for.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -91,6 +92,8 @@ class EncoderSettings:
     block: BlockSearchSettings = field(default_factory=BlockSearchSettings)
     # also code the best prediction's residual with the I-frame coder (format version 3)
     intra_residual: bool = False
+    # every decision's lambda = the training ladder's x this (mode, block search, refinement)
+    lambda_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -106,6 +109,9 @@ class EncoderSettings:
                 f"encoder preset {self.preset!r}: plain_warp must be one of "
                 f"{list(PLAIN_WARP_MODES)}, got {self.plain_warp!r}"
             )
+        if not (self.lambda_scale > 0 and math.isfinite(self.lambda_scale)):
+            raise InputError(f"encoder preset {self.preset!r}: lambda_scale must be a positive "
+                             f"number, got {self.lambda_scale!r}")
         if self.dis_preset not in DIS_PRESETS:
             raise InputError(
                 f"dis preset must be one of {list(DIS_PRESETS)}, got {self.dis_preset!r}"
@@ -121,6 +127,7 @@ class EncoderSettings:
         refine_steps: int | None = None,
         p_quality_offsets: tuple[float, ...] | None = None,
         intra_residual: bool | None = None,
+        lambda_scale: float | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -132,6 +139,7 @@ class EncoderSettings:
             "refine": None if refine_steps is None else replace(self.refine, steps=refine_steps),
             "p_quality_offsets": p_quality_offsets,
             "intra_residual": intra_residual,
+            "lambda_scale": lambda_scale,
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -173,6 +181,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         block=_merged(name, cfg, "block_motion", p.get("block_motion", {}),
                       BlockSearchSettings),
         intra_residual=bool(p.get("intra_residual", False)),
+        lambda_scale=float(p.get("lambda_scale", 1.0)),
     )
 
 
