@@ -160,6 +160,12 @@ def _bits_table() -> np.ndarray:
 ESCAPE_DIGIT_BITS = 2 * math.log2(ESCAPE_BASE)
 
 
+def scale_index(mean_abs: float) -> int:
+    """The table whose Laplace scale is nearest ``mean_abs`` (log scale), clamped to the set."""
+    position = (SCALE_COUNT - 1) * math.log(mean_abs / SCALE_MIN) / math.log(SCALE_MAX / SCALE_MIN)
+    return min(max(round(position), 0), SCALE_COUNT - 1)
+
+
 def residual_symbols(d: np.ndarray) -> np.ndarray:
     return np.clip(d, -ESCAPE, ESCAPE) + ESCAPE
 

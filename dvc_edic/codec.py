@@ -26,6 +26,7 @@ from dvc_edic.encoder.decision import (
     p_candidates,
     rd_weight,
     refine_chosen,
+    search_residual_quality,
     try_intra_residual,
 )
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
@@ -238,6 +239,11 @@ class SequenceEncoder:
         decision = self._choose(candidates, frame, lam)
         if self.settings.intra_residual:
             decision = try_intra_residual(decision, frame, lam)
+        deltas = self.settings.residual_quality_deltas
+        if deltas:
+            others = sorted({self._on_ladder(q + d) for d in deltas})
+            decision = search_residual_quality(decision, frame, lam,
+                                               [(o, o != self.quality) for o in others])
         decision = refine_chosen(decision, frame, lam, self.settings.refine)
         self.last_decision = decision
         packet = decision.chosen.packet

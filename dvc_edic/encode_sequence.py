@@ -186,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
         "by S; the training ladder's lambda is 1. Default: the preset's",
     )
     p.add_argument(
+        "--residual-quality-search",
+        type=_offsets,
+        default=None,
+        dest="residual_quality_deltas",
+        metavar="D1,D2,...",
+        help="also code the winning P-frame's residual at its quality + each D (clamped to "
+        "the ladder; the packet then carries its quality), keeping the lowest rate + "
+        "lambda * distortion at the frame's lambda, e.g. -1,1. Default: the preset's",
+    )
+    p.add_argument(
         "--no-intra-fallback",
         dest="intra_fallback",
         action="store_false",
@@ -264,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
         p_quality_offsets=args.p_quality_offsets, intra_residual=args.intra_residual,
-        lambda_scale=args.lambda_scale,
+        lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
     )
     with open_video(
         inp,
@@ -326,7 +336,7 @@ def _first_line(inp: Path, out: Path, info: VideoInfo, args: argparse.Namespace)
 
 
 def _offsets(text: str) -> tuple[float, ...]:
-    """--p-quality-offsets: comma-separated numbers."""
+    """--p-quality-offsets, --residual-quality-search: comma-separated numbers."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:

@@ -130,9 +130,29 @@ def test_search_finds_a_global_shift() -> None:
     ref = torch.nn.functional.interpolate(low, size=(48, 64), mode="bicubic").clamp(0, 1)
     cur = torch.roll(ref, shifts=(1, -3), dims=(-2, -1))  # cur(p) = ref(p + (3, -1))
     settings = BlockSearchSettings(block_log2=(3,), precision_log2=2, dis_preset="medium")
-    motion = search_block_motion(cur, ref, (48, 64), "yuv420", 3, settings, weight=1e6)
+    (searched,) = search_block_motion(cur, ref, (48, 64), "yuv420", settings, weight=1e6)
+    motion = searched.motion
     inner = motion.vectors[:, 1:-1, 1:-1]  # away from the wrapped-around border
     assert np.array_equal(inner[0], np.full_like(inner[0], 3 * 4))
     assert np.array_equal(inner[1], np.full_like(inner[1], -1 * 4))
     warped = backward_warp(ref, motion.to_flow(cur))
     assert (cur - warped)[..., 8:-8, 8:-8].abs().max() < 1e-6
+
+
+def test_search_prices_every_block_size_coarse_to_fine() -> None:
+    """A global shift is found at every size, coarsest first, each size starting from the
+    coarser field."""
+    g = torch.Generator().manual_seed(6)
+    low = torch.rand(1, 6, 12, 16, generator=g)
+    ref = torch.nn.functional.interpolate(low, size=(64, 96), mode="bicubic").clamp(0, 1)
+    cur = torch.roll(ref, shifts=(2, -1), dims=(-2, -1))  # cur(p) = ref(p + (1, -2))
+    settings = BlockSearchSettings(block_log2=(3, 5, 4), precision_log2=2, dis_preset="medium",
+                                   rounds=3, search_scale=0.7)
+    fields = search_block_motion(cur, ref, (64, 96), "yuv420", settings, weight=1e8)
+    assert [f.motion.block_log2 for f in fields] == [5, 4, 3]
+    for f in fields:
+        v = f.motion.vectors
+        inner = v[:, 1:-1, 1:-1] if v.shape[1] > 2 else v
+        assert np.array_equal(inner[0], np.full_like(inner[0], 1 * 4))
+        assert np.array_equal(inner[1], np.full_like(inner[1], -2 * 4))
+        assert np.isfinite(f.cost) and f.cost > 0

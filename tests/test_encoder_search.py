@@ -281,3 +281,20 @@ def test_lambda_scale_weighs_every_decision(tiny_model) -> None:
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(InputError, match="lambda_scale"):
             ALL_MODES.with_overrides(lambda_scale=bad)
+
+
+def test_residual_quality_search_keeps_the_lowest_cost_and_decodes_exactly(tiny_model) -> None:
+    """Each P position tries the best residual at the neighbouring qualities; the winner has
+    the lowest J of all that was tried, and a packet at another quality carries it."""
+    frames = carphone_frames(3)
+    settings = ALL_MODES.with_overrides(motion=("block", "zero"),
+                                        residual_quality_deltas=(-1.0, 1.0))
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)
+    data, recons, reports = _code(enc, frames)
+    for r in reports[1:]:
+        assert {"@q3", "@q5"} <= {m[m.index("@"):] for m in r["tried"] if "@" in m}
+        assert r["J"] == min(r["tried"].values())
+    for packet, r in zip(list(BitstreamReader(data))[1:], reports[1:], strict=True):
+        has_q = "q" in {s.name for s in packet.sections}
+        assert has_q == (r["residual_quality"] not in (None, 4.0))
+    assert _decode(tiny_model, data) == recons

@@ -1,5 +1,6 @@
 """The encoder's block motion search: DIS flow averaged per block, then refined by a
-rate-constrained descent, as x264's motion search refines its predicted vectors.
+rate-constrained descent, as x264's motion search refines its predicted vectors;
+block sizes coarse to fine, each starting from the coarser field, each priced.
 
 Each block's cost is ``bits(vector - predictor) + w * SSE(prediction)`` with ``w``
 the mode decision's weight of distortion (scaled by ``distortion_weight``): the
@@ -10,6 +11,8 @@ blocks costs one warp, however many blocks there are.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,6 +25,7 @@ from dvc_edic.blockmotion import (
     grid_of,
     predictors,
     residual_bits,
+    scale_index,
 )
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import BlockSearchSettings
@@ -73,9 +77,9 @@ def block_means(flow: torch.Tensor, block_log2: int, precision_log2: int) -> tor
 
 def block_flow(x: torch.Tensor, reference: torch.Tensor, representation: str,
                settings: BlockSearchSettings) -> torch.Tensor:
-    """A batch's block motion as the search starts it (DIS averaged per block, the first block
-    size), dense: what training codes residuals against (loss.flow_source: block)."""
-    log2, precision = settings.block_log2[0], settings.precision_log2
+    """A batch's block motion as the search starts it (DIS averaged per block, the finest
+    block size), dense: what training codes residuals against (loss.flow_source: block)."""
+    log2, precision = min(settings.block_log2), settings.precision_log2
     vectors = block_means(dis_flow(x, reference, representation, settings.dis_preset), log2,
                           precision)
     side = 1 << log2
@@ -83,30 +87,49 @@ def block_flow(x: torch.Tensor, reference: torch.Tensor, representation: str,
     return dense[..., : x.shape[-2], : x.shape[-1]]
 
 
-def search_block_motion(
-    x: torch.Tensor,
-    reference: torch.Tensor,
-    size: tuple[int, int],
-    representation: str,
-    block_log2: int,
-    settings: BlockSearchSettings,
-    weight: float,
-) -> BlockMotion:
-    """The block field for ``x`` (padded model tensor, own samples ``size``) from ``reference``.
+@dataclass(frozen=True)
+class SearchedField:
+    """One block size's field and its cost: bits of the vectors + weighted SSE of the plain
+    warp, the J the frame would have if it skipped its residual (x264's motion cost)."""
 
-    ``weight``: the mode decision's bits per unit of mean squared error over the frame.
+    motion: BlockMotion
+    cost: float
+
+
+def _neighbours(v: np.ndarray) -> list[np.ndarray]:
+    """Each block's left, top, right and bottom neighbour's vector (edges repeat): merge
+    trials, which let a region take one vector from any side, not only the median's."""
+    return [
+        np.concatenate([v[:, :, :1], v[:, :, :-1]], axis=2),
+        np.concatenate([v[:, :1], v[:, :-1]], axis=1),
+        np.concatenate([v[:, :, 1:], v[:, :, -1:]], axis=2),
+        np.concatenate([v[:, 1:], v[:, -1:]], axis=1),
+    ]
+
+
+def _refine(field: _Field, start: np.ndarray, extra: list[np.ndarray], per_sse: float,
+            settings: BlockSearchSettings) -> SearchedField:
+    """A rate-constrained descent from ``start`` (``extra``: whole fields also tried per block
+    in the first step).
+
+    All rounds but the last price residuals with a fixed, narrow Laplace
+    (``search_scale``): with the field's own scale, a noisy start field makes every
+    residual cost about the same, and the descent never smooths it. The last round
+    prices them with the table the coder will pick.
     """
-    field = _Field(x, reference, size, block_log2, settings.precision_log2)
-    per_sse = settings.distortion_weight * weight / (x.shape[1] * size[0] * size[1])
-    flow = dis_flow(x, reference, representation, settings.dis_preset)
-    current = block_means(flow, block_log2, settings.precision_log2)[0].numpy().astype(np.int32)
-    zero = np.zeros_like(current)
+    current = start
     error = field.sse(current)
+    zero = np.zeros_like(current)
     steps = [1 << k for k in range(settings.precision_log2, -1, -1)]  # one sample ... finest
-    for _ in range(settings.rounds):
+    search_scale = scale_index(settings.search_scale) if settings.search_scale > 0 else None
+    for round_ in range(settings.rounds):
+        last = round_ == settings.rounds - 1
         for step in steps:
             pred = predictors(current)
-            scales = [best_scale(current[c] - pred[c])[0] for c in range(2)]
+            if search_scale is None or last:
+                scales = [best_scale(current[c] - pred[c])[0] for c in range(2)]
+            else:
+                scales = [search_scale, search_scale]
 
             def cost(v: np.ndarray, sse: np.ndarray, pred=pred, scales=scales) -> np.ndarray:
                 bits = sum(residual_bits(v[c] - pred[c], scales[c]) for c in range(2))
@@ -115,7 +138,8 @@ def search_block_motion(
             best, best_cost = current, cost(current, error)
             trials = [_clamp(current + np.array([dx * step, dy * step], dtype=np.int64)
                              [:, None, None]) for dx, dy in _NEIGHBOURS]
-            trials += [pred, zero]
+            trials += [pred, zero, *_neighbours(current), *extra]
+            extra = []
             for trial in trials:
                 trial_error = field.sse(trial)
                 trial_cost = cost(trial, trial_error)
@@ -124,4 +148,48 @@ def search_block_motion(
                 error = np.where(better, trial_error, error)
                 best_cost = np.minimum(trial_cost, best_cost)
             current = best.astype(np.int32)
-    return BlockMotion(current, block_log2, settings.precision_log2)
+    d = current.astype(np.int64) - predictors(current)
+    bits = sum(best_scale(d[c])[1] for c in range(2))
+    motion = BlockMotion(current, field.block_log2, field.precision_log2)
+    return SearchedField(motion, float(per_sse * error.sum() + bits))
+
+
+def _finer(vectors: np.ndarray, factor_log2: int, grid: tuple[int, int]) -> np.ndarray:
+    """A coarse field on a finer block grid: each coarse vector on the blocks it covers."""
+    f = 1 << factor_log2
+    fine = vectors.repeat(f, axis=1).repeat(f, axis=2)
+    return np.ascontiguousarray(fine[:, : grid[0], : grid[1]])
+
+
+def search_block_motion(
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    size: tuple[int, int],
+    representation: str,
+    settings: BlockSearchSettings,
+    weight: float,
+) -> list[SearchedField]:
+    """The block fields for ``x`` (padded model tensor, own samples ``size``) from
+    ``reference``, one per block size of ``settings``, coarsest first.
+
+    Coarse to fine: each size starts from the next coarser size's field, with the
+    DIS flow's block means as a first trial. Large blocks cost few bits and average
+    the flow over more samples, so they are robust where DIS is noisy; small ones
+    follow motion boundaries. Which wins depends on the content and the rate (on the
+    dev set: 64x64 luma on bikes at low rates, 16x16 on walk), so each is priced.
+
+    ``weight``: the mode decision's bits per unit of mean squared error over the frame.
+    """
+    per_sse = settings.distortion_weight * weight / (x.shape[1] * size[0] * size[1])
+    flow = dis_flow(x, reference, representation, settings.dis_preset)
+    out: list[SearchedField] = []
+    for log2 in sorted(settings.block_log2, reverse=True):
+        field = _Field(x, reference, size, log2, settings.precision_log2)
+        means = block_means(flow, log2, settings.precision_log2)[0].numpy().astype(np.int32)
+        if out:
+            coarse = out[-1].motion
+            start = _finer(coarse.vectors, coarse.block_log2 - log2, (field.rows, field.cols))
+            out.append(_refine(field, start, [means], per_sse, settings))
+        else:
+            out.append(_refine(field, means, [], per_sse, settings))
+    return out

@@ -23,6 +23,7 @@ from dvc_edic.encoder.settings import (
     BLOCK_SOURCE,
     PLAIN_WARP_OFF,
     PLAIN_WARP_SEARCH,
+    SIZE_CHOICE_PROXY,
     EncoderSettings,
 )
 from dvc_edic.io import Frame
@@ -101,6 +102,11 @@ class Candidate:
     # the same prediction with its residual coded by the I-frame coder (None: not a P
     # candidate with a residual)
     with_intra_residual: Callable[[], Candidate] | None = field(default=None, repr=False)
+    # at_quality(q, own): the same prediction with its residual coded at quality q, the
+    # packet carrying q if ``own`` (None: no residual to re-code)
+    at_quality: Callable[[float, bool], Candidate] | None = field(default=None, repr=False)
+    quality: float | None = None  # the residual's (P candidates with a residual only)
+    label: str = ""  # tells apart, in --stats, re-codings of one mode (e.g. "@q5")
 
     def price(self, source: Frame, lam: float) -> None:
         self.size = len(self.packet.to_bytes())
@@ -125,7 +131,8 @@ class Decision:
             "runner_up": None if self.runner_up is None else self.runner_up.mode,
             "runner_up_J": None if self.runner_up is None else self.runner_up.cost,
             "refined": c.refined,
-            "tried": {t.mode: t.cost for t in self.tried},
+            "residual_quality": c.quality,
+            "tried": {t.mode + t.label: t.cost for t in self.tried},
         }
         for key, frame in (("psnr_warped", c.warped), ("psnr_pred", c.prediction)):
             out[key] = None if frame is None else psnr_yuv(*plane_psnrs(source, frame))
@@ -159,6 +166,36 @@ def try_intra_residual(decision: Decision, source: Frame, lam: float) -> Decisio
     if other.cost >= decision.chosen.cost:
         return Decision(decision.chosen, decision.runner_up, tried)
     return Decision(other, decision.chosen, tried)
+
+
+def search_residual_quality(decision: Decision, source: Frame, lam: float,
+                            qualities: list[tuple[float, bool]]) -> Decision:
+    """Re-code the residual of the best residual-carrying candidate at each of
+    ``qualities`` ((quality, carried in the packet)), and keep the lowest real J.
+
+    lambda stays the frame's, so this is an RD choice, not a change of target: the
+    residual coder's quality ladder was trained in few steps, and at a given lambda a
+    neighbouring quality often codes the same residual for less J (the packet pays
+    three bytes for its own ``q``). The base is the best candidate with a residual,
+    not the winner: a skipped frame may win only because the residual costs too much
+    at the stream's quality. I-frames keep theirs: the frames after them predict from
+    them, which a greedy choice would not see.
+    """
+    coded = [c for c in decision.tried if c.at_quality is not None]
+    if not coded or not qualities:
+        return decision
+    base = min(coded, key=lambda c: c.cost)
+    assert base.at_quality is not None
+    chosen, runner_up, tried = decision.chosen, decision.runner_up, list(decision.tried)
+    for quality, own in qualities:
+        if quality == base.quality:
+            continue
+        other = replace(base.at_quality(quality, own), label=f"@q{quality:g}")
+        other.price(source, lam)
+        tried.append(other)
+        if other.cost < chosen.cost:
+            chosen, runner_up = other, chosen
+    return Decision(chosen, runner_up, tried)
 
 
 def refine_chosen(decision: Decision, source: Frame, lam: float,
@@ -264,7 +301,12 @@ def _with_residual(
             picture.round_frame(PFrameCodec.finish(prediction, decoded - offset)), warped_f,
             prediction_f, recode=recode, refined=settings.steps > 0,
             with_intra_residual=None if by_intra else intra_version,
+            at_quality=requalified, quality=quality,
         )
+
+    def requalified(other: float, own: bool) -> Candidate:
+        return _with_residual(model, picture, other, own, mode, motion, mc, prediction,
+                              warped_f, prediction_f, by_intra=by_intra)
 
     def intra_version() -> Candidate:
         return _with_residual(model, picture, quality, own_quality, mode, motion, mc,
@@ -281,10 +323,13 @@ def _motions(
     pf = model.pframe
     for source in settings.motion:
         if source == BLOCK_SOURCE:
-            for log2 in settings.block.block_log2:
-                block = search_block_motion(picture.x, reference, picture.size,
-                                            model.representation, log2, settings.block, weight)
-                yield Motion(f"{BLOCK_SOURCE}{1 << log2}", None, block, block.to_flow(reference))
+            fields = search_block_motion(picture.x, reference, picture.size,
+                                         model.representation, settings.block, weight)
+            if settings.block.size_choice == SIZE_CHOICE_PROXY:
+                fields = [min(fields, key=lambda f: f.cost)]
+            for searched in fields:
+                block = searched.motion
+                yield Motion(f"{BLOCK_SOURCE}{block.block}", None, block, block.to_flow(reference))
             continue
         flow = estimate_flow(source, model, picture.x, reference, settings.dis_preset)
         if flow is None:

@@ -28,6 +28,10 @@ DIS_PRESETS = ("ultrafast", "fast", "medium")
 # when it is closer to the frame than the MC output (one residual coded), or both coded.
 PLAIN_WARP_OFF, PLAIN_WARP_PROXY, PLAIN_WARP_SEARCH = "off", "proxy", "search"
 PLAIN_WARP_MODES = (PLAIN_WARP_OFF, PLAIN_WARP_PROXY, PLAIN_WARP_SEARCH)
+# Which searched block sizes the mode decision codes: the one whose vectors' bits plus
+# weighted prediction error are lowest, or every one.
+SIZE_CHOICE_PROXY, SIZE_CHOICE_CODE = "proxy", "code"
+SIZE_CHOICES = (SIZE_CHOICE_PROXY, SIZE_CHOICE_CODE)
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,24 @@ class BlockSearchSettings:
     The search itself is dvc_edic.encoder.blocksearch.search_block_motion.
     """
 
-    block_log2: tuple[int, ...] = (3,)  # block sides tried, one candidate each (model grid)
+    block_log2: tuple[int, ...] = (3,)  # block sides searched, coarse to fine (model grid)
     precision_log2: int = 3  # vectors in 1/2^p model-grid samples
     dis_preset: str = "medium"  # the dense flow the search starts from
     # bits per unit of prediction SSE = distortion_weight * the mode decision's
     distortion_weight: float = 1.0
     rounds: int = 2  # descents from the coarsest step to the finest
+    # mean |residual| of the rate model of every round but the last (0: the field's own)
+    search_scale: float = 0.0
+    # which sizes become candidates: the one of lowest motion cost (proxy), or all (code)
+    size_choice: str = SIZE_CHOICE_PROXY
 
     def __post_init__(self) -> None:
         if not self.block_log2 or self.precision_log2 < 0 or self.rounds < 1:
             raise ValueError(f"block motion needs block sizes, precision >= 0 and rounds >= 1, "
                              f"got {self}")
+        if self.search_scale < 0 or self.size_choice not in SIZE_CHOICES:
+            raise ValueError(f"block motion: search_scale >= 0 and size_choice one of "
+                             f"{list(SIZE_CHOICES)}, got {self}")
         if self.dis_preset not in DIS_PRESETS or not self.distortion_weight > 0:
             raise ValueError(f"block motion: dis_preset one of {list(DIS_PRESETS)} and "
                              f"distortion_weight > 0, got {self}")
@@ -94,6 +105,8 @@ class EncoderSettings:
     intra_residual: bool = False
     # every decision's lambda = the training ladder's x this (mode, block search, refinement)
     lambda_scale: float = 1.0
+    # the P winner's residual is also coded at its quality + each of these (same lambda)
+    residual_quality_deltas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -128,6 +141,7 @@ class EncoderSettings:
         p_quality_offsets: tuple[float, ...] | None = None,
         intra_residual: bool | None = None,
         lambda_scale: float | None = None,
+        residual_quality_deltas: tuple[float, ...] | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -140,6 +154,7 @@ class EncoderSettings:
             "p_quality_offsets": p_quality_offsets,
             "intra_residual": intra_residual,
             "lambda_scale": lambda_scale,
+            "residual_quality_deltas": residual_quality_deltas,
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -182,6 +197,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
                       BlockSearchSettings),
         intra_residual=bool(p.get("intra_residual", False)),
         lambda_scale=float(p.get("lambda_scale", 1.0)),
+        residual_quality_deltas=tuple(float(d) for d in p.get("residual_quality_deltas", ())),
     )
 
 
