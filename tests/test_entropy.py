@@ -31,7 +31,7 @@ from dvc_edic.entropy.grids import (
     scale_grid,
     weight_exp_table,
 )
-from dvc_edic.entropy.quantize import centres
+from dvc_edic.entropy.quantize import QUANTIZE_SPAN, centres
 from dvc_edic.entropy.tables import (
     _phi_fixed,
     chunk_size,
@@ -313,22 +313,32 @@ def test_frequencies_match_reference(cfg: GmmConfig) -> None:
         assert freq.min() >= 1 and np.all(freq.sum(axis=1) == 1 << cfg.prob_bits)
 
 
-def test_frequencies_identical_across_thread_counts() -> None:
+def test_entropy_stage_identical_across_thread_counts() -> None:
+    """quantize_gmm and the y coder split their work over threads (entropy.parallel): with
+    several quantisation spans and coder chunks, both the pool and the in-order hand-over
+    run, and must give the same integers and bytes as one thread."""
     rng = np.random.default_rng(3)
-    params = _params(rng, 5000, 3, log_scale=(0.5, 1.5))
+    n = max(QUANTIZE_SPAN, 5 * chunk_size(40)) + 11
+    params = _params(rng, n, 3, log_scale=(0.5, 1.5))
+    offsets = rng.integers(-40, 41, n)
     before = torch.get_num_threads()
     results = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             q = quantize_gmm(*params, CFG)
-            results.append((q, mixture_frequencies(q, centres(q, CFG), 20, 0, 5000, CFG)))
+            coder = GmmEntropyCoder(CFG)
+            data, coded = coder.encode(centres(q, CFG) + offsets, q)
+            freq = mixture_frequencies(q, centres(q, CFG), 20, 0, 5000, CFG)
+            results.append((q, freq, data, coded, coder.decode(data, q)))
     finally:
         torch.set_num_threads(before)
-    (q1, f1), (q2, f2) = results
+    (q1, f1, d1, c1, o1), (q2, f2, d2, c2, o2) = results
     for name in ("weights", "means", "scale_idx"):
         assert np.array_equal(getattr(q1, name), getattr(q2, name))
     assert np.array_equal(f1, f2)
+    assert d1 == d2 and np.array_equal(c1, c2)
+    assert np.array_equal(o1, c1) and np.array_equal(o2, c2)
 
 
 # ----------------------------------------------------------------------------- coder

@@ -1,15 +1,34 @@
-"""Thin wrapper over constriction's ANS coder with per-symbol integer tables.
+"""The one wrapper over constriction's ANS coder: every entropy-coded byte goes through here.
 
-Frequencies are passed as integer-valued float64 arrays: they are exact, so
-constriction's fixed-point quantization of them is a pure function of the
-integers, and encoder and decoder agree on every machine.
+Each symbol i is coded under its own row of integer frequencies (a categorical
+distribution over that row's columns), passed to constriction's
+``Categorical(perfect=False)`` family as floats. They are exact integers (sums
+stay below 2**24), so constriction's fixed-point quantization of them is a
+pure function of the integers, and encoder and decoder agree on every machine.
+The row dtype is part of the format of each caller (float64 for z and block
+motion, float32 for y): it is kept as the caller gives it.
+
+Bytes: constriction's 32-bit words, little-endian; with ``trim`` the zero high
+bytes of the last word are dropped (that word is never zero), and the decoder
+puts them back.
+
+Rows are built in chunks by a caller's function, so memory stays bounded for any
+number of symbols. Building them is most of the work, and each chunk's rows
+depend only on the chunk, so while the coder works through one chunk the rows
+of the next ones are built by other threads (dvc_edic.entropy.parallel): the
+ANS stack itself is sequential, so this is where a second core helps. Chunks
+are pushed onto the stack last-first so the decoder pops them first-last; how
+the symbols are cut into chunks does not change the bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import constriction
 import numpy as np
 
+from dvc_edic.entropy.parallel import chunks, in_order
 from dvc_edic.errors import BitstreamError
 
 WORD_BYTES = 4  # constriction emits 32-bit words
@@ -18,47 +37,73 @@ PANIC_EXCEPTION_NAME = "PanicException"  # pyo3's wrapper for a panic inside con
 AnsCoder = constriction.stream.stack.AnsCoder
 _MODEL = constriction.stream.model.Categorical(perfect=False)
 
+SECTION = "entropy-coded section"  # what errors call the data unless the caller names it
+# rows(start, stop): the frequency rows (stop - start, L) of symbols start .. stop-1.
+Rows = Callable[[int, int], np.ndarray]
 
-def ans_encode(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
-    """Code ``symbols`` (N,) where symbol i follows the row ``freqs[i]`` (N, L)."""
+
+def encode_rows(symbols: np.ndarray, rows: Rows, step: int, *, trim: bool = False) -> bytes:
+    """Code ``symbols`` (N,), symbol i under row i of ``rows``, built ``step`` symbols at a time."""
     coder = AnsCoder()
-    if symbols.size:
-        coder.encode_reverse(
-            np.ascontiguousarray(symbols, dtype=np.int32),
-            _MODEL,
-            np.ascontiguousarray(freqs, dtype=np.float64),
-        )
-    return coder.get_compressed().astype("<u4").tobytes()
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+    spans = chunks(symbols.size, step)[::-1]
+    for (start, stop), probs in zip(spans, in_order(rows, spans), strict=True):
+        coder.encode_reverse(symbols[start:stop], _MODEL, probs)
+    data = coder.get_compressed().astype("<u4").tobytes()
+    return data.rstrip(b"\0") if trim else data
 
 
-def ans_decode(data: bytes, freqs: np.ndarray) -> np.ndarray:
-    """Decode ``len(freqs)`` symbols; any inconsistency becomes a BitstreamError."""
-    if len(data) % WORD_BYTES:
-        raise BitstreamError(
-            f"entropy-coded section has {len(data)} bytes, not a multiple of {WORD_BYTES}"
-        )
-    n = freqs.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=np.int32)
+def decode_rows(
+    data: bytes, count: int, rows: Rows, step: int, *, trim: bool = False, what: str = SECTION
+) -> np.ndarray:
+    """Inverse of :func:`encode_rows` for ``count`` symbols (int32); ``what`` names the
+    section in errors. Any inconsistency becomes a BitstreamError."""
+    if trim:
+        data = bytes(data) + b"\0" * (-len(data) % WORD_BYTES)
+    elif len(data) % WORD_BYTES:
+        raise BitstreamError(f"{what}: {len(data)} bytes, not a multiple of {WORD_BYTES}")
+    out = np.empty(count, dtype=np.int32)
+    if count == 0:
+        return out
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    spans = chunks(count, step)
     try:
         coder = AnsCoder(words)
-        out = coder.decode(_MODEL, np.ascontiguousarray(freqs, dtype=np.float64))
+        for (start, stop), probs in zip(spans, in_order(rows, spans), strict=True):
+            out[start:stop] = coder.decode(_MODEL, probs)
         consumed = coder.is_empty()
+    except BitstreamError:
+        raise
     except Exception as exc:  # constriction reports corrupt input as assorted errors
-        raise BitstreamError(f"entropy decoding failed: {exc}") from exc
+        raise BitstreamError(f"{what}: entropy decoding failed: {exc}") from exc
     except BaseException as exc:
-        raise_if_panic(exc)
+        raise_if_panic(exc, what)
         raise
     if not consumed:
+        # ANS returns to its initial state only if every word was consumed in order,
+        # so truncation, extra bytes and most bit flips all end up here.
         raise BitstreamError(
-            f"entropy decoding of {n} symbols did not end in the coder's initial state "
-            "(truncated or corrupt stream)"
+            f"{what}: after decoding all {count} symbols the ANS state is not back at its "
+            "start (truncated or corrupt stream)"
         )
-    return np.asarray(out, dtype=np.int32)
+    return out
 
 
-def raise_if_panic(exc: BaseException) -> None:
+def ans_encode(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
+    """Code ``symbols`` (N,) where symbol i follows the row ``freqs[i]`` (N, L), as float64."""
+    table = np.ascontiguousarray(freqs, dtype=np.float64)
+    return encode_rows(symbols, lambda start, stop: table[start:stop], max(1, len(table)))
+
+
+def ans_decode(data: bytes, freqs: np.ndarray, what: str = SECTION) -> np.ndarray:
+    """Decode ``len(freqs)`` symbols coded by :func:`ans_encode`."""
+    table = np.ascontiguousarray(freqs, dtype=np.float64)
+    count = table.shape[0]
+    return decode_rows(data, count, lambda start, stop: table[start:stop], max(1, count),
+                       what=what)  # fmt: skip
+
+
+def raise_if_panic(exc: BaseException, what: str = SECTION) -> None:
     """A Rust panic surfaces as pyo3's PanicException, a BaseException: make it a stream error."""
     if type(exc).__name__ == PANIC_EXCEPTION_NAME:
-        raise BitstreamError(f"entropy decoder panicked: {exc}") from exc
+        raise BitstreamError(f"{what}: entropy decoder panicked: {exc}") from exc

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dvc_edic.entropy import parallel
 from dvc_edic.entropy.config import GmmConfig
 from dvc_edic.entropy.grids import LOGIT_STEP_LOG2, scale_grid, weight_exp_table
 from dvc_edic.errors import InputError
 
+QUANTIZE_SPAN = 1 << 15  # elements per span of quantize_gmm's parallel work
 MEAN_ABS_MAX = 1 << 15  # means are clamped to +-32768 latent units: keeps symbols in int32
 PARAM_NDIM = 5  # (B, K, M, H, W)
 
@@ -39,10 +41,14 @@ class QuantizedGmm:
 
 
 def _flat64(t: torch.Tensor) -> np.ndarray:
-    """(1, K, M, H, W) tensor -> contiguous, finite float64 (K, N)."""
+    """(1, K, M, H, W) tensor -> contiguous float64 (K, N) (widening is exact)."""
     a = t.detach().to(device="cpu", dtype=torch.float64).contiguous().numpy()[0]
+    return a.reshape(a.shape[0], -1)
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
     big = np.finfo(np.float64).max / 4  # far beyond every clamp below, and safe to subtract
-    return np.nan_to_num(a.reshape(a.shape[0], -1), nan=0.0, posinf=big, neginf=-big)
+    return np.nan_to_num(a, nan=0.0, posinf=big, neginf=-big)
 
 
 def _quantize_weights(logits: np.ndarray, weight_bits: int) -> np.ndarray:
@@ -71,7 +77,11 @@ def _quantize_weights(logits: np.ndarray, weight_bits: int) -> np.ndarray:
 def quantize_gmm(
     weight_logits: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, cfg: GmmConfig
 ) -> QuantizedGmm:
-    """Quantize (1, K, M, H, W) float parameters; the result's rows follow C-order of (M, H, W)."""
+    """Quantize (1, K, M, H, W) float parameters; the result's rows follow C-order of (M, H, W).
+
+    Each element depends on its own parameters only, so spans of elements are
+    quantised side by side on the cores torch may use (entropy.parallel).
+    """
     shapes = {tuple(t.shape) for t in (weight_logits, means, scales)}
     if len(shapes) != 1:
         raise InputError(f"quantize_gmm: parameter shapes differ: {sorted(shapes)}")
@@ -79,15 +89,21 @@ def quantize_gmm(
     if len(shape) != PARAM_NDIM or shape[0] != 1 or shape[1] != cfg.mixtures:
         raise InputError(f"quantize_gmm: expected shape (1, {cfg.mixtures}, M, H, W), got {shape}")
     step = 1 << cfg.mean_step_log2
-    w = _quantize_weights(_flat64(weight_logits), cfg.weight_bits)
     mean_limit = MEAN_ABS_MAX * step
-    m = np.rint(np.clip(_flat64(means) * step, -mean_limit, mean_limit))
-    s = np.searchsorted(scale_grid(cfg).boundaries, _flat64(scales), side="right")
-    return QuantizedGmm(
-        weights=np.ascontiguousarray(w.T, dtype=np.int32),
-        means=np.ascontiguousarray(m.T, dtype=np.int32),
-        scale_idx=np.ascontiguousarray(s.T, dtype=np.int32),
-    )
+    boundaries = scale_grid(cfg).boundaries
+    logits64, means64, scales64 = (_flat64(t) for t in (weight_logits, means, scales))
+    count = logits64.shape[1]
+    out = [np.empty((count, cfg.mixtures), dtype=np.int32) for _ in range(3)]  # (N, K) each
+
+    def span(start: int, stop: int) -> None:
+        w = _quantize_weights(_finite(logits64[:, start:stop]), cfg.weight_bits)
+        m = np.rint(np.clip(_finite(means64[:, start:stop]) * step, -mean_limit, mean_limit))
+        s = np.searchsorted(boundaries, _finite(scales64[:, start:stop]), side="right")
+        for dst, src in zip(out, (w, m, s), strict=True):
+            dst[start:stop] = src.T
+
+    parallel.run(span, count, QUANTIZE_SPAN)
+    return QuantizedGmm(weights=out[0], means=out[1], scale_idx=out[2])
 
 
 def dequantize_gmm(

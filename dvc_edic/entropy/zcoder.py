@@ -59,7 +59,7 @@ def decode_z(data: bytes, shape: tuple[int, int, int], eb: EntropyBottleneck) ->
     freqs, _, offsets = _tables(eb)
     c, h, w = shape
     chan = np.repeat(np.arange(c), h * w)
-    idx = ans_decode(data, freqs[chan]).reshape(c, h, w).astype(np.int64)
+    idx = ans_decode(data, freqs[chan], what="hyper-latent z").reshape(c, h, w).astype(np.int64)
     return _dequantize(idx, offsets, z_medians(eb))
 
 

@@ -23,7 +23,7 @@ from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.entropy import GmmConfig
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents, CoderConfig
-from dvc_edic.models.layers import ResidualBlock, conv
+from dvc_edic.models.layers import ResidualBlock, blocked_stack, conv
 from flows import backward_warp, build_flow_estimator
 
 
@@ -45,7 +45,11 @@ class MotionCompensation(nn.Module):
     def forward(
         self, warped: torch.Tensor, reference: torch.Tensor, flow: torch.Tensor
     ) -> torch.Tensor:
-        h = torch.relu(self.head(torch.cat([warped, reference, flow], dim=1)))
+        x = torch.cat([warped, reference, flow], dim=1)
+        out = blocked_stack(x, self.head, self.body, self.tail, warped, "relu")
+        if out is not None:  # the same numbers without layout copies
+            return out
+        h = torch.relu(self.head(x))
         return warped + self.tail(self.body(h))
 
 
