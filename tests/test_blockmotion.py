@@ -156,3 +156,17 @@ def test_search_prices_every_block_size_coarse_to_fine() -> None:
         assert np.array_equal(inner[0], np.full_like(inner[0], 1 * 4))
         assert np.array_equal(inner[1], np.full_like(inner[1], -2 * 4))
         assert np.isfinite(f.cost) and f.cost > 0
+
+
+def test_the_search_prediction_matches_the_decoders_warp() -> None:
+    """The search prices fields with grid_sample; the decoder warps exactly. They must agree
+    (border clamping included) to far below one code value, or the search prices the wrong
+    prediction."""
+    from dvc_edic.encoder.blocksearch import _Field
+
+    g = torch.Generator().manual_seed(7)
+    ref = torch.rand(1, 6, 40, 56, generator=g)
+    vectors = torch.randint(-200, 200, (2, 5, 7), generator=g).numpy().astype(np.int32)
+    field = _Field(ref, ref, (37, 50), 3, 3)
+    exact = backward_warp(ref, BlockMotion(vectors, 3, 3).to_flow(ref))
+    assert (field.predict(vectors) - exact).abs().max() < 1e-4

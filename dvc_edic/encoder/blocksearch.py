@@ -29,7 +29,6 @@ from dvc_edic.blockmotion import (
 )
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import BlockSearchSettings
-from flows import backward_warp
 
 # The eight neighbours of a vector, for one step of the descent.
 _NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
@@ -47,12 +46,27 @@ class _Field:
         mask = torch.zeros(x.shape[-2:], dtype=x.dtype)
         mask[: size[0], : size[1]] = 1.0
         self.mask = mask
+        height, width = x.shape[-2:]
+        # grid_sample's coordinates (align_corners: -1 and 1 are the edge samples' centres)
+        self.unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)],
+                                 dtype=x.dtype)
+        ys, xs = torch.meshgrid(torch.arange(height, dtype=x.dtype),
+                                torch.arange(width, dtype=x.dtype), indexing="ij")
+        self.base = torch.stack([xs, ys], dim=-1)[None] * self.unit - 1.0
+
+    def predict(self, vectors: np.ndarray) -> torch.Tensor:
+        """The reference warped by a trial field. The search prices hundreds of fields a
+        frame, so it uses grid_sample, 5x faster here than the decoder's exact warp
+        (flows.backward_warp: the same bilinear sampling and border clamping, equal to
+        about 1e-5); the coded candidate is then predicted by the exact warp."""
+        motion = BlockMotion(vectors, self.block_log2, self.precision_log2)
+        grid = self.base + motion.to_flow(self.x).permute(0, 2, 3, 1) * self.unit
+        return F.grid_sample(self.reference, grid, mode="bilinear", padding_mode="border",
+                             align_corners=True)
 
     def sse(self, vectors: np.ndarray) -> np.ndarray:
         """(rows, cols) squared error of each block's prediction, over all channels."""
-        motion = BlockMotion(vectors, self.block_log2, self.precision_log2)
-        warped = backward_warp(self.reference, motion.to_flow(self.x))
-        err = (warped - self.x).square().sum(dim=1)[0] * self.mask
+        err = (self.predict(vectors) - self.x).square().sum(dim=1)[0] * self.mask
         side = 1 << self.block_log2
         height, width = err.shape
         err = F.pad(err, (0, self.cols * side - width, 0, self.rows * side - height))
