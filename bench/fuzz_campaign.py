@@ -51,7 +51,7 @@ from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS
 from dvc_edic.bitstream.packet import CRC_COVERED, PACKET_HEAD, U8, U32
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
-from dvc_edic.encoder.decision import Chooser
+from dvc_edic.encoder.decision import INTRA_RESIDUAL_SUFFIX, Chooser
 from dvc_edic.errors import BitstreamError, WeightsError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.video import VideoCodecModel
@@ -117,17 +117,20 @@ CORPUS: tuple[StreamSpec, ...] = (
     StreamSpec("carphone-IPI-q4", "carphone", 0, 3, 4.0, 2),
     StreamSpec("carphone-IPP-q6.5", "carphone", 3, 3, 6.5, -1),
     StreamSpec("smooth10-IP-q2", "smooth10", 0, 2, 2.0, -1),
-    StreamSpec("carphone-IP6-modes-q5", "carphone", 6, 7, 5.0, -1, modes=True),
+    StreamSpec("carphone-IP8-modes-q5", "carphone", 6, 9, 5.0, -1, modes=True),
 )
 # The full P mode only, as format version 1 had: what the plain corpus streams hold.
 FULL_P = EncoderSettings("fuzz", ("learned",), skip_residual=False, intra_fallback=False,
                          dis_preset="ultrafast")
+# A cycle entry with this suffix: the mode's residual at another quality, which the packet
+# carries in a ``q`` section (what the rate controller and --residual-quality-search write).
+OWN_QUALITY = "@q-1"
 # Every P packet layout: motion + residual, motion only, residual only, neither; with and
 # without the MC net; the motion as MV latents or as block vectors.
 ALL_P_MODES = EncoderSettings("fuzz-modes", ("learned", "zero", "block"), skip_residual=True,
                               intra_fallback=False, dis_preset="ultrafast", plain_warp="search")
 P_MODE_CYCLE = ("learned+skip", "zero", "zero+nomc+skip", "learned+nomc", "block8+nomc",
-                "block8+nomc+skip")
+                "block8+nomc+skip", "block8+nomc+ires", "zero" + OWN_QUALITY)
 SMOOTH_SIZE = (64, 96)  # (height, width) of the 10-bit stream's pictures
 SMOOTH_BIT_DEPTH = 10
 
@@ -395,7 +398,17 @@ def cycle_modes() -> Chooser:
             return decision
         mode = P_MODE_CYCLE[turn % len(P_MODE_CYCLE)]
         turn += 1
-        chosen = next(c for c in candidates if c.mode == mode)
+        if mode.endswith(OWN_QUALITY):
+            base = next(c for c in candidates if c.mode == mode.removesuffix(OWN_QUALITY))
+            assert base.at_quality is not None and base.quality is not None
+            chosen = base.at_quality(base.quality - 1, True)
+        elif mode.endswith(INTRA_RESIDUAL_SUFFIX):
+            base = next(c for c in candidates
+                        if c.mode == mode.removesuffix(INTRA_RESIDUAL_SUFFIX))
+            assert base.with_intra_residual is not None
+            chosen = base.with_intra_residual()
+        else:
+            chosen = next(c for c in candidates if c.mode == mode)
         return Decision(chosen, decision.chosen, candidates)
 
     return pick

@@ -191,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         dest="residual_quality_deltas",
         metavar="D1,D2,...",
-        help="also code the winning P-frame's residual at its quality + each D (clamped to "
-        "the ladder; the packet then carries its quality), keeping the lowest rate + "
-        "lambda * distortion at the frame's lambda, e.g. -1,1. Default: the preset's",
+        help="at P positions, also code the best residual-carrying candidate's residual at "
+        "the frame's quality + each D (clamped to the ladder; the packet then carries its "
+        "quality), keeping whatever has the lowest rate + lambda * distortion at the "
+        "frame's lambda, e.g. -1,1. Default: the preset's (none)",
     )
     p.add_argument(
         "--no-intra-fallback",
