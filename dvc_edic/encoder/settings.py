@@ -105,7 +105,8 @@ class EncoderSettings:
     intra_residual: bool = False
     # every decision's lambda = the training ladder's x this (mode, block search, refinement)
     lambda_scale: float = 1.0
-    # the P winner's residual is also coded at its quality + each of these (same lambda)
+    # the best residual-carrying P candidate is also coded at the frame's quality + each of
+    # these, at the same lambda (dvc_edic.encoder.decision.search_residual_quality)
     residual_quality_deltas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
