@@ -48,7 +48,7 @@ import torch
 from bench.bench_sequence import amplify_analysis
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter
 from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS
-from dvc_edic.bitstream.packet import CRC_COVERED, PACKET_HEAD, U8, U32
+from dvc_edic.bitstream.packet import FIXED_SECTION_BYTES, LEAN_SECTION_ORDER, U8, U32
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
 from dvc_edic.encoder.decision import INTRA_RESIDUAL_SUFFIX, Chooser
@@ -98,6 +98,7 @@ MAX_FLIPS = 8
 MAX_SPAN = 16
 BOUNDARY_JITTER = 3
 BITS_PER_BYTE = 8
+VARINT_MAX_BYTES = 5  # the format's longest LEB128 field
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class Layout:
     header_fields: tuple[IntField, ...]
     header_bytes: tuple[IntField, ...]  # magic, weights hash, model id
     packet_spans: tuple[tuple[int, int], ...]  # (offset, size) of each packet
+    packet_heads: tuple[int, ...]  # bytes before each packet's payload
     packet_fields: tuple[IntField, ...]
     data_spans: tuple[tuple[int, int, int], ...]  # (packet, offset, size) of section data
 
@@ -186,34 +188,40 @@ def parse_layout(data: bytes) -> Layout:
     header_size = FIXED.size + model_id_len + CRC.size
     pos = header_size
     spans: list[tuple[int, int]] = []
+    heads: list[int] = []
     fields: list[IntField] = []
     data_spans: list[tuple[int, int, int]] = []
     while pos < len(data):
         index = len(spans)
-        _, _, length, _ = PACKET_HEAD.unpack_from(data, pos)
-        fields.append(IntField("frame_type", pos + 4, U8.size, index))
-        fields.append(IntField("payload_length", pos + 5, U32.size, index))
-        p = pos + PACKET_HEAD.size
-        count = data[p]
-        fields.append(IntField("section_count", p, U8.size, index))
-        p += U8.size
-        for number in range(count):
-            fields.append(IntField(f"s{number}.id", p, U8.size, index))
-            p += U8.size
-            data_len, width = _read_varint(data, p)
-            fields.append(IntField(f"s{number}.data_len", p, width, index))
-            p += width
+        fields.append(IntField("tag", pos, U8.size, index))
+        length, width = _read_varint(data, pos + U8.size)
+        fields.append(IntField("payload_length", pos + U8.size, width, index))
+        head = U8.size + width + U32.size
+        p = pos + head
+        mask, width = _read_varint(data, p)
+        fields.append(IntField("section_mask", p, width, index))
+        p += width
+        names = [name for bit, name in enumerate(LEAN_SECTION_ORDER) if mask >> bit & 1]
+        for number, name in enumerate(names):
+            data_len = FIXED_SECTION_BYTES.get(name)
+            if data_len is None and number + 1 == len(names):
+                data_len = pos + head + length - p
+            elif data_len is None:
+                data_len, width = _read_varint(data, p)
+                fields.append(IntField(f"s{number}.data_len", p, width, index))
+                p += width
             if data_len:
                 data_spans.append((index, p, data_len))
             p += data_len
-        size = PACKET_HEAD.size + length
-        spans.append((pos, size))
-        pos += size
+        spans.append((pos, head + length))
+        heads.append(head)
+        pos += head + length
     return Layout(
         header_size=header_size,
         header_fields=tuple(header_fields),
         header_bytes=tuple(header_bytes),
         packet_spans=tuple(spans),
+        packet_heads=tuple(heads),
         packet_fields=tuple(fields),
         data_spans=tuple(data_spans),
     )
@@ -230,16 +238,20 @@ def fix_header_crc(buf: bytearray) -> None:
 
 def fix_packet_crc(buf: bytearray, offset: int) -> None:
     """Recompute the CRC of the packet at `offset` over the extent its fields declare."""
-    if offset + PACKET_HEAD.size > len(buf):
-        return
-    _, frame_code, length, _ = PACKET_HEAD.unpack_from(buf, offset)
-    start = offset + PACKET_HEAD.size
+    length = width = 0
+    while width < VARINT_MAX_BYTES:  # the length field may have been edited: parse warily
+        at = offset + U8.size + width
+        if at >= len(buf):
+            return
+        length |= (buf[at] & 0x7F) << (7 * width)
+        width += 1
+        if not buf[at] & 0x80:
+            break
+    crc_offset = offset + U8.size + width
+    start = crc_offset + U32.size
     if start + length > len(buf):
         return
-    crc = zlib.crc32(
-        bytes(buf[start : start + length]), zlib.crc32(CRC_COVERED.pack(frame_code, length))
-    )
-    crc_offset = offset + PACKET_HEAD.size - U32.size
+    crc = zlib.crc32(bytes(buf[start : start + length]), zlib.crc32(bytes(buf[offset:crc_offset])))
     buf[crc_offset : crc_offset + U32.size] = U32.pack(crc)
 
 
@@ -266,8 +278,8 @@ def _set_field(rng: random.Random, buf: bytearray, field: IntField) -> str:
 
 def _boundaries(layout: Layout) -> list[int]:
     points = [layout.header_size]
-    for offset, size in layout.packet_spans:
-        points += [offset, offset + PACKET_HEAD.size, offset + size]
+    for (offset, size), head in zip(layout.packet_spans, layout.packet_heads, strict=True):
+        points += [offset, offset + head, offset + size]
     points += [offset for _, offset, _ in layout.data_spans]
     return points
 

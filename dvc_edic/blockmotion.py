@@ -9,15 +9,19 @@ with a median predictor and a Laplace model (as x264 codes its macroblocks'
 vectors), gives the prediction the motion it lacks. The decoder's extra work
 is the entropy decoding of two symbols per block and one warp.
 
-Section layout (``bmv``, format version 3; docs/bitstream.md):
+Section layout (``bmv``, format version 4; docs/bitstream.md):
 
-    u8  block_log2      block side 2^block_log2 model-grid samples
-    u8  precision_log2  vectors in units of 2^-precision_log2 samples
-    u8  scale_x         Laplace scale index of the horizontal residuals
-    u8  scale_y         ... of the vertical residuals
+    u16 head            bits 0-2 block_log2 (block side 2^block_log2 model-grid
+                        samples), 3-4 precision_log2 (vectors in units of
+                        2^-precision_log2 samples), 5-9 scale_x and 10-14
+                        scale_y (Laplace scale indices of the horizontal and
+                        vertical residuals), 15 zero
     varint n            bytes of the main ANS stream
     bytes[n]            the residuals, x then y per block in raster order
     rest                the escaped residuals' remainders (second ANS stream)
+
+Both ANS streams drop the zero high bytes of their last word. Version 3 kept the
+four head fields in a byte each and both streams in whole words.
 
 A residual is the vector minus the median of its left, top and top-right
 neighbours. Residuals with ``|d| >= ESCAPE`` are coded as the escape symbol of
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 
 from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
+from dvc_edic.bitstream.version import FORMAT_VERSION, LEAN_PACKET_VERSION
 from dvc_edic.entropy.ans import ans_decode, ans_encode
 from dvc_edic.errors import BitstreamError
 
@@ -48,7 +53,11 @@ TOTAL_FREQ_LOG2 = 16  # integer frequencies of each table sum to 2^16
 # from SCALE_MIN to SCALE_MAX; each table's decay is round(2^16 * exp(-1/scale)).
 SCALE_COUNT, SCALE_MIN, SCALE_MAX = 32, 0.125, 256.0
 _RATIO_ONE = 1 << 16
-_HEAD_BYTES = 4
+_HEAD_BYTES_V3 = 4
+# Version 4 packs the head into a u16: (field, lowest bit, bits) from bit 0 up.
+_HEAD_BITS = (("block_log2", 0, 3), ("precision_log2", 3, 2), ("scale_x", 5, 5),
+              ("scale_y", 10, 5))
+_HEAD_BYTES = 2
 _PEAK_LOG2 = 40  # fixed-point precision of the unnormalised Laplace masses
 ALPHABET = 2 * ESCAPE + 1  # symbol = d + ESCAPE, clamped: 0 and 2*ESCAPE are the escapes
 
@@ -190,18 +199,31 @@ def encode_block_motion(motion: BlockMotion) -> bytes:
     scales = [best_scale(d[c])[0] for c in range(2)]
     flat = d.transpose(1, 2, 0).reshape(-1)  # x, y of each block in raster order
     tables = np.stack([laplace_freqs(s) for s in scales]).astype(np.float64)
-    main = ans_encode(residual_symbols(flat), tables[np.arange(flat.size) % 2])
+    main = ans_encode(residual_symbols(flat), tables[np.arange(flat.size) % 2], trim=True)
     escaped = np.abs(flat[np.abs(flat) >= ESCAPE]) - ESCAPE
     digits = np.stack([escaped // ESCAPE_BASE, escaped % ESCAPE_BASE], axis=1).reshape(-1)
-    extra = ans_encode(digits, np.ones((digits.size, ESCAPE_BASE)))
-    head = bytes([motion.block_log2, motion.precision_log2, *scales])
-    return head + encode_varint(len(main)) + main + extra
+    extra = ans_encode(digits, np.ones((digits.size, ESCAPE_BASE)), trim=True)
+    values = (motion.block_log2, motion.precision_log2, *scales)
+    head = sum(value << low for value, (_, low, _) in zip(values, _HEAD_BITS, strict=True))
+    return head.to_bytes(_HEAD_BYTES, "little") + encode_varint(len(main)) + main + extra
 
 
-def decode_block_motion(data: bytes, size: tuple[int, int]) -> BlockMotion:
-    """The field of a ``bmv`` section for a model grid of ``size``; a stream error otherwise."""
+def _read_head(cursor: PayloadCursor, version: int) -> tuple[int, ...]:
+    if version < LEAN_PACKET_VERSION:
+        return tuple(cursor.take(_HEAD_BYTES_V3, "head"))
+    head = int.from_bytes(cursor.take(_HEAD_BYTES, "head"), "little")
+    if head >> sum(bits for _, _, bits in _HEAD_BITS):
+        raise BitstreamError(f"section 'bmv': head 0x{head:04x} has its top bit set")
+    return tuple(head >> low & ((1 << bits) - 1) for _, low, bits in _HEAD_BITS)
+
+
+def decode_block_motion(
+    data: bytes, size: tuple[int, int], version: int = FORMAT_VERSION
+) -> BlockMotion:
+    """The field of a ``bmv`` section of a stream of format ``version`` for a model grid of
+    ``size``; a stream error otherwise."""
     cursor = PayloadCursor(memoryview(data), 0, "section 'bmv'")
-    block_log2, precision_log2, scale_x, scale_y = cursor.take(_HEAD_BYTES, "head")
+    block_log2, precision_log2, scale_x, scale_y = _read_head(cursor, version)
     for name, s in (("scale_x", scale_x), ("scale_y", scale_y)):
         if s >= SCALE_COUNT:
             raise BitstreamError(f"section 'bmv': {name} {s} is not below {SCALE_COUNT}")
@@ -214,10 +236,11 @@ def decode_block_motion(data: bytes, size: tuple[int, int]) -> BlockMotion:
     rows, cols = grid_of(size, block_log2)
     count = 2 * rows * cols
     tables = np.stack([laplace_freqs(scale_x), laplace_freqs(scale_y)]).astype(np.float64)
-    symbols = ans_decode(main, tables[np.arange(count) % 2]).astype(np.int64)
+    trim = version >= LEAN_PACKET_VERSION
+    symbols = ans_decode(main, tables[np.arange(count) % 2], trim=trim).astype(np.int64)
     d = symbols - ESCAPE
     escaped = np.flatnonzero(np.abs(d) == ESCAPE)
-    digits = ans_decode(extra, np.ones((2 * escaped.size, ESCAPE_BASE)))
+    digits = ans_decode(extra, np.ones((2 * escaped.size, ESCAPE_BASE)), trim=trim)
     remainder = digits[0::2].astype(np.int64) * ESCAPE_BASE + digits[1::2]
     d[escaped] = np.sign(d[escaped]) * (ESCAPE + remainder)
     return BlockMotion(_accumulate(d.reshape(rows, cols, 2)), block_log2, precision_log2)

@@ -306,7 +306,7 @@ class SequenceDecoder:
             )
         q = frame_quality(packet, self.header.quality, self.model.quality_levels)
         if packet.frame_type == FrameType.I:  # scheduled, or the encoder's intra fallback
-            latents = intra_latents(packet, self.model.intra, self._padded)
+            latents = intra_latents(packet, self.model.intra, self._padded, self.header.version)
             x_hat = self.model.intra.decompress(latents, q, self._padded)
         else:
             assert self._pipe.reference is not None

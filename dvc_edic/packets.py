@@ -5,6 +5,10 @@ One place names the sections (``z``/``y`` of the I-frame coder, ``mv_*`` and
 search agree on them. A P packet may leave out its motion or its residual
 sections: that is how the stream says "zero motion" or "no residual". A ``q``
 section gives the frame a quality of its own, instead of the header's.
+
+Packets are built for the current format version; from version 4 on a ``z``
+string is stored without the zero high bytes of its last ANS word (the ``y``
+strings always were), so reading one needs the stream's version.
 """
 
 from __future__ import annotations
@@ -12,8 +16,14 @@ from __future__ import annotations
 import struct
 
 from dvc_edic.bitstream import QUALITY_SCALE, FrameType, Packet, Section, quantize_quality
-from dvc_edic.bitstream.version import BLOCK_MOTION_VERSION, P_MODES_VERSION
+from dvc_edic.bitstream.version import (
+    BLOCK_MOTION_VERSION,
+    FORMAT_VERSION,
+    LEAN_PACKET_VERSION,
+    P_MODES_VERSION,
+)
 from dvc_edic.blockmotion import decode_block_motion, encode_block_motion
+from dvc_edic.entropy.ans import trim_words, untrim_words
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import MIN_QUALITY
@@ -36,7 +46,7 @@ QUALITY_FIELD = struct.Struct("<H")  # quality x QUALITY_SCALE, as in the header
 def latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
     """Shapes are kept for version-1 writers; version 2 derives them and stores none."""
     shapes = {"z": latents.z_shape, "y": latents.y_shape}
-    data = {"z": latents.z, "y": latents.y}
+    data = {"z": trim_words(latents.z), "y": latents.y}
     return [Section(f"{prefix}{part}", tuple(shapes[part]), data[part]) for part in LATENT_PARTS]
 
 
@@ -87,7 +97,7 @@ def _names(packet: Packet) -> set[str]:
 
 
 def _coder_latents(
-    packet: Packet, prefix: str, coder: EDIC, size: tuple[int, int]
+    packet: Packet, prefix: str, coder: EDIC, size: tuple[int, int], version: int
 ) -> CodedLatents | None:
     """The coder's latents, or None when the packet holds none of its sections.
 
@@ -107,8 +117,11 @@ def _coder_latents(
     y_shape, z_shape = coder.latent_shapes(size)
     z = packet.section(f"{prefix}z")
     y = packet.section(f"{prefix}y")
+    z_data = z.data
+    if version >= LEAN_PACKET_VERSION:
+        z_data = untrim_words(z_data, f"section {z.name!r}")
     return CodedLatents(
-        z=z.data, y=y.data, z_shape=z.shape or z_shape, y_shape=y.shape or y_shape
+        z=z_data, y=y.data, z_shape=z.shape or z_shape, y_shape=y.shape or y_shape
     )
 
 
@@ -123,12 +136,14 @@ def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:
         )
 
 
-def intra_latents(packet: Packet, coder: EDIC, size: tuple[int, int]) -> CodedLatents:
+def intra_latents(
+    packet: Packet, coder: EDIC, size: tuple[int, int], version: int = FORMAT_VERSION
+) -> CodedLatents:
     _check_only(packet, (INTRA_PREFIX,))
     for p_only in (NO_MC_SECTION, BLOCK_MOTION_SECTION):
         if p_only in _names(packet):
             raise BitstreamError(f"I-frame packet has a {p_only!r} section (P-frames only)")
-    latents = _coder_latents(packet, INTRA_PREFIX, coder, size)
+    latents = _coder_latents(packet, INTRA_PREFIX, coder, size, version)
     if latents is None:
         raise BitstreamError("I-frame packet has no z/y sections")
     return latents
@@ -152,9 +167,9 @@ def p_latents(
                 f"P-frame packet has a {BLOCK_MOTION_SECTION!r} section, which format version "
                 f"{version} does not have (block motion needs version {BLOCK_MOTION_VERSION})"
             )
-        block = decode_block_motion(packet.section(BLOCK_MOTION_SECTION).data, size)
-    residual = _coder_latents(packet, RESIDUAL_PREFIX, residual_coder, size)
-    intra_residual = _coder_latents(packet, INTRA_RESIDUAL_PREFIX, intra_coder, size)
+        block = decode_block_motion(packet.section(BLOCK_MOTION_SECTION).data, size, version)
+    residual = _coder_latents(packet, RESIDUAL_PREFIX, residual_coder, size, version)
+    intra_residual = _coder_latents(packet, INTRA_RESIDUAL_PREFIX, intra_coder, size, version)
     if intra_residual is not None:
         if residual is not None:
             raise BitstreamError("P-frame packet has both res_* and ires_* sections; a frame "
@@ -164,7 +179,7 @@ def p_latents(
                                  f"{version} does not have (they need version "
                                  f"{BLOCK_MOTION_VERSION})")
     latents = PFrameLatents(
-        mv=_coder_latents(packet, MV_PREFIX, mv_coder, size),
+        mv=_coder_latents(packet, MV_PREFIX, mv_coder, size, version),
         residual=residual if intra_residual is None else intra_residual,
         mc=not no_mc,
         block=block,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dvc_edic.bitstream import FrameType, Packet, Section
+from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
 from dvc_edic.blockmotion import (
     ALPHABET,
     ESCAPE,
@@ -24,6 +25,7 @@ from dvc_edic.blockmotion import (
 )
 from dvc_edic.encoder.blocksearch import search_block_motion
 from dvc_edic.encoder.settings import BlockSearchSettings
+from dvc_edic.entropy.ans import untrim_words
 from dvc_edic.errors import BitstreamError
 from dvc_edic.packets import p_latents
 from flows import backward_warp
@@ -88,18 +90,38 @@ def test_bad_sections_are_stream_errors() -> None:
     rng = np.random.default_rng(1)
     v = _field(rng, 8, 8, 90.0)
     data = encode_block_motion(BlockMotion(v, 3, 3))
+    head = int.from_bytes(data[:2], "little")
     bad = [
         b"",
-        data[:3],
+        data[:1],
         data[:-4],  # the escape stream cut short
-        bytes([9]) + data[1:],  # block_log2 out of range
-        data[:1] + bytes([4]) + data[2:],  # precision out of range
-        data[:2] + bytes([SCALE_COUNT]) + data[3:],
-        data + b"\x00\x00\x00\x00",
+        ((head & ~0b111) | 7).to_bytes(2, "little") + data[2:],  # block_log2 out of range
+        (head & ~0b111).to_bytes(2, "little") + data[2:],  # block_log2 0
+        (head | 1 << 15).to_bytes(2, "little") + data[2:],  # the head's spare bit
+        data + b"\x01\x00\x00\x00",
+        data + b"\x00",  # an ANS string never ends in a zero byte
     ]
     for d in bad:
         with pytest.raises(BitstreamError):
             decode_block_motion(d, (64, 64))
+    # Version 3's head: a byte a field, each checked for its range.
+    main = encode_varint(4) + bytes(4)
+    for head3 in ([9, 3, 0, 0], [3, 4, 0, 0], [3, 3, SCALE_COUNT, 0]):
+        with pytest.raises(BitstreamError):
+            decode_block_motion(bytes(head3) + main, (64, 64), 3)
+
+
+def test_a_version_3_section_still_decodes() -> None:
+    """Version 3 kept the head a byte a field and the ANS words whole."""
+    v = _field(np.random.default_rng(2), 6, 5, 3.0)
+    data = encode_block_motion(BlockMotion(v, 2, 2))
+    head = int.from_bytes(data[:2], "little")
+    fields = [head >> low & ((1 << bits) - 1) for low, bits in ((0, 3), (3, 2), (5, 5), (10, 5))]
+    cursor = PayloadCursor(memoryview(data)[2:], 2, "test")
+    main = untrim_words(bytes(cursor.take(cursor.varint("n"), "main")))
+    extra = untrim_words(bytes(cursor.take(cursor.rest(), "extra")))
+    old = bytes(fields) + encode_varint(len(main)) + main + extra
+    assert np.array_equal(decode_block_motion(old, (24, 20), 3).vectors, v)
     with pytest.raises(BitstreamError, match="exceeds"):
         BlockMotion(np.full((2, 1, 1), MAX_VECTOR + 1, dtype=np.int32), 3, 3)
 
@@ -108,7 +130,7 @@ def test_p_packet_refuses_version_3_parts_in_older_streams_and_doubled_parts(tin
     pf = tiny_model.pframe
     bmv = Section("bmv", (), encode_block_motion(BlockMotion(np.zeros((2, 2, 2), np.int32), 3, 3)))
     packet = Packet(FrameType.P, (bmv,))
-    latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 3)
+    latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 4)
     assert latents.block is not None
     with pytest.raises(BitstreamError, match="version 3"):
         p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 2)
@@ -118,10 +140,10 @@ def test_p_packet_refuses_version_3_parts_in_older_streams_and_doubled_parts(tin
     two = Packet(FrameType.P, (*ires.sections, Section("res_z", (), b""),
                                Section("res_y", (), b"")))
     with pytest.raises(BitstreamError, match="one residual"):
-        p_latents(two, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 3)
+        p_latents(two, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 4)
     both = Packet(FrameType.P, (bmv, Section("mv_z", (), b""), Section("mv_y", (), b"")))
     with pytest.raises(BitstreamError, match="not both"):
-        p_latents(both, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 3)
+        p_latents(both, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 4)
 
 
 def test_search_finds_a_global_shift() -> None:

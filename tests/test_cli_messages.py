@@ -149,7 +149,7 @@ def test_image_errors_name_the_file(
     code, _, err = run(capsys, image.cli, "decode", bad, tmp_path / "o.png", "--weights", weights)
     assert code == EXIT_ERROR
     assert lines(err) == [f"error: {bad}: stream format version 0, this decoder reads versions "
-                          "1 to 3 (header field version (offset 4))"]
+                          "1 to 4 (header field version (offset 4))"]
 
 
 def test_an_alpha_channel_is_dropped_with_a_warning(

@@ -9,20 +9,30 @@ Format version 1 writes each section as (name, shape, u32 length, bytes).
 Version 2 writes (one-byte id, LEB128 length, bytes): the decoder derives every
 latent shape from the frame size and the model, so storing it bought nothing,
 and the 20-odd bytes a section cost were a tenth of a low-rate CIF P-frame.
+Version 4 cuts the framing again, from about 22 bytes a P-frame to about 10: a
+one-byte tag replaces the four-byte sync and the frame type, the payload length
+is a varint, one bit mask names the sections (commonest first), and neither the
+fixed-size sections nor the last one store a length. At the low end of the
+ladder a skipped P-frame is little more than its framing, so this is where the
+bytes were.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from dvc_edic.bitstream.fields import as_int, check_range, decode_name, encode_name
 from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U16_MAX, U32_MAX, Limits
 from dvc_edic.bitstream.source import ByteSource
-from dvc_edic.bitstream.version import COMPACT_SECTIONS_VERSION, FORMAT_VERSION
+from dvc_edic.bitstream.version import (
+    COMPACT_SECTIONS_VERSION,
+    FORMAT_VERSION,
+    LEAN_PACKET_VERSION,
+)
 from dvc_edic.errors import BitstreamError
 
 # Marks the start of each packet, so a reader that lost its place says so.
@@ -34,14 +44,27 @@ CRC_COVERED = struct.Struct("<BI")
 SECTION_COUNT = struct.Struct("<H")
 U8 = struct.Struct("<B")
 U32 = struct.Struct("<I")
-# Smallest possible packet: head plus an empty section list (version 1's count is the wider).
+# Version 4's head: a tag (TAG_MARK | frame type), a varint payload length, the CRC32.
+TAG_MARK = 0xD0
+TAG_MARK_BITS = 0xF0
+# Smallest possible packet: head plus an empty section list (version 1's count is the wider;
+# version 4's empty list is a one-byte mask of 0 after a one-byte length).
 MIN_PACKET_SIZE = PACKET_HEAD.size + U8.size
+MIN_LEAN_PACKET_SIZE = U8.size + U8.size + U32.size + U8.size
 # Version 2 names sections by these ids. New names may only be appended.
 SECTION_IDS: dict[str, int] = {
     "z": 0, "y": 1, "mv_z": 2, "mv_y": 3, "res_z": 4, "res_y": 5, "crop": 6, "q": 7,
     "nomc": 8, "bmv": 9, "ires_z": 10, "ires_y": 11,
 }
 _SECTION_NAMES = {code: name for name, code in SECTION_IDS.items()}
+# Version 4's mask bit of each section, the commonest first, so that a usual packet
+# (block motion, plain warp, a residual; or an I-frame) needs a one-byte mask. The
+# payload holds the sections in this order. New names may only be appended.
+LEAN_SECTION_ORDER = ("nomc", "bmv", "ires_z", "ires_y", "z", "y", "q",
+                      "res_z", "res_y", "mv_z", "mv_y", "crop")
+_LEAN_BITS = {name: bit for bit, name in enumerate(LEAN_SECTION_ORDER)}
+# Sections whose data always has this many bytes: version 4 stores no length for them.
+FIXED_SECTION_BYTES: dict[str, int] = {"nomc": 0, "q": 2, "crop": 8}
 # LEB128: 7 payload bits a byte, high bit set on every byte but the last.
 _VARINT_BITS = 7
 _VARINT_MORE = 0x80
@@ -60,6 +83,31 @@ def encode_varint(value: int) -> bytes:
         else:
             out.append(low)
             return bytes(out)
+
+
+def min_packet_size(version: int) -> int:
+    """The fewest bytes a packet of format ``version`` takes (bounds a header's frame count)."""
+    return MIN_LEAN_PACKET_SIZE if version >= LEAN_PACKET_VERSION else MIN_PACKET_SIZE
+
+
+def looks_like_packet(data: bytes, version: int) -> bool:
+    """Whether ``data`` starts the way a packet of format ``version`` does (for error hints)."""
+    if version >= LEAN_PACKET_VERSION:
+        return bool(data) and data[0] & TAG_MARK_BITS == TAG_MARK
+    return data.startswith(SYNC)
+
+
+def read_varint(next_byte: Callable[[], int], what: str) -> int:
+    """LEB128 as this format writes it: at most 5 bytes, no over-long form, <= 2**32 - 1."""
+    value = 0
+    for number in range(_VARINT_MAX_BYTES):
+        byte = next_byte()
+        value |= (byte & _VARINT_MASK) << (_VARINT_BITS * number)
+        if not byte & _VARINT_MORE:
+            if number and not byte:
+                raise BitstreamError(f"{what}: over-long varint encoding")
+            return check_range(value, 0, U32_MAX, what)
+    raise BitstreamError(f"{what}: varint longer than {_VARINT_MAX_BYTES} bytes")
 
 
 class FrameType(IntEnum):
@@ -172,14 +220,37 @@ class Packet:
         )
 
     def payload_bytes(self, version: int = FORMAT_VERSION) -> bytes:
+        if version >= LEAN_PACKET_VERSION:
+            return self._lean_payload()
         count = U8 if version >= COMPACT_SECTIONS_VERSION else SECTION_COUNT
         return count.pack(len(self.sections)) + b"".join(
             section.to_bytes(version) for section in self.sections
         )
 
+    def in_stored_order(self) -> Packet:
+        """The same packet with its sections in the order version 4 stores (and reads) them."""
+        return Packet(self.frame_type, tuple(sorted(self.sections, key=_lean_bit)))
+
+    def _lean_payload(self) -> bytes:
+        ordered = self.in_stored_order().sections
+        parts = [encode_varint(sum(1 << _lean_bit(s) for s in ordered))]
+        for number, section in enumerate(ordered):
+            fixed = FIXED_SECTION_BYTES.get(section.name)
+            if fixed is not None and len(section.data) != fixed:
+                raise BitstreamError(
+                    f"section {section.name!r}: expected {fixed} bytes, got {len(section.data)}"
+                )
+            if fixed is None and number + 1 < len(ordered):
+                parts.append(encode_varint(len(section.data)))
+            parts.append(section.data)
+        return b"".join(parts)
+
     def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
         payload = self.payload_bytes(version)
         check_range(len(payload), 0, U32_MAX, "packet payload length")
+        if version >= LEAN_PACKET_VERSION:
+            prefix = U8.pack(TAG_MARK | self.frame_type) + encode_varint(len(payload))
+            return prefix + U32.pack(zlib.crc32(payload, zlib.crc32(prefix))) + payload
         covered = CRC_COVERED.pack(self.frame_type, len(payload))
         crc = zlib.crc32(payload, zlib.crc32(covered))
         return PACKET_HEAD.pack(SYNC, self.frame_type, len(payload), crc) + payload
@@ -213,6 +284,8 @@ def read_packet(
     source: ByteSource, limits: Limits, index: int, version: int = FORMAT_VERSION
 ) -> Packet:
     """Read packet number `index` at the current offset, checking each field as it comes."""
+    if version >= LEAN_PACKET_VERSION:
+        return _read_lean_packet(source, limits, index)
     start = source.offset
     where = f"packet {index} (offset {start})"
     head = source.read_exact(PACKET_HEAD.size, f"{where} head")
@@ -249,6 +322,56 @@ def read_packet(
     return Packet(FrameType(frame_code), sections)
 
 
+def _read_lean_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
+    """Version 4: tag, varint payload length, CRC32 of both and the payload, payload."""
+    start = source.offset
+    where = f"packet {index} (offset {start})"
+    prefix = bytearray(source.read_exact(U8.size, f"{where} tag"))
+    tag = prefix[0]
+    frame_code = tag & ~TAG_MARK_BITS & U8_MAX
+    if tag & TAG_MARK_BITS != TAG_MARK or frame_code not in FrameType._value2member_map_:
+        expected = ", ".join(f"0x{TAG_MARK | t:02x} ({t.name})" for t in FrameType)
+        raise BitstreamError(
+            f"{where} field tag: expected {expected}, got 0x{tag:02x}; the stream is "
+            "corrupted or not aligned on a packet"
+        )
+    length_field = f"{where} field payload_length (offset {start + U8.size})"
+
+    def next_byte() -> int:
+        prefix.extend(source.read_exact(U8.size, length_field))
+        return prefix[-1]
+
+    length = read_varint(next_byte, length_field)
+    check_range(length, U8.size, limits.max_payload_bytes, length_field)
+    (stored_crc,) = U32.unpack(source.read_exact(U32.size, f"{where} crc"))
+    remaining = source.remaining()
+    if remaining is not None and length > remaining:
+        raise BitstreamError(
+            f"truncated stream: {length_field} says {length} bytes, but only "
+            f"{remaining} remain in the stream"
+        )
+    payload_offset = source.offset
+    payload = source.read_exact(length, f"{where} payload")
+    computed_crc = zlib.crc32(payload, zlib.crc32(bytes(prefix)))
+    if computed_crc != stored_crc:
+        raise BitstreamError(
+            f"{where}: CRC32 mismatch, stored 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
+            f"over the tag, length and {length}-byte payload; the packet is corrupted"
+        )
+    cursor = PayloadCursor(memoryview(payload), payload_offset, where)
+    return Packet(FrameType(frame_code), _parse_lean_sections(cursor, limits))
+
+
+def _lean_bit(section: Section) -> int:
+    bit = _LEAN_BITS.get(section.name)
+    if bit is None:
+        raise BitstreamError(
+            f"section {section.name!r}: format versions 2 and later can only store the "
+            f"sections {sorted(SECTION_IDS)}"
+        )
+    return bit
+
+
 class PayloadCursor:
     """Reads a CRC-checked payload; every length is checked against what is left in it."""
 
@@ -274,20 +397,11 @@ class PayloadCursor:
         return view
 
     def varint(self, what: str) -> int:
-        start = self.offset
-        value = 0
-        for number in range(_VARINT_MAX_BYTES):
-            (byte,) = self.take(U8.size, what)
-            value |= (byte & _VARINT_MASK) << (_VARINT_BITS * number)
-            if not byte & _VARINT_MORE:
-                if number and not byte:
-                    raise BitstreamError(
-                        f"{self.where} {what} (offset {start}): over-long varint encoding"
-                    )
-                return check_range(value, 0, U32_MAX, f"{self.where} {what} (offset {start})")
-        raise BitstreamError(
-            f"{self.where} {what} (offset {start}): varint longer than {_VARINT_MAX_BYTES} bytes"
-        )
+        field = f"{self.where} {what} (offset {self.offset})"
+        return read_varint(lambda: self.take(U8.size, what)[0], field)
+
+    def rest(self) -> int:
+        return len(self.payload) - self.pos
 
     def check_end(self) -> None:
         if self.pos != len(self.payload):
@@ -318,6 +432,33 @@ def _parse_sections(cursor: PayloadCursor, limits: Limits) -> tuple[Section, ...
         length = cursor.varint(f"{what} data length")
         data = bytes(cursor.take(length, f"{what} data of {length} bytes"))
         sections.append(Section(name, (), data))
+    cursor.check_end()
+    return tuple(sections)
+
+
+def _parse_lean_sections(cursor: PayloadCursor, limits: Limits) -> tuple[Section, ...]:
+    """Version 4: a mask of the sections present, then each one's data in mask-bit order,
+    with a varint length before it unless its size is fixed or it is the last."""
+    mask_offset = cursor.offset
+    mask = cursor.varint("section mask")
+    if mask >> len(LEAN_SECTION_ORDER):
+        raise BitstreamError(
+            f"{cursor.where} section mask (offset {mask_offset}): 0x{mask:x} has bits for "
+            f"unknown ids; expected only bits 0..{len(LEAN_SECTION_ORDER) - 1}"
+        )
+    names = [name for bit, name in enumerate(LEAN_SECTION_ORDER) if mask >> bit & 1]
+    check_range(
+        len(names), 0, limits.max_sections,
+        f"{cursor.where} section count (mask at offset {mask_offset})",
+    )
+    sections: list[Section] = []
+    for number, name in enumerate(names):
+        what = f"section {number} {name!r}"
+        length = FIXED_SECTION_BYTES.get(name)
+        if length is None:
+            last = number + 1 == len(names)
+            length = cursor.rest() if last else cursor.varint(f"{what} data length")
+        sections.append(Section(name, (), bytes(cursor.take(length, f"{what} data"))))
     cursor.check_end()
     return tuple(sections)
 

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from dvc_edic.bitstream.header import FIELD_OFFSETS, Header, header_size, read_header
 from dvc_edic.bitstream.limits import DEFAULT_LIMITS, Limits
-from dvc_edic.bitstream.packet import MIN_PACKET_SIZE, SYNC, Packet, read_packet
+from dvc_edic.bitstream.packet import Packet, looks_like_packet, min_packet_size, read_packet
 from dvc_edic.bitstream.source import ByteSource
 from dvc_edic.errors import BitstreamError
 
@@ -35,12 +35,13 @@ class BitstreamReader:
         self.packet_sizes: list[int] = []
         self._started = False
         remaining = self._source.remaining()
-        needed = self.header.frame_count * MIN_PACKET_SIZE
+        smallest = min_packet_size(self.header.version)
+        needed = self.header.frame_count * smallest
         if remaining is not None and needed > remaining:
             raise BitstreamError(
                 f"truncated or corrupted stream: header field frame_count (offset "
                 f"{FIELD_OFFSETS['frame_count']}) says {self.header.frame_count}; that many need "
-                f"at least {needed} bytes of packets ({MIN_PACKET_SIZE} per packet), but only "
+                f"at least {needed} bytes of packets ({smallest} per packet), but only "
                 f"{remaining} bytes follow the header"
             )
 
@@ -88,7 +89,7 @@ class BitstreamReader:
             return
         amount = f"{remaining} bytes" if remaining is not None else "trailing bytes"
         hint = ""
-        if trailing.startswith(SYNC):
+        if looks_like_packet(trailing, self.header.version):
             hint = (
                 " that look like another packet: the header's frame_count is too small "
                 "(was BitstreamWriter.finalize() called?)"

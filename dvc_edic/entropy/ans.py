@@ -42,6 +42,19 @@ SECTION = "entropy-coded section"  # what errors call the data unless the caller
 Rows = Callable[[int, int], np.ndarray]
 
 
+def trim_words(data: bytes) -> bytes:
+    """Drop the zero high bytes of the last word: constriction never ends on a zero word."""
+    return data.rstrip(b"\0")
+
+
+def untrim_words(data: bytes, what: str = SECTION) -> bytes:
+    """Inverse of :func:`trim_words`; a trimmed string never ends in a zero byte, so one that
+    does was not written by this coder."""
+    if data and not data[-1]:
+        raise BitstreamError(f"{what}: ends in a zero byte, which a trimmed string never does")
+    return bytes(data) + b"\0" * (-len(data) % WORD_BYTES)
+
+
 def encode_rows(symbols: np.ndarray, rows: Rows, step: int, *, trim: bool = False) -> bytes:
     """Code ``symbols`` (N,), symbol i under row i of ``rows``, built ``step`` symbols at a time."""
     coder = AnsCoder()
@@ -50,7 +63,7 @@ def encode_rows(symbols: np.ndarray, rows: Rows, step: int, *, trim: bool = Fals
     for (start, stop), probs in zip(spans, in_order(rows, spans), strict=True):
         coder.encode_reverse(symbols[start:stop], _MODEL, probs)
     data = coder.get_compressed().astype("<u4").tobytes()
-    return data.rstrip(b"\0") if trim else data
+    return trim_words(data) if trim else data
 
 
 def decode_rows(
@@ -59,7 +72,7 @@ def decode_rows(
     """Inverse of :func:`encode_rows` for ``count`` symbols (int32); ``what`` names the
     section in errors. Any inconsistency becomes a BitstreamError."""
     if trim:
-        data = bytes(data) + b"\0" * (-len(data) % WORD_BYTES)
+        data = untrim_words(data, what)
     elif len(data) % WORD_BYTES:
         raise BitstreamError(f"{what}: {len(data)} bytes, not a multiple of {WORD_BYTES}")
     out = np.empty(count, dtype=np.int32)
@@ -89,18 +102,22 @@ def decode_rows(
     return out
 
 
-def ans_encode(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
+def ans_encode(symbols: np.ndarray, freqs: np.ndarray, *, trim: bool = False) -> bytes:
     """Code ``symbols`` (N,) where symbol i follows the row ``freqs[i]`` (N, L), as float64."""
     table = np.ascontiguousarray(freqs, dtype=np.float64)
-    return encode_rows(symbols, lambda start, stop: table[start:stop], max(1, len(table)))
+    return encode_rows(
+        symbols, lambda start, stop: table[start:stop], max(1, len(table)), trim=trim
+    )
 
 
-def ans_decode(data: bytes, freqs: np.ndarray, what: str = SECTION) -> np.ndarray:
-    """Decode ``len(freqs)`` symbols coded by :func:`ans_encode`."""
+def ans_decode(
+    data: bytes, freqs: np.ndarray, what: str = SECTION, *, trim: bool = False
+) -> np.ndarray:
+    """Decode ``len(freqs)`` symbols coded by :func:`ans_encode` (with the same ``trim``)."""
     table = np.ascontiguousarray(freqs, dtype=np.float64)
     count = table.shape[0]
     return decode_rows(data, count, lambda start, stop: table[start:stop], max(1, count),
-                       what=what)  # fmt: skip
+                       trim=trim, what=what)  # fmt: skip
 
 
 def raise_if_panic(exc: BaseException, what: str = SECTION) -> None:
