@@ -6,11 +6,13 @@ python -m dvc_edic.decode_sequence in.dvce -o out.yuv
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dvc_edic.bitstream import BitstreamReader, Limits, Packet
 from dvc_edic.cli import (
@@ -26,7 +28,12 @@ from dvc_edic.cli import (
     status,
 )
 from dvc_edic.errors import BitstreamError, InputError
+from dvc_edic.image import split_crop
+from dvc_edic.io.frames import Frame, crop_frame
 from dvc_edic.io.opener import check_writer_path, open_writer
+
+if TYPE_CHECKING:
+    from dvc_edic.codec import SequenceDecoder
 
 # The codec (torch, compressai) is imported in _decode, once the stream's header
 # and the output path have been checked: --help and those errors answer at once.
@@ -69,11 +76,13 @@ def _decode(inp: Path, args: argparse.Namespace, limits: Limits) -> int:
         h = reader.header
         packets = iter(reader)
         first = next(packets, None)
-        if first is not None:
-            _refuse_image_stream(inp, first, h.width, h.height)
+        crop = None if first is None else split_crop(first, h.width, h.height)[1]
+        height, width = (h.height, h.width) if crop is None else crop
         check_writer_path(args.output, overwrite=args.force, inputs=[inp])
+        coded = "" if (width, height) == (h.width, h.height) else (
+            f" (a still image, coded as {h.width}x{h.height})")
         status(f"decode {inp} -> {args.output}: {plural(h.frame_count, 'frame')} "
-               f"{h.width}x{h.height} {h.bit_depth}-bit", args.quiet)
+               f"{width}x{height}{coded} {h.bit_depth}-bit", args.quiet)
         from dvc_edic.codec import SequenceDecoder
         from dvc_edic.weights import load_model
 
@@ -81,37 +90,38 @@ def _decode(inp: Path, args: argparse.Namespace, limits: Limits) -> int:
         model = load_model(args.weights)
         start = time.perf_counter()
         decoder = SequenceDecoder(model, h)
+        info = dataclasses.replace(decoder.info, width=width, height=height)
         n = 0
         with (
             progress_bar(h.frame_count, "decode", args.quiet) as bar,
-            open_writer(args.output, decoder.info, overwrite=args.force, inputs=[inp]) as out,
+            open_writer(args.output, info, overwrite=args.force, inputs=[inp]) as out,
         ):
             for packet in itertools.chain([] if first is None else [first], packets):
-                out.write(decoder.decode(packet))
+                out.write(_decode_picture(decoder, packet, crop, n))
                 n += 1
                 bar.update(1)
                 bar.set_postfix(fps=f"{n / (time.perf_counter() - start):.2f}")
     elapsed = time.perf_counter() - start
-    print(f"{args.output}: {plural(n, 'frame')} {h.width}x{h.height} decoded, "
+    print(f"{args.output}: {plural(n, 'frame')} {width}x{height} decoded, "
           f"{n / elapsed:.2f} fps")
     return 0
 
 
-def _refuse_image_stream(inp: Path, packet: Packet, width: int, height: int) -> None:
-    """A still image's stream (python -m dvc_edic.image) is coded at its size padded to even,
-    which 4:2:0 needs, and carries its true size aside: a video file cannot hold an odd
-    size, so rather than write the padded picture, point to the tool that crops it."""
-    from dvc_edic.image import image_size
+def _decode_picture(decoder: SequenceDecoder, packet: Packet, crop: tuple[int, int] | None,
+                    index: int) -> Frame:
+    """One decoded frame, at the stream's true size.
 
-    size = image_size(packet)
-    if size is None:
-        return
-    h, w = size
-    raise InputError(
-        f"{inp}: is a still image ({w}x{h}, coded as {width}x{height}) made by "
-        f"python -m dvc_edic.image; decode it with python -m dvc_edic.image decode "
-        f"{inp} OUT.png"
-    )
+    A still image's stream (python -m dvc_edic.image) is coded at its size padded
+    to even, which 4:2:0 needs, and carries its true size in a ``crop`` section:
+    the frame is cropped to it, so the output never holds the padding.
+    """
+    header = decoder.header
+    picture, size = split_crop(packet, header.width, header.height)
+    if size != crop:
+        raise BitstreamError(f"frame {index}: crop size {size}, the stream's first frame "
+                             f"has {crop}")
+    frame = decoder.decode(picture)
+    return frame if crop is None else crop_frame(frame, crop[1], crop[0])
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

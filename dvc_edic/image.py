@@ -39,6 +39,7 @@ from dvc_edic.cli import (
 from dvc_edic.errors import BitstreamError, DvcEdicWarning, InputError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.io.atomic import AtomicFile, check_output_path
+from dvc_edic.io.frames import CHROMA_SUBSAMPLING
 
 # torch and the codec are imported inside the functions that use them, so that
 # --help and the command-line errors answer without the seconds they take to load.
@@ -149,29 +150,34 @@ def decode_image(
     packets = reader.read_all()
     if len(packets) != 1:
         raise BitstreamError(f"an image stream holds one frame, this one holds {len(packets)}")
-    packet = packets[0]
-    h, w = _crop_size(packet.section(CROP_SECTION))
     hdr = reader.header
-    if not (
-        0 < h <= hdr.height and 0 < w <= hdr.width and hdr.height - h <= 1 and hdr.width - w <= 1
-    ):
-        raise BitstreamError(
-            f"crop size {h}x{w} does not fit the coded size {hdr.height}x{hdr.width}"
-        )
-    picture = Packet(packet.frame_type, tuple(s for s in packet.sections if s.name != CROP_SECTION))
+    picture, size = split_crop(packets[0], hdr.width, hdr.height)
+    if size is None:
+        raise BitstreamError(f"the frame has no {CROP_SECTION} section: not an image stream")
+    h, w = size
     return frame_to_rgb8(decoder.decode(picture))[:h, :w]
 
 
-def image_size(packet: Packet) -> tuple[int, int] | None:
-    """The true (height, width) of an image stream's packet; None for a video packet.
+def split_crop(packet: Packet, coded_width: int, coded_height: int
+               ) -> tuple[Packet, tuple[int, int] | None]:
+    """The packet without its ``crop`` section, and the true (height, width) it gave.
 
-    decode_sequence uses it to recognise image streams, whose coded size is
-    padded to even.
+    The size is None for a video packet, which has no such section. An image is
+    coded at its size padded to even, so the true size is checked to lie at most
+    one sample inside the coded size: both the image tool and decode_sequence
+    (which writes an image stream at its true size) crop by it.
     """
-    for section in packet.sections:
-        if section.name == CROP_SECTION:
-            return _crop_size(section)
-    return None
+    sections = [s for s in packet.sections if s.name == CROP_SECTION]
+    if not sections:
+        return packet, None
+    h, w = _crop_size(sections[0])
+    if not (0 < h <= coded_height and 0 < w <= coded_width
+            and coded_height - h < CHROMA_SUBSAMPLING and coded_width - w < CHROMA_SUBSAMPLING):
+        raise BitstreamError(
+            f"crop size {h}x{w} does not fit the coded size {coded_height}x{coded_width}"
+        )
+    picture = Packet(packet.frame_type, tuple(s for s in packet.sections if s.name != CROP_SECTION))
+    return picture, (h, w)
 
 
 def _crop_size(section: Section) -> tuple[int, int]:

@@ -167,22 +167,76 @@ def test_an_alpha_channel_is_dropped_with_a_warning(
     assert code == 0 and err == "", err
 
 
-def test_decode_sequence_refuses_an_odd_sized_image_stream_instead_of_padding_it(
+def _y4m_planes(path: Path) -> tuple[str, list[np.ndarray]]:
+    """A one-frame 8-bit Y4M's header line and its Y, U, V planes (chroma rounded up)."""
+    header, frame_line, data = path.read_bytes().split(b"\n", 2)
+    assert frame_line == b"FRAME"
+    fields = {f[:1]: f[1:] for f in header.split()}
+    w, h = int(fields[b"W"]), int(fields[b"H"])
+    cw, ch = -(-w // 2), -(-h // 2)
+    sizes = [(h, w), (ch, cw), (ch, cw)]
+    planes, at = [], 0
+    for rows, cols in sizes:
+        planes.append(np.frombuffer(data, np.uint8, rows * cols, at).reshape(rows, cols))
+        at += rows * cols
+    assert at == len(data), "the file holds more than one frame"
+    return header.decode(), planes
+
+
+def test_decode_sequence_writes_an_odd_sized_image_stream_at_its_true_size(
     capsys: pytest.CaptureFixture[str], weights: Path, tmp_path: Path
 ) -> None:
+    """An image is coded at its size padded to even; its crop section gives the true size,
+    which decode_sequence writes (Y4M and raw YUV lay out odd sides with chroma rounded
+    up), never the padded picture."""
+    from dvc_edic.bitstream import BitstreamReader
+    from dvc_edic.codec import SequenceDecoder
+    from dvc_edic.image import split_crop
+    from dvc_edic.weights import load_model
+
     stream = tmp_path / "odd.dvce"
     code, _, err = run(capsys, image.cli, "encode", png(tmp_path / "odd.png", "RGB", 45, 31),
                        stream, "--weights", weights, "--threads", "1")
     assert code == 0, err
     out = tmp_path / "odd.y4m"
-    code, _, err = run(capsys, decode_sequence.cli, stream, "-o", out, "--weights", weights)
-    assert code == EXIT_ERROR
-    assert lines(err) == [f"error: {stream}: is a still image (45x31, coded as 46x32) made by "
-                          "python -m dvc_edic.image; decode it with python -m dvc_edic.image "
-                          f"decode {stream} OUT.png"]
-    assert not out.exists() and not list(tmp_path.glob(".odd.y4m.*.part"))
-    # the image tool gives the true size back
+    code, printed, err = run(capsys, decode_sequence.cli, stream, "-o", out, "--weights",
+                             weights, "--threads", "1")
+    assert code == 0, err
+    assert lines(err)[0] == (f"decode {stream} -> {out}: 1 frame 45x31 (a still image, coded "
+                             "as 46x32) 8-bit")
+    assert f"{out}: 1 frame 45x31 decoded" in printed
+    header, planes = _y4m_planes(out)
+    assert " W45 H31 " in header
+    # the planes are the coded picture's, cropped: luma 45x31, chroma 23x16
+    reader = BitstreamReader(stream.read_bytes())
+    picture, size = split_crop(reader.read_all()[0], reader.header.width, reader.header.height)
+    assert size == (31, 45)
+    padded = SequenceDecoder(load_model(weights), reader.header).decode(picture)
+    assert (padded.width, padded.height) == (46, 32)
+    for got, coded in zip(planes, padded.planes, strict=True):
+        np.testing.assert_array_equal(got, coded[: got.shape[0], : got.shape[1]])
+    assert [p.shape for p in planes] == [(31, 45), (16, 23), (16, 23)]
+    raw = tmp_path / "odd.yuv"
+    code, _, err = run(capsys, decode_sequence.cli, stream, "-o", raw, "--weights", weights,
+                       "-q", "--threads", "1")
+    assert code == 0, err
+    assert raw.read_bytes() == b"".join(p.tobytes() for p in planes)
+    # the image tool gives the same true size back
     back = tmp_path / "odd_back.png"
     code, _, err = run(capsys, image.cli, "decode", stream, back, "--weights", weights)
     assert code == 0, err
     assert np.asarray(Image.open(back)).shape == (31, 45, 3)
+
+
+@pytest.mark.parametrize("tool, command", [(encode_sequence, []), (decode_sequence, []),
+                                           (image, ["encode"]), (image, ["decode"])])
+def test_force_help_names_no_python_parameter(
+    capsys: pytest.CaptureFixture[str], tool: object, command: list[str]
+) -> None:
+    """--help says what --force does in the user's words, not as ``overwrite=True``."""
+    with pytest.raises(SystemExit) as done:
+        tool.main([*command, "--help"])  # type: ignore[attr-defined]
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--force" in text and "overwrite an existing output file" in text
+    assert "overwrite=" not in text and "True" not in text, text

@@ -20,6 +20,7 @@ from dvc_edic.io import (
     open_writer,
     parse_name,
 )
+from dvc_edic.io.frames import crop_frame
 
 FPS_NTSC = fractions.Fraction(30000, 1001)
 
@@ -205,6 +206,26 @@ def test_odd_dimensions_from_name(tmp_path: Path) -> None:
     path.write_bytes(bytes(1000))
     with pytest.raises(InputError, match="175 is odd"):
         open_video(path)
+
+
+def test_odd_sizes_are_written_but_never_read(tmp_path: Path) -> None:
+    """An odd side is for output only (a still image at its true size): Frame and
+    VideoInfo take it, with chroma rounded up as Y4M and FFmpeg lay it out, while
+    every reader still refuses it."""
+    coded = make_frame(46, 32, 8, 0)
+    frame = crop_frame(coded, 45, 31)
+    assert [p.shape for p in frame.planes] == [(31, 45), (16, 23), (16, 23)]
+    assert np.array_equal(frame.u, coded.u)  # no chroma sample lost
+    info = VideoInfo(45, 31, 25, 8)
+    assert info.frame_nbytes == 45 * 31 + 2 * 23 * 16
+    path = tmp_path / "odd.y4m"
+    with open_writer(path, info) as out:
+        out.write(frame)
+    assert path.read_bytes().startswith(b"YUV4MPEG2 W45 H31 ")
+    with pytest.raises(InputError, match="45 is odd"):
+        open_video(path)
+    with pytest.raises(InputError, match="shape"):  # chroma rounded down is not 4:2:0 of 45x31
+        Frame(frame.y, frame.u[:15, :22], frame.v[:15, :22], 8)
 
 
 def test_ten_bit_samples_out_of_range(tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 A checkout hides what a wheel lacks (configs found through the source tree, files
 that are not package data), so one test builds a wheel offline, installs it into a
-temporary folder and encodes a frame from outside the checkout. setup.py maps the
-top-level configs/ into the wheel as dvc_edic/configs/; dvc_edic.config looks there
-first and falls back to the checkout's folder, which the other test checks.
+temporary folder and encodes a frame from outside the checkout (under -m slow: the
+build takes a while). setup.py maps the top-level configs/ into the wheel as
+dvc_edic/configs/; dvc_edic.config looks there first and falls back to the
+checkout's folder, which the other test checks in the default run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from dvc_edic.bitstream import BitstreamReader
 from dvc_edic.config import config_root
@@ -46,6 +49,7 @@ def test_config_root_prefers_the_packaged_configs(tmp_path: Path) -> None:
     assert (config_root() / "encoder.yaml").is_file()
 
 
+@pytest.mark.slow  # builds and installs a wheel; test_config_root_... is its fast twin
 def test_a_wheel_installed_elsewhere_encodes_a_frame(tmp_path: Path) -> None:
     """Build the wheel (offline, no build isolation), install it into a bare folder and
     encode one frame with the default presets and the shipped weights, in a fresh

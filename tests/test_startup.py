@@ -3,7 +3,7 @@
 Those imports take seconds (compressai pulls in torch_geometric), so the CLIs
 import them only once the command line and the input have been checked. This
 runs in a fresh interpreter, since the test process has long imported torch;
-the time itself is measured by bench/startup.py, not here.
+the time itself is measured by bench/bench_startup.py, not here.
 """
 
 from __future__ import annotations

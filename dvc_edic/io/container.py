@@ -17,11 +17,11 @@ import numpy as np
 
 from dvc_edic.errors import InputError
 from dvc_edic.io.frames import (
-    CHROMA_SUBSAMPLING,
     MIN_BIT_DEPTH,
     Frame,
     VideoInfo,
     check_dimensions,
+    chroma_size,
     to_fraction,
 )
 from dvc_edic.io.readers import VideoReader, check_input_file, check_max_frames
@@ -179,7 +179,7 @@ class ContainerReader(VideoReader):
             ) from None
         flat = np.ascontiguousarray(packed).reshape(-1)
         luma = info.width * info.height
-        cw, ch = info.width // CHROMA_SUBSAMPLING, info.height // CHROMA_SUBSAMPLING
+        cw, ch = chroma_size(info.width, info.height)
         return Frame(
             y=flat[:luma].reshape(info.height, info.width),
             u=flat[luma : luma + cw * ch].reshape(ch, cw),

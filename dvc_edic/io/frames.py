@@ -61,10 +61,27 @@ def check_bit_depth(bit_depth: Any, where: str = "bit depth") -> int:
     return int(bit_depth)
 
 
-def check_dimensions(width: Any, height: Any, where: str = "video") -> tuple[int, int]:
-    """Reject sizes that 4:2:0 cannot represent or that are implausibly large.
+def chroma_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of a 4:2:0 chroma plane: half the luma's, rounded up.
+
+    Rounded up as Y4M and FFmpeg lay out odd sizes, so that a picture with an
+    odd side (a still image's true size, cropped from its even coded size) keeps
+    every chroma sample of its coded picture; for even sizes it is exactly half.
+    """
+    return -(-width // CHROMA_SUBSAMPLING), -(-height // CHROMA_SUBSAMPLING)
+
+
+def check_dimensions(
+    width: Any, height: Any, where: str = "video", *, even: bool = True
+) -> tuple[int, int]:
+    """Reject sizes that are not positive integers or that are implausibly large, and
+    (``even``, the default) odd sizes.
 
     Called before any frame buffer is allocated, so a typo cannot exhaust memory.
+    Everything the codec reads or codes has even sides (4:2:0 chroma is half the
+    luma in each direction), so readers use the default. Only the value types
+    themselves allow odd sides (``even=False``): a still image decoded by
+    decode_sequence is written at its true, possibly odd, size.
     """
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -73,7 +90,7 @@ def check_dimensions(width: Any, height: Any, where: str = "video") -> tuple[int
             raise InputError(f"{where}: {name} must be positive, got {value}")
         if value > MAX_DIMENSION:
             raise InputError(f"{where}: {name} {value} exceeds the maximum of {MAX_DIMENSION}")
-        if value % CHROMA_SUBSAMPLING:
+        if even and value % CHROMA_SUBSAMPLING:
             raise InputError(
                 f"{where}: {name} {value} is odd; 4:2:0 video needs an even width and height"
             )
@@ -103,6 +120,7 @@ class VideoInfo:
     """What a reader found, or what a writer must produce.
 
     num_frames is None when the container does not say (some MP4/MKV files).
+    A side may be odd only for output (see check_dimensions); readers refuse it.
     """
 
     width: int
@@ -115,7 +133,7 @@ class VideoInfo:
     full_range: bool = False
 
     def __post_init__(self) -> None:
-        check_dimensions(self.width, self.height, "VideoInfo")
+        check_dimensions(self.width, self.height, "VideoInfo", even=False)
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
         object.__setattr__(self, "fps", to_fraction(self.fps, "VideoInfo"))
@@ -142,13 +160,15 @@ class VideoInfo:
 
 def frame_nbytes(width: int, height: int, bit_depth: int) -> int:
     luma = width * height
-    chroma = (width // CHROMA_SUBSAMPLING) * (height // CHROMA_SUBSAMPLING)
+    chroma_width, chroma_height = chroma_size(width, height)
+    chroma = chroma_width * chroma_height
     return (luma + 2 * chroma) * bytes_per_sample(bit_depth)
 
 
 @dataclass(eq=False)
 class Frame:
-    """One planar 4:2:0 picture. Planes are uint8 at 8 bits and uint16 above.
+    """One planar 4:2:0 picture. Planes are uint8 at 8 bits and uint16 above; chroma
+    planes are half the luma size, rounded up (chroma_size).
 
     Equality compares every sample, so round-trip tests can say `a == b`.
     """
@@ -164,8 +184,9 @@ class Frame:
         if self.y.ndim != 2:
             raise InputError(f"Frame: luma plane must be 2-D, got shape {self.y.shape}")
         height, width = self.y.shape
-        check_dimensions(width, height, "Frame")
-        chroma_shape = (height // CHROMA_SUBSAMPLING, width // CHROMA_SUBSAMPLING)
+        check_dimensions(width, height, "Frame", even=False)
+        chroma_width, chroma_height = chroma_size(width, height)
+        chroma_shape = (chroma_height, chroma_width)
         for name, plane in (("y", self.y), ("u", self.u), ("v", self.v)):
             if plane.dtype != dtype:
                 raise InputError(
@@ -199,3 +220,19 @@ class Frame:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable
+
+
+def crop_frame(frame: Frame, width: int, height: int) -> Frame:
+    """The top-left ``width`` x ``height`` of a frame, chroma cropped to chroma_size.
+
+    Cropping an even coded picture to an odd true size keeps every chroma
+    sample (the chroma of a padded side is rounded up), so nothing the decoder
+    produced is lost but the padding.
+    """
+    chroma_width, chroma_height = chroma_size(width, height)
+    return Frame(
+        y=frame.y[:height, :width],
+        u=frame.u[:chroma_height, :chroma_width],
+        v=frame.v[:chroma_height, :chroma_width],
+        bit_depth=frame.bit_depth,
+    )

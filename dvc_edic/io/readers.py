@@ -13,9 +13,9 @@ import numpy as np
 
 from dvc_edic.errors import InputError
 from dvc_edic.io.frames import (
-    CHROMA_SUBSAMPLING,
     Frame,
     VideoInfo,
+    chroma_size,
     max_sample_value,
     sample_dtype,
 )
@@ -79,7 +79,7 @@ def planar_frame_from_file(
     """
     dtype = sample_dtype(info.bit_depth).newbyteorder("<")
     width, height = info.width, info.height
-    cw, ch = width // CHROMA_SUBSAMPLING, height // CHROMA_SUBSAMPLING
+    cw, ch = chroma_size(width, height)
     samples = np.empty(width * height + 2 * cw * ch, dtype=dtype)
     got = read_exact(file, memoryview(samples).cast("B"))
     if got < samples.nbytes:

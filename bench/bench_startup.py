@@ -1,6 +1,8 @@
 """How long the command-line tools keep a user waiting before they answer.
 
-    python -m bench.startup [--runs 5] [--out bench/results/startup.json]
+    python -m bench.bench_startup [--runs 5] [--out bench/results/startup.json]
+
+(or ``python bench/bench_startup.py``: it needs only the standard library and numpy).
 
 Two numbers, each the median wall time of ``--runs`` fresh interpreters
 (subprocesses, as a user starts them):
@@ -13,7 +15,11 @@ Two numbers, each the median wall time of ``--runs`` fresh interpreters
   user would). Target: 3 s.
 
 Both depend on the imports the tools do before answering: torch and compressai
-take seconds to import, so the tools import them only after printing. A
+take seconds to import, so the tools import them only after printing. What those
+imports cost is recorded beside the two numbers (``import_s``: ``python -c
+"import torch"``, the same for compressai, which imports torch_geometric through
+its datasets, and for dvc_edic.codec, the codec as an encode loads it after its
+first line), since it is the wait between the first line and the first frame. A
 startup benchmark on a loaded machine measures the load as much as the code, so
 the load average before and after is recorded with the numbers.
 
@@ -41,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "startup.json"
 HELP_TOOLS = ("dvc_edic.encode_sequence", "dvc_edic.decode_sequence", "dvc_edic.image")
+IMPORTS = ("torch", "compressai", "dvc_edic.codec")  # each alone in a fresh interpreter
 WIDTH, HEIGHT, FRAMES = 176, 144, 2
 HELP_TARGET_S = 1.5
 FIRST_LINE_TARGET_S = 3.0
@@ -56,6 +63,14 @@ def time_help(module: str) -> float:
     """Wall seconds from starting ``python -m module --help`` to its exit."""
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=_env(), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)
+    return time.perf_counter() - t0
+
+
+def time_import(module: str) -> float:
+    """Wall seconds of ``python -c "import module"``, interpreter start-up included."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, env=_env(), check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)
     return time.perf_counter() - t0
 
@@ -102,7 +117,8 @@ def write_clip(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.bench_startup",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5, help="interpreters started per number")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
@@ -111,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_clip(Path(tmp) / f"bench_{WIDTH}x{HEIGHT}_30.yuv")
         firsts = [time_first_line(clip, Path(tmp) / "bench.dvce") for _ in range(args.runs)]
+    import_runs = {m: [time_import(m) for _ in range(args.runs)] for m in IMPORTS}
     load_after = os.getloadavg()
     first_runs = [t for t, _ in firsts]
     result = {
@@ -121,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "first_line_runs_s": first_runs,
         "first_line_target_s": FIRST_LINE_TARGET_S,
         "first_line": firsts[0][1],
+        "import_s": {m: statistics.median(t) for m, t in import_runs.items()},
+        "import_runs_s": import_runs,
         "runs": args.runs,
         "load_average_before": list(load_before),
         "load_average_after": list(load_after),
@@ -137,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{m} --help: {t:.2f} s (median of {args.runs}; target {HELP_TARGET_S} s)")
     print(f"encode first line: {result['first_line_s']:.2f} s (target {FIRST_LINE_TARGET_S} s): "
           f"{result['first_line']}")
+    for m, t in result["import_s"].items():
+        print(f"python -c 'import {m}': {t:.2f} s (median of {args.runs})")
     print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, "
           f"{os.cpu_count()} cores -> {args.out}")
     return 0
