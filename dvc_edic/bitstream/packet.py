@@ -303,6 +303,22 @@ def read_packet(
     length_field = f"{where} field payload_length (offset {start + len(SYNC) + U8.size})"
     count_size = U8.size if version >= COMPACT_SECTIONS_VERSION else SECTION_COUNT.size
     check_range(length, count_size, limits.max_payload_bytes, length_field)
+    covered = CRC_COVERED.pack(frame_code, length)
+    payload, payload_offset = _checked_payload(
+        source, where, length_field, length, (covered, "frame type"), stored_crc
+    )
+    parse = _parse_sections if version >= COMPACT_SECTIONS_VERSION else _parse_sections_v1
+    sections = parse(PayloadCursor(memoryview(payload), payload_offset, where), limits)
+    return Packet(FrameType(frame_code), sections)
+
+
+def _checked_payload(
+    source: ByteSource, where: str, length_field: str, length: int,
+    covered: tuple[bytes, str], stored_crc: int,
+) -> tuple[bytes, int]:
+    """The payload and its stream offset, once its length fits the stream and the CRC
+    over ``covered`` (the head's bytes before the length's end, and what they are called)
+    and the payload matches."""
     remaining = source.remaining()
     if remaining is not None and length > remaining:
         raise BitstreamError(
@@ -311,15 +327,14 @@ def read_packet(
         )
     payload_offset = source.offset
     payload = source.read_exact(length, f"{where} payload")
-    computed_crc = zlib.crc32(payload, zlib.crc32(CRC_COVERED.pack(frame_code, length)))
+    head, head_name = covered
+    computed_crc = zlib.crc32(payload, zlib.crc32(head))
     if computed_crc != stored_crc:
         raise BitstreamError(
             f"{where}: CRC32 mismatch, stored 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
-            f"over the frame type, length and {length}-byte payload; the packet is corrupted"
+            f"over the {head_name}, length and {length}-byte payload; the packet is corrupted"
         )
-    parse = _parse_sections if version >= COMPACT_SECTIONS_VERSION else _parse_sections_v1
-    sections = parse(PayloadCursor(memoryview(payload), payload_offset, where), limits)
-    return Packet(FrameType(frame_code), sections)
+    return payload, payload_offset
 
 
 def _read_lean_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
@@ -344,20 +359,9 @@ def _read_lean_packet(source: ByteSource, limits: Limits, index: int) -> Packet:
     length = read_varint(next_byte, length_field)
     check_range(length, U8.size, limits.max_payload_bytes, length_field)
     (stored_crc,) = U32.unpack(source.read_exact(U32.size, f"{where} crc"))
-    remaining = source.remaining()
-    if remaining is not None and length > remaining:
-        raise BitstreamError(
-            f"truncated stream: {length_field} says {length} bytes, but only "
-            f"{remaining} remain in the stream"
-        )
-    payload_offset = source.offset
-    payload = source.read_exact(length, f"{where} payload")
-    computed_crc = zlib.crc32(payload, zlib.crc32(bytes(prefix)))
-    if computed_crc != stored_crc:
-        raise BitstreamError(
-            f"{where}: CRC32 mismatch, stored 0x{stored_crc:08x}, computed 0x{computed_crc:08x} "
-            f"over the tag, length and {length}-byte payload; the packet is corrupted"
-        )
+    payload, payload_offset = _checked_payload(
+        source, where, length_field, length, (bytes(prefix), "tag"), stored_crc
+    )
     cursor = PayloadCursor(memoryview(payload), payload_offset, where)
     return Packet(FrameType(frame_code), _parse_lean_sections(cursor, limits))
 
