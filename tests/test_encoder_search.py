@@ -20,6 +20,7 @@ from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, head
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
 from dvc_edic.encoder.motion import dis_flow
+from dvc_edic.encoder.settings import load_encoder_settings, preset_names
 from dvc_edic.errors import BitstreamError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.weights import load_weights
@@ -96,6 +97,18 @@ def test_every_p_mode_decodes_exactly(tiny_model) -> None:
     for packet, mode in zip(packets[1:], MODE_CYCLE, strict=True):
         assert {s.name for s in packet.sections} == SECTIONS[mode]
     assert [r["mode"] for r in reports[1:]] == list(MODE_CYCLE)
+    assert _decode(tiny_model, data) == recons
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_every_preset_decodes_exactly(tiny_model, preset: str) -> None:
+    """Presets change only the encoder's search: the one decoder must give back exactly
+    what each preset's encoder reconstructed (refinement, block sizes, qualities and all)."""
+    frames = carphone_frames(3)
+    settings = load_encoder_settings(preset)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)
+    data, recons, reports = _code(enc, frames)
+    assert reports[0]["mode"] == "intra" and len(reports) == len(frames)
     assert _decode(tiny_model, data) == recons
 
 
