@@ -163,6 +163,7 @@ class DvcEdicAdapter:
             "encode_args": self.extra_encode,
             "decode_args": self.extra_decode,
             "version": _dvc_version(),
+            "code": dvc_code_digest(),
             "weights": weights_identity(self.extra_encode),
         }
 
@@ -224,6 +225,39 @@ def weights_identity(args: Sequence[str]) -> str:
         return "untrained" if path == DEFAULT_WEIGHTS else f"missing {path}"
     stat = path.stat()
     return "sha256:" + _file_digest(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+# What the dvc_edic CLIs run on: the package, the flow nets and the presets.
+CODE_SUFFIXES = (".py", ".yaml")
+CODE_DIGEST_CHARS = 16
+
+
+@lru_cache(maxsize=1)
+def dvc_code_digest() -> str:
+    """A digest of every source and preset file the dvc_edic CLIs run on.
+
+    The version string changes only at releases, so without this a cached point
+    made by an older encoder (another search, another packet format) would be
+    reused as if it were the current one's.
+    """
+    import dvc_edic
+    import flows
+    from dvc_edic.config import CONFIG_ROOT
+
+    return tree_digest((Path(dvc_edic.__file__).parent, Path(flows.__file__).parent, CONFIG_ROOT))
+
+
+def tree_digest(roots: Sequence[Path]) -> str:
+    """SHA-256 prefix over the names and bytes of the source files below ``roots``."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.suffix in CODE_SUFFIXES and path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:CODE_DIGEST_CHARS]
 
 
 def _dvc_version() -> str:

@@ -18,7 +18,7 @@ from PIL import Image
 from dvc_edic.errors import InputError
 from dvc_edic.io import open_video
 from eval import image_rd, rd
-from eval.codecs import DvcEdicAdapter
+from eval.codecs import DvcEdicAdapter, dvc_code_digest, tree_digest
 from eval.sets import CodecSpec, Sequence, load_config, resolve_sequences
 from eval.sources import RawSource, prepare_source
 from tests.test_eval_anchors import write_clip
@@ -233,6 +233,22 @@ def test_dvc_edic_cache_key_changes_with_the_weights_file(clips: Path, tmp_path:
     weights.write_bytes(b"second, longer")
     second = DvcEdicAdapter(spec).cache_key(src, 4.0)
     assert first["weights"].startswith("sha256:") and first != second
+    assert first["code"] == dvc_code_digest()
+
+
+def test_code_digest_changes_with_a_source_file_only(tmp_path: Path) -> None:
+    """Points cached by other code must not be reused: the key follows every .py and .yaml."""
+    (tmp_path / "pkg").mkdir()
+    source = tmp_path / "pkg" / "mod.py"
+    source.write_text("A = 1\n")
+    (tmp_path / "preset.yaml").write_text("q: 4\n")
+    first = tree_digest([tmp_path])
+    (tmp_path / "pkg" / "mod.cpython-311.pyc").write_bytes(b"compiled")
+    assert tree_digest([tmp_path]) == first
+    source.write_text("A = 2\n")
+    second = tree_digest([tmp_path])
+    (tmp_path / "preset.yaml").write_text("q: 5\n")
+    assert len({first, second, tree_digest([tmp_path])}) == 3
 
 
 def test_image_mode_jpeg_and_published_curve(tmp_path: Path) -> None:
