@@ -21,6 +21,7 @@ from dvc_edic.entropy import (
     gmm_likelihood,
     quantize_gmm,
 )
+from dvc_edic.entropy.ans import ans_decode, ans_encode
 from dvc_edic.entropy.grids import (
     INV_SCALE_BITS,
     LOGIT_STEP_LOG2,
@@ -451,6 +452,19 @@ def test_memory_stays_bounded() -> None:
 
 
 # ----------------------------------------------------------------------------- corrupt input
+
+
+def test_ans_strings_hold_nothing_but_their_symbols() -> None:
+    """No symbols code to no bytes, and a trimmed string never ends in a zero byte: bytes
+    beyond those (a stream edited behind its CRC) are refused, not ignored."""
+    table = np.ones((3, 8))
+    data = ans_encode(np.array([1, 2, 3], np.int32), table, trim=True)
+    assert ans_encode(np.zeros(0, np.int32), table[:0], trim=True) == b""
+    assert np.array_equal(ans_decode(data, table, trim=True), [1, 2, 3])
+    for bad, rows in ((b"\x01", table[:0]), (b"\x00\x00\x00\x00", table[:0]),
+                      (data + b"\x00", table)):
+        with pytest.raises(BitstreamError):
+            ans_decode(bad, rows, trim=True)
 
 
 def test_corrupted_streams_raise_bitstream_error_only() -> None:

@@ -77,6 +77,8 @@ def decode_rows(
         raise BitstreamError(f"{what}: {len(data)} bytes, not a multiple of {WORD_BYTES}")
     out = np.empty(count, dtype=np.int32)
     if count == 0:
+        if data:  # nothing coded writes nothing: bytes here are not this coder's
+            raise BitstreamError(f"{what}: {len(data)} bytes where no symbol is coded")
         return out
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     spans = chunks(count, step)
