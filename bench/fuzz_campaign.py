@@ -165,15 +165,25 @@ class Layout:
 _BYTE_STRING_FIELDS = ("magic", "weights_hash")
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """(value, bytes used) of the LEB128 length at `pos` (a trusted stream)."""
-    value = width = 0
-    while True:
+def _read_varint(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """(value, bytes used) of the LEB128 field at `pos`, read for at most the format's
+    longest field (a mutated one may never end); None if the data ends inside it."""
+    value = 0
+    for width in range(VARINT_MAX_BYTES):
+        if pos + width >= len(data):
+            return None
         byte = data[pos + width]
         value |= (byte & 0x7F) << (7 * width)
-        width += 1
         if not byte & 0x80:
-            return value, width
+            return value, width + 1
+    return value, VARINT_MAX_BYTES
+
+
+def _trusted_varint(data: bytes, pos: int) -> tuple[int, int]:
+    read = _read_varint(data, pos)
+    if read is None:
+        raise ValueError(f"the stream ends inside the varint at offset {pos}")
+    return read
 
 
 def parse_layout(data: bytes) -> Layout:
@@ -194,11 +204,11 @@ def parse_layout(data: bytes) -> Layout:
     while pos < len(data):
         index = len(spans)
         fields.append(IntField("tag", pos, U8.size, index))
-        length, width = _read_varint(data, pos + U8.size)
+        length, width = _trusted_varint(data, pos + U8.size)
         fields.append(IntField("payload_length", pos + U8.size, width, index))
         head = U8.size + width + U32.size
         p = pos + head
-        mask, width = _read_varint(data, p)
+        mask, width = _trusted_varint(data, p)
         fields.append(IntField("section_mask", p, width, index))
         p += width
         names = [name for bit, name in enumerate(LEAN_SECTION_ORDER) if mask >> bit & 1]
@@ -207,7 +217,7 @@ def parse_layout(data: bytes) -> Layout:
             if data_len is None and number + 1 == len(names):
                 data_len = pos + head + length - p
             elif data_len is None:
-                data_len, width = _read_varint(data, p)
+                data_len, width = _trusted_varint(data, p)
                 fields.append(IntField(f"s{number}.data_len", p, width, index))
                 p += width
             if data_len:
@@ -238,15 +248,10 @@ def fix_header_crc(buf: bytearray) -> None:
 
 def fix_packet_crc(buf: bytearray, offset: int) -> None:
     """Recompute the CRC of the packet at `offset` over the extent its fields declare."""
-    length = width = 0
-    while width < VARINT_MAX_BYTES:  # the length field may have been edited: parse warily
-        at = offset + U8.size + width
-        if at >= len(buf):
-            return
-        length |= (buf[at] & 0x7F) << (7 * width)
-        width += 1
-        if not buf[at] & 0x80:
-            break
+    read = _read_varint(buf, offset + U8.size)  # the length field may have been edited
+    if read is None:
+        return
+    length, width = read
     crc_offset = offset + U8.size + width
     start = crc_offset + U32.size
     if start + length > len(buf):

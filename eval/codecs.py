@@ -7,6 +7,7 @@ are always the size of the file the encoder wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -249,8 +250,6 @@ def dvc_code_digest() -> str:
 
 def tree_digest(roots: Sequence[Path]) -> str:
     """SHA-256 prefix over the names and bytes of the source files below ``roots``."""
-    import hashlib
-
     digest = hashlib.sha256()
     for root in roots:
         for path in sorted(root.rglob("*")):
