@@ -18,6 +18,7 @@ import struct
 from dvc_edic.bitstream import QUALITY_SCALE, FrameType, Packet, Section, quantize_quality
 from dvc_edic.bitstream.version import (
     BLOCK_MOTION_VERSION,
+    FINE_WARP_VERSION,
     FORMAT_VERSION,
     LEAN_PACKET_VERSION,
     P_MODES_VERSION,
@@ -184,6 +185,7 @@ def p_latents(
         mc=not no_mc,
         block=block,
         intra_residual=intra_residual is not None,
+        fine_warp=version >= FINE_WARP_VERSION,
     )
     if version < P_MODES_VERSION and (latents.mv is None or latents.residual is None or no_mc):
         raise BitstreamError(

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from dvc_edic.colour import frame_planes, rgb_to_yuv, yuv_to_rgb
 from dvc_edic.errors import InputError
 from dvc_edic.io.frames import Frame, max_sample_value, sample_dtype
+from flows.warp import backward_warp
 
 REPRESENTATIONS = ("yuv420", "rgb")
 
@@ -47,6 +48,11 @@ def representation_size(width: int, height: int, rep: str) -> tuple[int, int]:
     return height, width
 
 
+def luma_fold(rep: str) -> int:
+    """How many luma pixels one model-grid step spans, per side (1: luma is not folded)."""
+    return _LUMA_FOLD if _check_rep(rep) == "yuv420" else 1
+
+
 def luma_of(x: torch.Tensor, rep: str) -> tuple[torch.Tensor, int]:
     """(luma (B, 1, H, W) in [0, 1], how many luma pixels one model-grid step spans).
 
@@ -56,6 +62,28 @@ def luma_of(x: torch.Tensor, rep: str) -> tuple[torch.Tensor, int]:
     if _check_rep(rep) == "yuv420":
         return F.pixel_shuffle(x[:, : _LUMA_FOLD * _LUMA_FOLD], _LUMA_FOLD), _LUMA_FOLD
     return x.mean(dim=1, keepdim=True), 1
+
+
+def warp_planes(x: torch.Tensor, flow: torch.Tensor, rep: str) -> torch.Tensor:
+    """``x`` warped by ``flow`` (model-grid samples), each plane at its own resolution.
+
+    Warping the yuv420 tensor as it is would interpolate between luma pixels two apart
+    (one sample holds a 2x2 luma block in four channels): a one-pixel luma shift would
+    come out as the mean of the pixels on either side. Here the luma plane is rebuilt,
+    warped by the flow scaled to luma pixels (each sample's vector on its 2x2 pixels)
+    and folded back, and chroma is warped at its own grid. On the dev set this raised
+    the PSNR of block-motion predictions by 0.8-2.2 dB at the same vectors
+    (docs/encoder.md). The plain warp of format version 5 (``nomc``, block motion).
+    """
+    fold = luma_fold(rep)
+    if fold > 1:
+        luma_channels = fold * fold
+        luma = F.pixel_shuffle(x[:, :luma_channels], fold)
+        fine = flow.repeat_interleave(fold, dim=2).repeat_interleave(fold, dim=3)
+        luma = backward_warp(luma, fine * fold)
+        return torch.cat((F.pixel_unshuffle(luma, fold),
+                          backward_warp(x[:, luma_channels:], flow)), dim=1)
+    return backward_warp(x, flow)
 
 
 def frame_to_tensor(

@@ -28,6 +28,7 @@ from dvc_edic.encoder.settings import BlockSearchSettings
 from dvc_edic.entropy.ans import untrim_words
 from dvc_edic.errors import BitstreamError
 from dvc_edic.packets import p_latents
+from dvc_edic.representation import warp_planes
 from flows import backward_warp
 
 # sha256 of every Laplace table (int64, little endian) in index order: pins the format.
@@ -157,7 +158,7 @@ def test_search_finds_a_global_shift() -> None:
     inner = motion.vectors[:, 1:-1, 1:-1]  # away from the wrapped-around border
     assert np.array_equal(inner[0], np.full_like(inner[0], 3 * 4))
     assert np.array_equal(inner[1], np.full_like(inner[1], -1 * 4))
-    warped = backward_warp(ref, motion.to_flow(cur))
+    warped = warp_planes(ref, motion.to_flow(cur), "yuv420")
     assert (cur - warped)[..., 8:-8, 8:-8].abs().max() < 1e-6
 
 
@@ -180,15 +181,38 @@ def test_search_prices_every_block_size_coarse_to_fine() -> None:
         assert np.isfinite(f.cost) and f.cost > 0
 
 
-def test_the_search_prediction_matches_the_decoders_warp() -> None:
+@pytest.mark.parametrize("representation", ["yuv420", "rgb"])
+def test_the_search_prediction_matches_the_decoders_warp(representation: str) -> None:
     """The search prices fields with grid_sample; the decoder warps exactly. They must agree
     (border clamping included) to far below one code value, or the search prices the wrong
     prediction."""
     from dvc_edic.encoder.blocksearch import _Field
 
     g = torch.Generator().manual_seed(7)
-    ref = torch.rand(1, 6, 40, 56, generator=g)
+    ref = torch.rand(1, 6 if representation == "yuv420" else 3, 40, 56, generator=g)
     vectors = torch.randint(-200, 200, (2, 5, 7), generator=g).numpy().astype(np.int32)
-    field = _Field(ref, ref, (37, 50), 3, 3)
-    exact = backward_warp(ref, BlockMotion(vectors, 3, 3).to_flow(ref))
+    field = _Field(ref, ref, (37, 50), representation, 3, 3)
+    exact = warp_planes(ref, BlockMotion(vectors, 3, 3).to_flow(ref), representation)
     assert (field.predict(vectors) - exact).abs().max() < 1e-4
+
+
+def test_the_plain_warp_follows_the_stream_version(tiny_model) -> None:
+    """Format 5 warps each plane at its own resolution; a version-4 stream keeps the warp
+    it was encoded with, the model tensor warped as it is, so it decodes as before."""
+    pf = tiny_model.pframe
+    g = torch.Generator().manual_seed(8)
+    ref = torch.rand(1, 6, 16, 16, generator=g)
+    # one luma pixel to the right and one up: half a model-grid sample
+    block = BlockMotion(np.array([[[4, 4]], [[-4, -4]]], np.int32).repeat(2, axis=1), 3, 3)
+    packet = Packet(FrameType.P, (Section("bmv", (), encode_block_motion(block)),
+                                  Section("nomc", (), b"")))
+    decoded = {}
+    for version in (4, 5):
+        latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16),
+                            version)
+        assert latents.fine_warp == (version >= 5)
+        decoded[version] = pf.decompress(latents, ref, 1.0, tiny_model.intra)
+    flow = block.to_flow(ref)
+    assert torch.equal(decoded[4], backward_warp(ref, flow).clamp(0, 1))
+    assert torch.equal(decoded[5], warp_planes(ref, flow, "yuv420").clamp(0, 1))
+    assert not torch.equal(decoded[4], decoded[5])

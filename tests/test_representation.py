@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dvc_edic.colour import rgb_to_yuv
 from dvc_edic.errors import InputError
@@ -17,7 +18,9 @@ from dvc_edic.representation import (
     representation_channels,
     representation_size,
     tensor_to_frame,
+    warp_planes,
 )
+from flows import backward_warp
 
 
 def random_frame(height: int, width: int, bit_depth: int, seed: int) -> Frame:
@@ -110,3 +113,22 @@ def test_pad_crop_bad_arguments() -> None:
         pad_to_multiple(x, 0)
     with pytest.raises(InputError, match="crop"):
         crop_to(x, (5, 4))
+
+
+def test_warp_planes_shifts_luma_by_whole_pixels_exactly() -> None:
+    """A shift of one luma pixel is half a model-grid sample: the plane-wise warp must
+    return the shifted luma bit for bit, where warping the folded tensor would blend
+    pixels two apart. No motion returns the reference itself."""
+    g = torch.Generator().manual_seed(3)
+    y, chroma = torch.rand(1, 1, 16, 24, generator=g), torch.rand(1, 2, 8, 12, generator=g)
+    x = torch.cat((F.pixel_unshuffle(y, 2), chroma), dim=1)
+    flow = torch.zeros(1, 2, 8, 12)
+    assert torch.equal(warp_planes(x, flow, "yuv420"), x)
+    flow[:, 0] = 0.5  # out(p) = in(p + one luma pixel)
+    warped = warp_planes(x, flow, "yuv420")
+    luma = F.pixel_shuffle(warped[:, :4], 2)
+    assert torch.equal(luma[..., :-1], y[..., 1:])
+    assert torch.equal(luma[..., -1], y[..., -1])  # the border is clamped
+    assert torch.equal(warped[:, 4:], backward_warp(chroma, flow))
+    rgb = torch.rand(1, 3, 8, 12, generator=g)
+    assert torch.equal(warp_planes(rgb, flow, "rgb"), backward_warp(rgb, flow))

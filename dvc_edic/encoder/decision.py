@@ -34,7 +34,6 @@ from dvc_edic.models.pframe import INTRA_RESIDUAL_OFFSET, PFrameCodec, PFrameLat
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.packets import intra_packet, p_packet
 from dvc_edic.representation import crop_to
-from flows import backward_warp
 
 INTRA_MODE = "intra"
 SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
@@ -251,10 +250,10 @@ def _predictions(
     trained on the flow net's near-zero fields, and on real motion its output is
     far worse than the warp it starts from (5-19 dB on the dev set).
     """
+    warped = pf.plain_warp(reference, motion.flow_hat)
     if motion.block is not None:
-        warped = backward_warp(reference, motion.flow_hat)
         return warped, [(False, warped)]
-    warped, with_mc = pf.predict_parts(reference, motion.flow_hat)
+    with_mc = pf.predict(reference, motion.flow_hat)
     if plain_warp == PLAIN_WARP_OFF:
         return warped, [(True, with_mc)]
     if plain_warp == PLAIN_WARP_SEARCH:

@@ -24,6 +24,7 @@ from dvc_edic.entropy import GmmConfig
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents, CoderConfig
 from dvc_edic.models.layers import ResidualBlock, blocked_stack, conv
+from dvc_edic.representation import warp_planes
 from flows import backward_warp, build_flow_estimator
 
 
@@ -71,6 +72,9 @@ class PFrameLatents:
     block: BlockMotion | None = None
     # the residual's latents are the I-frame coder's, of residual + INTRA_RESIDUAL_OFFSET
     intra_residual: bool = False
+    # the plain warp samples each plane at its own resolution (format version 5);
+    # False: the model tensor is warped as it is (streams of versions 1-4)
+    fine_warp: bool = True
 
     def __post_init__(self) -> None:
         if self.mv is not None and self.block is not None:
@@ -100,20 +104,23 @@ class PFrameCodec(nn.Module):
         self.residual_coder = EDIC(
             CoderConfig.from_dict(preset["residual"]), entropy, levels, gain_init, mode
         )
+        self.representation = str(preset["representation"])
         mc = preset["motion_compensation"]
         channels = self.residual_coder.cfg.in_channels
         self.mc = MotionCompensation(channels, int(mc["channels"]), int(mc["blocks"]))
 
     def predict(self, reference: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
-        """Motion-compensated prediction x̄_t from the decoded reference and flow."""
-        return self.predict_parts(reference, flow_hat)[1]
+        """Motion-compensated prediction x̄_t from the decoded reference and flow. The MC
+        net takes the model tensor warped as it is, as it was trained."""
+        return self.mc(backward_warp(reference, flow_hat), reference, flow_hat)
 
-    def predict_parts(
-        self, reference: torch.Tensor, flow_hat: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(warped reference, prediction): the encoder reports how much MC adds."""
-        warped = backward_warp(reference, flow_hat)
-        return warped, self.mc(warped, reference, flow_hat)
+    def plain_warp(self, reference: torch.Tensor, flow_hat: torch.Tensor,
+                   fine: bool = True) -> torch.Tensor:
+        """The prediction of a packet without MC: the reference warped, plane by plane
+        (``fine``) or as the model tensor (streams before format version 5)."""
+        if fine:
+            return warp_planes(reference, flow_hat, self.representation)
+        return backward_warp(reference, flow_hat)
 
     @staticmethod
     def finish(prediction: torch.Tensor, residual_hat: torch.Tensor) -> torch.Tensor:
@@ -174,7 +181,7 @@ class PFrameCodec(nn.Module):
         if latents.mc:
             prediction = self.predict(reference, flow_hat)
         else:
-            prediction = backward_warp(reference, flow_hat)
+            prediction = self.plain_warp(reference, flow_hat, latents.fine_warp)
         if latents.residual is None:
             return prediction.clamp(0.0, 1.0)
         if latents.intra_residual:

@@ -142,8 +142,8 @@ def _block_terms(model: VideoCodecModel, x: torch.Tensor, ref: torch.Tensor,
     warp by block vectors (exact, outside the loss: no gradient reaches them), plus the
     coded residual. Only the residual coder learns from it."""
     with torch.no_grad():
-        prediction = backward_warp(ref, block_flow(x, ref, model.representation,
-                                                   load_encoder_settings().block))
+        flow = block_flow(x, ref, model.representation, load_encoder_settings().block)
+        prediction = model.pframe.plain_warp(ref, flow)
     res = model.pframe.residual_coder(x - prediction, q)
     x_hat = PFrameCodec.finish(prediction, res["x_hat"])
     return x_hat, [res["likelihoods"]["y"], res["likelihoods"]["z"]]
