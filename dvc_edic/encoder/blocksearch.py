@@ -35,23 +35,46 @@ from dvc_edic.representation import luma_fold
 _NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
 
 
-class _Sampler:
-    """grid_sample over one plane, with positions in that plane's pixels."""
+class _Plane:
+    """One plane of the reference as the decoder's plain warp samples it, with the frame's
+    plane to price predictions against. Block fields are spread over ``scale`` x ``scale``
+    pixels per model-grid sample (2 for yuv420's luma). Everything per pixel that does not
+    depend on the field (the base grid, the frame padded to whole blocks, the mask of the
+    frame's own pixels) is made once, so a trial costs one add, one grid_sample and one
+    pooling."""
 
-    def __init__(self, plane: torch.Tensor) -> None:
-        self.plane = plane
-        height, width = plane.shape[-2:]
-        # grid_sample's coordinates (align_corners: -1 and 1 are the edge samples' centres)
+    def __init__(self, reference: torch.Tensor, x: torch.Tensor, own: tuple[int, int],
+                 scale: int, block_log2: int, grid: tuple[int, int]) -> None:
+        self.reference, self.scale = reference, scale
+        self.side = (1 << block_log2) * scale
+        rows, cols = grid
+        height, width = reference.shape[-2:]
+        padded = (rows * self.side, cols * self.side)
+        # grid_sample's coordinates (align_corners: -1 and 1 are the edge pixels' centres);
+        # positions past the plane are clamped (border) and masked out
         self.unit = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)],
-                                 dtype=plane.dtype)
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=plane.dtype),
-                                torch.arange(width, dtype=plane.dtype), indexing="ij")
-        self.base = torch.stack([xs, ys], dim=-1)[None] * self.unit - 1.0
+                                 dtype=x.dtype)
+        ys, xs = torch.meshgrid(torch.arange(padded[0], dtype=x.dtype),
+                                torch.arange(padded[1], dtype=x.dtype), indexing="ij")
+        base = torch.stack([xs, ys], dim=-1) * self.unit - 1.0
+        self.base = base.view(rows, self.side, cols, self.side, 2)
+        pad = (0, padded[1] - width, 0, padded[0] - height)
+        self.x = F.pad(x, pad)
+        mask = torch.zeros(padded, dtype=x.dtype)
+        mask[: own[0] * scale, : own[1] * scale] = 1.0
+        self.mask = mask
 
-    def __call__(self, flow: torch.Tensor) -> torch.Tensor:
-        grid = self.base + flow.permute(0, 2, 3, 1) * self.unit
-        return F.grid_sample(self.plane, grid, mode="bilinear", padding_mode="border",
-                             align_corners=True)
+    def predict(self, motion: BlockMotion) -> torch.Tensor:
+        """The warped plane over whole blocks (past the plane's edge: clamped samples)."""
+        step = self.unit * (self.scale / (1 << motion.precision_log2))
+        offsets = torch.from_numpy(motion.vectors).to(self.x.dtype).permute(1, 2, 0) * step
+        grid = (self.base + offsets[:, None, :, None]).flatten(0, 1).flatten(1, 2)
+        return F.grid_sample(self.reference, grid[None], mode="bilinear",
+                             padding_mode="border", align_corners=True)
+
+    def sse(self, motion: BlockMotion) -> torch.Tensor:
+        err = (self.predict(motion) - self.x).square().sum(dim=1)[0] * self.mask
+        return F.avg_pool2d(err[None, None], self.side, divisor_override=1)[0, 0]
 
 
 class _Field:
@@ -59,43 +82,44 @@ class _Field:
 
     def __init__(self, x: torch.Tensor, reference: torch.Tensor, size: tuple[int, int],
                  representation: str, block_log2: int, precision_log2: int) -> None:
-        self.x = x
         self.block_log2, self.precision_log2 = block_log2, precision_log2
         self.rows, self.cols = grid_of(tuple(x.shape[-2:]), block_log2)
-        # the frame's own samples: padding the model needs is not what the viewer sees
-        mask = torch.zeros(x.shape[-2:], dtype=x.dtype)
-        mask[: size[0], : size[1]] = 1.0
-        self.mask = mask
-        # the planes as the decoder's plain warp samples them (representation.warp_planes)
+        self.shape = x.shape
+        # the planes as the decoder's plain warp samples them (representation.warp_planes);
+        # only the frame's own samples count: padding the model needs is not what the
+        # viewer sees
         self.fold = luma_fold(representation)
+        grid = (self.rows, self.cols)
         if self.fold > 1:
-            luma_channels = self.fold * self.fold
-            self.samplers = (_Sampler(F.pixel_shuffle(reference[:, :luma_channels], self.fold)),
-                             _Sampler(reference[:, luma_channels:]))
+            luma = self.fold * self.fold
+            self.planes = (
+                _Plane(F.pixel_shuffle(reference[:, :luma], self.fold),
+                       F.pixel_shuffle(x[:, :luma], self.fold), size, self.fold, block_log2,
+                       grid),
+                _Plane(reference[:, luma:], x[:, luma:], size, 1, block_log2, grid),
+            )
         else:
-            self.samplers = (_Sampler(reference),)
+            self.planes = (_Plane(reference, x, size, 1, block_log2, grid),)
+
+    def _motion(self, vectors: np.ndarray) -> BlockMotion:
+        return BlockMotion(vectors, self.block_log2, self.precision_log2)
 
     def predict(self, vectors: np.ndarray) -> torch.Tensor:
-        """The reference warped by a trial field. The search prices hundreds of fields a
-        frame, so it uses grid_sample, 5x faster here than the decoder's exact warp
-        (representation.warp_planes: the same bilinear sampling and border clamping,
-        equal to about 1e-5); the coded candidate is then predicted by the exact warp."""
-        flow = BlockMotion(vectors, self.block_log2, self.precision_log2).to_flow(self.x)
+        """The reference warped by a trial field, as the model tensor. The search prices
+        hundreds of fields a frame, so it uses grid_sample, faster here than the decoder's
+        exact warp (representation.warp_planes: the same bilinear sampling and border
+        clamping, equal to about 1e-5); the coded candidate is then predicted exactly."""
+        motion = self._motion(vectors)
+        planes = [p.predict(motion)[..., : self.shape[-2] * p.scale, : self.shape[-1] * p.scale]
+                  for p in self.planes]
         if self.fold == 1:
-            return self.samplers[0](flow)
-        luma_sampler, chroma_sampler = self.samplers
-        fine = flow.repeat_interleave(self.fold, dim=2).repeat_interleave(self.fold, dim=3)
-        luma = F.pixel_unshuffle(luma_sampler(fine * self.fold), self.fold)
-        return torch.cat((luma, chroma_sampler(flow)), dim=1)
+            return planes[0]
+        return torch.cat((F.pixel_unshuffle(planes[0], self.fold), planes[1]), dim=1)
 
     def sse(self, vectors: np.ndarray) -> np.ndarray:
-        """(rows, cols) squared error of each block's prediction, over all channels."""
-        err = (self.predict(vectors) - self.x).square().sum(dim=1)[0] * self.mask
-        side = 1 << self.block_log2
-        height, width = err.shape
-        err = F.pad(err, (0, self.cols * side - width, 0, self.rows * side - height))
-        pooled = F.avg_pool2d(err[None, None], side, divisor_override=1)[0, 0]
-        return pooled.double().numpy()
+        """(rows, cols) squared error of each block's prediction, over all samples."""
+        motion = self._motion(vectors)
+        return sum(p.sse(motion) for p in self.planes).double().numpy()
 
 
 def _clamp(vectors: np.ndarray) -> np.ndarray:
