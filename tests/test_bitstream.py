@@ -349,7 +349,8 @@ def test_other_version_message() -> None:
     data = bytearray(write_stream())
     struct.pack_into("<H", data, 4, 7)
     with pytest.raises(
-        BitstreamError, match="stream format version 7, this decoder reads versions 1 to 4"
+        BitstreamError,
+        match=f"stream format version 7, this decoder reads versions 1 to {FORMAT_VERSION}",
     ):
         BitstreamReader(bytes(data))
 

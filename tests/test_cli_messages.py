@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from dvc_edic import decode_sequence, encode_sequence, image
+from dvc_edic.bitstream import FORMAT_VERSION
 from dvc_edic.cli import EXIT_ERROR
 from dvc_edic.errors import InputError
 from dvc_edic.io import Frame
@@ -149,7 +150,7 @@ def test_image_errors_name_the_file(
     code, _, err = run(capsys, image.cli, "decode", bad, tmp_path / "o.png", "--weights", weights)
     assert code == EXIT_ERROR
     assert lines(err) == [f"error: {bad}: stream format version 0, this decoder reads versions "
-                          "1 to 4 (header field version (offset 4))"]
+                          f"1 to {FORMAT_VERSION} (header field version (offset 4))"]
 
 
 def test_an_alpha_channel_is_dropped_with_a_warning(
