@@ -36,6 +36,11 @@ stages (bench/decode_stages.py). Each stream is decoded ``--passes`` times in
 that process; the first pass is what a user's first GOP costs, each frame's
 fastest decode in the later ones is the steady state. The SHA-256 of the decoded YUV is stored,
 so a speed-up can be checked to leave every output bit as it was.
+
+``--modes preset,medium,slow`` codes the streams with the fast, medium and slow
+searches instead, and ``--mode-table REPORT`` prints each decoder path's time
+per stream (bench/results/decode_presets.json): the presets differ in which
+paths their frames take, the paths' costs must not differ.
 """
 
 from __future__ import annotations
@@ -261,13 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage-table", nargs=2, metavar=("BEFORE", "AFTER"),
                     help="print docs/architecture.md's 1080p quality-4 stage split from two "
                     "--decode-split reports")
+    ap.add_argument("--mode-table", metavar="REPORT",
+                    help="print the decode time per decoder path and stream from a "
+                    "--decode-split report (e.g. --modes preset,medium,slow)")
     ap.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.table or args.stage_table:
-        from bench.decode_split import markdown_table, stage_table
+    if args.table or args.stage_table or args.mode_table:
+        from bench.decode_split import markdown_table, mode_table, stage_table
 
         if args.table:
             print(markdown_table(json.loads(Path(args.table).read_text())))
+        elif args.mode_table:
+            print(mode_table(json.loads(Path(args.mode_table).read_text())))
         else:
             before, after = (json.loads(Path(p).read_text()) for p in args.stage_table)
             print(stage_table(before, after))

@@ -39,8 +39,13 @@ ENCODE_FLAGS = ("--preset", "fast", "--refine-steps", "0")
 # users get); "full": every P-frame through the MV autoencoder, the MC net and the
 # residual coder, the decoder's most expensive path (and the only one older decoders,
 # measured for comparison, all read).
+# "medium", "slow": those presets' searches (still without refinement, which changes the
+# latents' values, not what the decoder runs), for the per-mode table (--mode-table): the
+# decoder's cost per frame must not depend on the preset that chose the frame's mode.
 MODES: dict[str, tuple[str, ...]] = {
     "preset": (),
+    "medium": ("--preset", "medium"),
+    "slow": ("--preset", "slow"),
     "full": ("--motion", "learned", "--plain-warp", "off", "--no-skip-residual",
              "--no-intra-fallback"),
 }  # fmt: skip
@@ -426,6 +431,33 @@ def stage_table(before: dict[str, Any], after: dict[str, Any], size: str = TARGE
 def _modes_label(sections: set[str]) -> str:
     motion = "block" if "bmv" in sections else "learned" if "mv_y" in sections else "zero"
     parts = [motion, "warp" if "nomc" in sections else "MC"]
-    if "res_y" not in sections:
+    if "ires_y" in sections:
+        parts.append("intra-coded residual")
+    elif "res_y" not in sections:
         parts.append("no residual")
     return " + ".join(parts)
+
+
+def _frame_path(frame: dict[str, Any]) -> str:
+    """What the decoder ran for one frame: the I-frame coder, or a P-frame's path."""
+    return "I-frame" if frame["type"] == "I" else _modes_label(set(frame["sections"]))
+
+
+def mode_table(report: dict[str, Any]) -> str:
+    """Steady-state decode time per decoder path (median ms, frames), one column per stream:
+    streams of different presets differ in which paths their frames take, not in what a
+    path costs (issue 13)."""
+    rows = report["streams"]
+    paths = sorted({_frame_path(f) for r in rows for f in r["steady_frames"]},
+                   key=lambda p: (p != "I-frame", p))  # fmt: skip
+    head = [f"{r['size']} q{r['quality']:g} {r['modes']}" for r in rows]
+    lines = ["| decoder path | " + " | ".join(head) + " |", "|---" * (len(rows) + 1) + "|"]
+    for path in paths:
+        cells = []
+        for r in rows:
+            ms = [f["ms"] for f in r["steady_frames"] if _frame_path(f) == path]
+            cells.append(f"{statistics.median(ms):.0f} ms ({len(ms)})" if ms else "-")
+        lines.append(f"| {path} | " + " | ".join(cells) + " |")
+    fps = [len(r["steady_frames"]) * MS / sum(f["ms"] for f in r["steady_frames"]) for r in rows]
+    lines.append("| whole stream | " + " | ".join(f"{v:.2f} fps" for v in fps) + " |")
+    return "\n".join(lines)

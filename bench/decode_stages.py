@@ -37,6 +37,7 @@ FUNCTION_STAGES: tuple[tuple[str, str, str], ...] = (
     ("dvc_edic.entropy.coder", "mixture_frequencies", "gmm_tables"),
     ("dvc_edic.entropy.coder", "GmmEntropyCoder.decode", "entropy_y"),
     ("dvc_edic.models.pframe", "backward_warp", "warp"),
+    ("dvc_edic.models.pframe", "warp_planes", "warp"),
     ("dvc_edic.codec", "_Pipeline.to_frame", "frame_convert"),
 )
 # (class, submodule attribute, stage): every instance's submodule is timed by hooks.
