@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from dvc_edic.config import check_int, check_keys
 from dvc_edic.errors import InputError
+
+SECTION = "entropy"  # the preset's section, which every message names
 
 # Limits that keep the integer tables small and every product inside int64.
 MAX_MIXTURES = 16  # more components than this is a config typo, not a model
@@ -68,15 +71,8 @@ class GmmConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GmmConfig:
         """Build from a preset's ``entropy:`` mapping; unknown or missing keys are errors."""
-        if not isinstance(d, Mapping):
-            raise InputError(f"entropy: expected a mapping, got {type(d).__name__}")
         names = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        missing = [n for n in names if n not in d]
-        if unknown or missing:
-            raise InputError(
-                f"entropy: expected keys {names}, got unknown {unknown} and missing {missing}"
-            )
+        check_keys(d, SECTION, names)
         values = {n: d[n] for n in names}
         for n in ("scale_min", "scale_max"):
             if isinstance(values[n], int) and not isinstance(values[n], bool):
@@ -85,5 +81,4 @@ class GmmConfig:
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise InputError(f"entropy.{name}: expected an integer in [{lo}, {hi}], got {value!r}")
+    check_int(f"{SECTION}.{name}", value, lo, hi)
