@@ -27,10 +27,10 @@ from torch import nn
 
 from bench.bench_sequence import ROOT
 from bench.machine import machine_info
-from dvc_edic.config import load_preset
 from dvc_edic.memory import keep_freed_memory
 from dvc_edic.models.layers import EnhancementNet
 from dvc_edic.models.pframe import MotionCompensation
+from dvc_edic.models.preset import Preset
 
 # The 4:2:0 model tensor of a 1080p frame: half the luma size, padded to the stride.
 HEIGHT, WIDTH = 544, 960
@@ -39,30 +39,30 @@ MS = 1000.0
 GIGA = 1e9
 
 
-def _candidates(preset: dict) -> list[tuple[str, nn.Module, tuple[int, int, int]]]:
+def _candidates(preset: Preset) -> list[tuple[str, nn.Module, tuple[int, int, int]]]:
     """(name, net, (in channels, height, width)); the first of each kind is the shipped one."""
-    ch = preset["intra"]["in_channels"]
-    mc, intra = preset["motion_compensation"], preset["intra"]["enhancement"]
-    residual = preset["residual"]["enhancement"]
-    mv = preset["mv"]["enhancement"]
+    ch = preset.intra.in_channels
+    mc, intra = preset.motion_compensation, preset.intra.enhancement
+    residual = preset.residual.enhancement
+    mv = preset.mv.enhancement
     full, half = (HEIGHT, WIDTH), (HEIGHT // 2, WIDTH // 2)
     return [
-        (f"MC net {mc['channels']} ch, {mc['blocks']} block (shipped)",
-         MotionCompensation(ch, mc["channels"], mc["blocks"]), (ch, *full)),
-        (f"MC net 16 ch, {mc['blocks']} block",
-         MotionCompensation(ch, 16, mc["blocks"]), (ch, *full)),
-        (f"MC net {mc['channels']} ch at half resolution (frames pixel-unshuffled)",
-         MotionCompensation(4 * ch, mc["channels"], mc["blocks"]), (4 * ch, *half)),
-        (f"I-frame enhancement {intra['channels']} ch, {intra['blocks']} blocks (shipped)",
-         EnhancementNet(ch, intra["channels"], intra["blocks"]), (ch, *full)),
-        (f"I-frame enhancement 16 ch, {intra['blocks']} blocks",
-         EnhancementNet(ch, 16, intra["blocks"]), (ch, *full)),
-        (f"I-frame enhancement {intra['channels']} ch, 1 block",
-         EnhancementNet(ch, intra["channels"], 1), (ch, *full)),
-        (f"residual enhancement {residual['channels']} ch, {residual['blocks']} block (shipped)",
-         EnhancementNet(ch, residual["channels"], residual["blocks"]), (ch, *full)),
-        (f"MV enhancement {mv['channels']} ch, {mv['blocks']} block (shipped)",
-         EnhancementNet(2, mv["channels"], mv["blocks"]), (2, *full)),
+        (f"MC net {mc.channels} ch, {mc.blocks} block (shipped)",
+         MotionCompensation(ch, mc.channels, mc.blocks), (ch, *full)),
+        (f"MC net 16 ch, {mc.blocks} block",
+         MotionCompensation(ch, 16, mc.blocks), (ch, *full)),
+        (f"MC net {mc.channels} ch at half resolution (frames pixel-unshuffled)",
+         MotionCompensation(4 * ch, mc.channels, mc.blocks), (4 * ch, *half)),
+        (f"I-frame enhancement {intra.channels} ch, {intra.blocks} blocks (shipped)",
+         EnhancementNet(ch, intra.channels, intra.blocks), (ch, *full)),
+        (f"I-frame enhancement 16 ch, {intra.blocks} blocks",
+         EnhancementNet(ch, 16, intra.blocks), (ch, *full)),
+        (f"I-frame enhancement {intra.channels} ch, 1 block",
+         EnhancementNet(ch, intra.channels, 1), (ch, *full)),
+        (f"residual enhancement {residual.channels} ch, {residual.blocks} block (shipped)",
+         EnhancementNet(ch, residual.channels, residual.blocks), (ch, *full)),
+        (f"MV enhancement {mv.channels} ch, {mv.blocks} block (shipped)",
+         EnhancementNet(2, mv.channels, mv.blocks), (2, *full)),
     ]  # fmt: skip
 
 
@@ -87,7 +87,7 @@ def measure(repeats: int) -> list[dict[str, object]]:
     torch.manual_seed(0)
     rows = []
     with torch.inference_mode():
-        for name, net, shape in _candidates(load_preset("cpu")):
+        for name, net, shape in _candidates(Preset.load("cpu")):
             net.eval()
             for p in net.parameters():  # the zero-initialised tails too
                 p.normal_(0, 0.1)

@@ -32,7 +32,7 @@ from dvc_edic.encoder.decision import (
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
-from dvc_edic.models.ladder import MIN_QUALITY, interpolate_ladder
+from dvc_edic.models.ladder import QualityRange, interpolate_ladder
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.packets import frame_quality, intra_latents, p_latents
 from dvc_edic.representation import (
@@ -45,11 +45,12 @@ from dvc_edic.representation import (
 from dvc_edic.weights import weights_hash
 
 
-def coded_quality(quality: float, levels: int) -> float:
+def coded_quality(quality: float, qualities: QualityRange) -> float:
     """The quality value exactly as the decoder will read it from the header."""
-    if not MIN_QUALITY <= quality <= levels:
+    if quality not in qualities:
         raise InputError(
-            f"--quality must be between {MIN_QUALITY:g} and {levels}, got {quality:g}"
+            f"--quality must be between {qualities.low:g} and {qualities.high:g}, "
+            f"got {quality:g}"
         )
     return quantize_quality(quality)
 
@@ -123,7 +124,7 @@ class SequenceEncoder:
         check_frame_size(info.width, info.height, limits, "input")
         self.limits = limits  # what the stream writer must apply too
         self.model = model.eval()
-        self.quality = coded_quality(quality, model.quality_levels)
+        self.quality = coded_quality(quality, model.quality_range)
         self.intra_period = intra_period
         base = load_encoder_settings() if settings is None else settings
         self.settings = base.with_overrides(intra_fallback=intra_fallback)
@@ -165,7 +166,7 @@ class SequenceEncoder:
 
     def _on_ladder(self, quality: float) -> float:
         """An offset quality clamped to the ladder, as the header's grid stores it."""
-        return quantize_quality(min(max(quality, MIN_QUALITY), self.model.quality_levels))
+        return quantize_quality(self.model.quality_range.clamp(quality))
 
     def _pattern_quality(self, position: int) -> float:
         """A P-frame's quality under the preset's pattern by GOP position (constant-quality
@@ -184,7 +185,7 @@ class SequenceEncoder:
     def _ladder_lambda(self, quality: float) -> float:
         """The training ladder's lambda, times the preset's ``lambda_scale``: the ladder is
         what the model was trained at, not necessarily the slope of its real RD curve."""
-        ladder = float(interpolate_ladder(self.model.preset["lambdas"], torch.tensor(quality)))
+        ladder = float(interpolate_ladder(self.model.preset.lambdas, torch.tensor(quality)))
         return ladder * self.settings.lambda_scale
 
     @torch.no_grad()
@@ -193,7 +194,7 @@ class SequenceEncoder:
         written and the encoder's state does not change (the rate controller's probe)."""
         x, size = self._pipe.to_tensor(frame)
         picture = Picture(x, size, lambda t: self._pipe.round_frame(t, size))
-        q = coded_quality(quality, self.model.quality_levels)
+        q = coded_quality(quality, self.model.quality_range)
         return len(intra_candidate(self.model, picture, q).packet.to_bytes()) * BITS_PER_BYTE
 
     @torch.no_grad()
@@ -216,7 +217,7 @@ class SequenceEncoder:
         position = self.index if self.intra_period <= 0 else self.index % self.intra_period
         self.index += 1
         if quality is not None:
-            q = coded_quality(quality, self.model.quality_levels)
+            q = coded_quality(quality, self.model.quality_range)
         else:
             q = self._pattern_quality(position) if scheduled == FrameType.P else self.quality
         lam = self._lambda(self._intra_quality(q) if scheduled == FrameType.I else q)
@@ -304,7 +305,7 @@ class SequenceDecoder:
                 f"packet {self.index}: frame type {packet.frame_type.name}, the GOP structure "
                 f"(intra period {self.header.intra_period}) requires I"
             )
-        q = frame_quality(packet, self.header.quality, self.model.quality_levels)
+        q = frame_quality(packet, self.header.quality, self.model.quality_range)
         if packet.frame_type == FrameType.I:  # scheduled, or the encoder's intra fallback
             latents = intra_latents(packet, self.model.intra, self._padded, self.header.version)
             x_hat = self.model.intra.decompress(latents, q, self._padded)

@@ -49,6 +49,7 @@ from dvc_edic.io.atomic import AtomicFile, check_output_path
 if TYPE_CHECKING:
     from dvc_edic.codec import SequenceEncoder
     from dvc_edic.encoder.ratecontrol import RateController
+    from dvc_edic.models.ladder import QualityRange
 
 STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
@@ -240,7 +241,7 @@ def _check_rate_flags(args: argparse.Namespace) -> None:
 
 def _rate_controller(
     args: argparse.Namespace, header_bits: int, info: VideoInfo, intra_period: int,
-    intra_offset: float, levels: int, frames: int | None,
+    intra_offset: float, qualities: QualityRange, frames: int | None,
 ) -> RateController | None:
     """The controller for --bitrate/--bpp (None with --quality)."""
     if args.bitrate is None and args.bpp is None:
@@ -254,7 +255,7 @@ def _rate_controller(
     else:
         bits_per_frame = args.bpp * pixels
     return RateController(
-        load_ratecontrol_settings(), bits_per_frame, pixels, intra_period, levels,
+        load_ratecontrol_settings(), bits_per_frame, pixels, intra_period, qualities,
         frame_count=frames, intra_offset=intra_offset, spent_bits=header_bits,
     )
 
@@ -300,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   settings=settings)
         control = _rate_controller(
             args, header_size(encoder.header) * BITS_PER_BYTE, info, args.intra_period,
-            settings.intra_quality_offset, model.quality_levels, _frame_total(info, args),
+            settings.intra_quality_offset, model.quality_range, _frame_total(info, args),
         )
         frames: Iterable[Frame] = reader
         if control is not None:
@@ -377,7 +378,7 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
     pixels = info.width * info.height
     fps = float(info.fps)
     total = _frame_total(info, args)
-    levels = encoder.model.quality_levels
+    qualities = encoder.model.quality_range
     chosen: list[float] = []  # the controller's quality for each frame
     frames: list[dict] = []
     with AtomicFile(out, overwrite=args.force, inputs=[inp]) as sink:
@@ -390,7 +391,7 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
                 packet, recon = encoder.encode(frame, q)
                 size = writer.write_packet(packet)
                 bits += size * BITS_PER_BYTE
-                coded_q = frame_quality(packet, encoder.quality, levels)
+                coded_q = frame_quality(packet, encoder.quality, qualities)
                 if control is not None:
                     assert q is not None
                     control.update(packet.frame_type, q, coded_q, size * BITS_PER_BYTE)
@@ -437,7 +438,7 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
         "file_bytes": file_bytes,
         "bpp": bpp,
         "kbps": kbps,
-        "rate_control": _rate_report(args, control, chosen, bpp, kbps, levels),
+        "rate_control": _rate_report(args, control, chosen, bpp, kbps, qualities),
         **mean,
         "encode_fps": n / elapsed,
         "per_frame": frames,
@@ -445,20 +446,19 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
 
 
 def _rate_report(args: argparse.Namespace, control: RateController | None,
-                 chosen: list[float], bpp: float, kbps: float, levels: int) -> dict | None:
+                 chosen: list[float], bpp: float, kbps: float,
+                 qualities: QualityRange) -> dict | None:
     """What --stats and the summary say about the rate target (None with --quality)."""
     if control is None:
         return None
-    from dvc_edic.models.ladder import MIN_QUALITY
-
     unit, target, achieved = (("kbps", args.bitrate, kbps) if args.bitrate is not None
                               else ("bpp", args.bpp, bpp))
     error = (achieved - target) / target * PERCENT
     note = None
-    if error > 0 and max(chosen) <= MIN_QUALITY:
-        note = f"the target is below what quality {MIN_QUALITY:g} costs on this input"
-    elif error < 0 and min(chosen) >= levels:
-        note = f"the target is above what quality {levels} costs on this input"
+    if error > 0 and max(chosen) <= qualities.low:
+        note = f"the target is below what quality {qualities.low:g} costs on this input"
+    elif error < 0 and min(chosen) >= qualities.high:
+        note = f"the target is above what quality {qualities.high:g} costs on this input"
     return {
         "unit": unit,
         "target": target,

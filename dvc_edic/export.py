@@ -21,6 +21,7 @@ from typing import Any
 from dvc_edic.cli import EXIT_ERROR, EXIT_USAGE
 from dvc_edic.errors import DvcEdicError, InputError
 from dvc_edic.io.atomic import check_output_path
+from dvc_edic.models.preset import Preset
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.train.checkpoint import hardware, load_checkpoint
 from dvc_edic.train.ema import EMA, EMA_KEY, RAW, checkpoint_weights
@@ -62,7 +63,7 @@ def export(checkpoint: str | Path, out: str | Path, *, half: bool = False,
     if used != weights:
         print(f"note: {source} holds no EMA of the weights; exporting its raw weights",
               file=sys.stderr)
-    model = VideoCodecModel(state["preset"])
+    model = VideoCodecModel(Preset.from_dict(state["preset"]))
     load_state(model, tensors, source=str(source))
     model.eval()
     save_weights(model, target, metadata=training_metadata(state, source, used), half=half)

@@ -27,7 +27,7 @@ from dvc_edic.blockmotion import decode_block_motion, encode_block_motion
 from dvc_edic.entropy.ans import trim_words, untrim_words
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents
-from dvc_edic.models.ladder import MIN_QUALITY
+from dvc_edic.models.ladder import QualityRange
 from dvc_edic.models.pframe import PFrameLatents
 
 INTRA_PREFIX = ""
@@ -77,8 +77,9 @@ def p_packet(latents: PFrameLatents, quality: float | None = None) -> Packet:
     return Packet(FrameType.P, tuple(sections))
 
 
-def frame_quality(packet: Packet, stream_quality: float, levels: int) -> float:
-    """The packet's own quality if it has a ``q`` section, else the stream's."""
+def frame_quality(packet: Packet, stream_quality: float, qualities: QualityRange) -> float:
+    """The packet's own quality if it has a ``q`` section, else the stream's (which the
+    decoder has checked against ``qualities``, the model's range)."""
     if QUALITY_SECTION not in _names(packet):
         return stream_quality
     data = packet.section(QUALITY_SECTION).data
@@ -88,8 +89,8 @@ def frame_quality(packet: Packet, stream_quality: float, levels: int) -> float:
         )
     (milli,) = QUALITY_FIELD.unpack(data)
     quality = quantize_quality(milli / QUALITY_SCALE)
-    if not MIN_QUALITY <= quality <= levels:
-        raise BitstreamError(f"section 'q': quality {quality:g} is outside 1..{levels}")
+    if quality not in qualities:
+        raise BitstreamError(f"section 'q': quality {quality:g} is outside {qualities}")
     return quality
 
 

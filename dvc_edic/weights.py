@@ -19,10 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from dvc_edic.config import load_preset
 from dvc_edic.entropy.compressai_compat import is_table_buffer
 from dvc_edic.errors import DvcEdicWarning, WeightsError
 from dvc_edic.io.atomic import AtomicFile
+from dvc_edic.models.preset import Preset
 from dvc_edic.models.video import VideoCodecModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -62,7 +62,7 @@ def save_weights(
     meta = {
         "format": FORMAT_TAG,
         "model_id": model.model_id,
-        "preset": json.dumps(model.preset, sort_keys=True),
+        "preset": json.dumps(model.preset.to_dict(), sort_keys=True),
         "dtype": "float16" if half else "float32",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -96,7 +96,11 @@ def load_weights(path: str | Path) -> VideoCodecModel:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     meta = read_metadata(path)
-    model = VideoCodecModel(json.loads(meta["preset"]))
+    try:
+        preset = Preset.from_dict(json.loads(meta.get("preset", "null")))
+    except ValueError as exc:  # an InputError, or metadata that is not JSON
+        raise WeightsError(f"{path}: the preset in its metadata is not usable: {exc}") from exc
+    model = VideoCodecModel(preset)
     if model.model_id != meta.get("model_id"):
         raise WeightsError(
             f"{path}: model id {meta.get('model_id')!r} does not match this code's "
@@ -140,7 +144,7 @@ def untrained_model(preset: str = DEFAULT_PRESET) -> VideoCodecModel:
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(UNTRAINED_SEED)
-        model = VideoCodecModel(load_preset(preset))
+        model = VideoCodecModel(Preset.load(preset))
     finally:
         torch.random.set_rng_state(state)
     model.update_entropy_tables()

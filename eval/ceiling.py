@@ -86,10 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{model.model_id}, {len(images)} photos, medians over photos")
     print("| quality | ceiling dB (no quantisation) | rounded-latent dB | bpp (model estimate) |")
     print("|---|---|---|---|")
-    for level in range(1, model.quality_levels + 1):
-        rows = [image_ceiling(model, x, float(level)) for x in tensors]
+    for level in model.quality_range.levels():
+        rows = [image_ceiling(model, x, level) for x in tensors]
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-        print(f"| {level} | {med['ceiling_db']:.2f} | {med['rounded_db']:.2f} | "
+        print(f"| {level:g} | {med['ceiling_db']:.2f} | {med['rounded_db']:.2f} | "
               f"{med['bpp_estimate']:.3f} |")
     return 0
 

@@ -8,7 +8,7 @@ channel 1 = y) such that target(p) ≈ reference(p + flow(p)), i.e. what
 
 from __future__ import annotations
 
-from flows.build import ESTIMATOR_TYPES, build_flow_estimator
+from flows.build import ESTIMATOR_TYPES, FlowConfig, build_flow_estimator
 from flows.correlation import HAVE_SAMPLER, correlation, correlation_torch
 from flows.macs import conv_macs, macs_per_pixel
 from flows.pwc import PwcLite
@@ -19,6 +19,7 @@ __all__ = [
     "ESTIMATOR_TYPES",
     "HAVE_SAMPLER",
     "PADDING_MODES",
+    "FlowConfig",
     "PwcLite",
     "SpyNet",
     "backward_warp",

@@ -18,13 +18,14 @@ import torch
 
 from dvc_edic.config import load_preset
 from dvc_edic.io import Frame, open_video, open_writer
+from dvc_edic.models.preset import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CODER = {"N": 16, "M": 16, "hyper_N": 16, "enhancement": {"enabled": True, "channels": 8,
                                                                 "blocks": 1}}
 
 
-def tiny_preset() -> dict:
+def tiny_preset() -> Preset:
     """The cpu preset with every width shrunk: same structure, a fraction of the cost."""
     p = copy.deepcopy(load_preset("cpu"))
     p["name"] = "tiny-test"
@@ -32,7 +33,7 @@ def tiny_preset() -> dict:
         p[key].update(copy.deepcopy(TINY_CODER))
     p["flow"]["channels"] = [8, 8, 8, 8]
     p["motion_compensation"] = {"channels": 8, "blocks": 1}
-    return p
+    return Preset.from_dict(p)
 
 
 @pytest.fixture

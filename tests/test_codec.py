@@ -281,11 +281,11 @@ def test_quality_outside_the_ladder_is_an_input_error(tiny_model, quality: float
 
 def test_paper_preset_codes_a_short_sequence_exactly() -> None:
     """The GPU-sized preset is built from the same code; check it really codes, on a tiny clip."""
-    from dvc_edic.config import load_preset
+    from dvc_edic.models.preset import Preset
     from dvc_edic.models.video import VideoCodecModel
 
     torch.manual_seed(0)
-    model = VideoCodecModel(load_preset("paper"))
+    model = VideoCodecModel(Preset.load("paper"))
     model.update_entropy_tables()
     model.eval()
     frames = [smooth_frame(64, 96, s) for s in range(2)]

@@ -78,7 +78,7 @@ def test_trained_rate_matches_real_bytes_and_grows_with_quality(tiny_model) -> N
     opt = torch.optim.Adam(main, lr=2e-3)
     aux_opt = torch.optim.Adam(aux, lr=1e-2)
     # A steeper ladder than the preset so that 150 steps are enough to separate the levels.
-    lambdas = torch.tensor(tiny_model.preset["lambdas"]) * LAMBDA_BOOST
+    lambdas = torch.tensor(tiny_model.preset.lambdas) * LAMBDA_BOOST
     for step in range(150):
         x = _smooth(4, 6, 64, 64, 100 + step)
         q = torch.randint(1, 9, (4,)).float()

@@ -242,7 +242,7 @@ def test_p_frames_follow_the_quality_pattern_by_gop_position(tiny_model) -> None
     packets = list(BitstreamReader(data))
     assert [p.frame_type for p in packets] == [FrameType.I, *[FrameType.P] * 3,
                                                FrameType.I, FrameType.P]
-    got = [frame_quality(p, 4.0, tiny_model.quality_levels) for p in packets]
+    got = [frame_quality(p, 4.0, tiny_model.quality_range) for p in packets]
     # GOP positions 0 1 2 3 | 0 1: P at odd positions -0.5, at even ones +1; I-frames as set
     assert got == [4.0, 3.5, 5.0, 3.5, 4.0, 3.5]
     assert _decode(tiny_model, data) == recons

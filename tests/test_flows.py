@@ -13,6 +13,7 @@ import yaml
 from dvc_edic.errors import InputError
 from flows import (
     HAVE_SAMPLER,
+    FlowConfig,
     PwcLite,
     SpyNet,
     backward_warp,
@@ -296,29 +297,36 @@ def test_spynet_integer_shift_channel_convention() -> None:
 # ---------------------------------------------------------------- builder and cost
 
 
+def build(cfg: dict) -> torch.nn.Module:
+    return build_flow_estimator(FlowConfig.from_dict(cfg))
+
+
 def test_builder_picks_the_class() -> None:
     cfg = flow_section("cpu")
-    model = build_flow_estimator(cfg)
+    model = build(cfg)
     assert type(model) is SpyNet and model.levels == cfg["levels"]
-    assert type(build_flow_estimator({"flow": cfg})) is SpyNet
-    assert type(build_flow_estimator({**cfg, "type": "pwc"})) is PwcLite
-    assert type(build_flow_estimator(flow_section("paper"))) is SpyNet
+    assert type(build({**cfg, "type": "pwc"})) is PwcLite
+    assert type(build(flow_section("paper"))) is SpyNet
+    pwc_only = ("max_displacement", "feature_channels")
+    assert type(build({k: v for k, v in cfg.items() if k not in pwc_only})) is SpyNet
 
 
 def test_builder_rejects_bad_config() -> None:
     cfg = flow_section("cpu")
-    with pytest.raises(InputError, match="type must be one of"):
-        build_flow_estimator({**cfg, "type": "raft"})
-    with pytest.raises(InputError, match="levels"):
-        build_flow_estimator({k: v for k, v in cfg.items() if k != "levels"})
+    with pytest.raises(InputError, match=r"flow\.type: expected one of \('spynet', 'pwc'\)"):
+        build({**cfg, "type": "raft"})
+    with pytest.raises(InputError, match=r"missing \['levels'\]"):
+        build({k: v for k, v in cfg.items() if k != "levels"})
+    with pytest.raises(InputError, match=r"flow\.channels\[1\]: expected an integer >= 1, got 0"):
+        build({**cfg, "channels": [8, 0]})
     pwc = {k: v for k, v in cfg.items() if k != "max_displacement"}
     with pytest.raises(InputError, match="max_displacement"):
-        build_flow_estimator({**pwc, "type": "pwc"})
+        build({**pwc, "type": "pwc"})
 
 
 def test_spynet_conv_macs_match_hand_count() -> None:
     cfg = flow_section("cpu")
-    model = build_flow_estimator(cfg)
+    model = build(cfg)
     k, c = cfg["kernel"], cfg["in_channels"]
     widths = [2 * c + 2, *cfg["channels"], 2]
     per_pixel = k * k * sum(a * b for a, b in itertools.pairwise(widths))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dvc_edic.config import load_preset
 from dvc_edic.errors import InputError
+from dvc_edic.models.preset import Preset
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import save_weights
 from eval.model_card import main
@@ -40,7 +40,7 @@ def test_card_states_the_metadata_and_copies_the_runner_output(tmp_path: Path) -
     weights.parent.mkdir()
     meta = {"history": HISTORY, "config": {"stage": "6_multiframe",
             "init_parts": {"intra": "runs/1_image/checkpoint.pt"}}, "stage": "6_multiframe"}
-    save_weights(VideoCodecModel(load_preset("tiny")), weights, metadata=meta, half=True)
+    save_weights(VideoCodecModel(Preset.load("tiny")), weights, metadata=meta, half=True)
     video = tmp_path / "video"
     _results(video)
     assert main(["--weights", str(weights), "--video", str(video),

@@ -28,11 +28,12 @@ from dvc_edic.encoder.refine import RefineSettings
 from dvc_edic.encoder.settings import load_ratecontrol_settings
 from dvc_edic.errors import InputError
 from dvc_edic.io import VideoInfo
+from dvc_edic.models.ladder import QualityRange
 from dvc_edic.packets import QUALITY_SECTION, frame_quality
 from tests.conftest import carphone_frames, write_yuv
 
 PIXELS = 176 * 144
-LEVELS = 8
+QUALITIES = QualityRange.of_levels(8)  # the presets' quality_levels
 FAST = EncoderSettings("fast-test", ("learned",), skip_residual=True, intra_fallback=False,
                        dis_preset="ultrafast", plain_warp="proxy")
 
@@ -52,7 +53,7 @@ def _controller(bits_per_frame: float = 8000.0, frame_count: int | None = 24,
     # the scenarios below were written for P-frames about as large as an I-frame, the
     # shipped prior's guess before block motion; they test the controller, not the prior
     settings = replace(load_ratecontrol_settings(), **{"inter_to_intra": 0.9, **changes})
-    return RateController(settings, bits_per_frame, PIXELS, intra_period=12, levels=LEVELS,
+    return RateController(settings, bits_per_frame, PIXELS, intra_period=12, qualities=QUALITIES,
                           frame_count=frame_count)
 
 
@@ -166,7 +167,7 @@ def test_per_frame_qualities_decode_exactly(tiny_model) -> None:
     assert [dec.decode(p) for p in reader] == recons
     # scheduled I-frames (0 and 4) get the 0.5 offset, the intra fallback (1) does not
     expected = [3.5, 5.25, 4.0, 2.5, 4.5, 7.125]
-    assert [frame_quality(p, 4.0, LEVELS) for p in packets] == expected
+    assert [frame_quality(p, 4.0, QUALITIES) for p in packets] == expected
     # the stream's own quality is not repeated in the packet
     assert [any(s.name == QUALITY_SECTION for s in p.sections) for p in packets] == [
         True, True, False, True, True, True]

@@ -27,6 +27,8 @@ import yaml
 
 from dvc_edic.config import load_preset, load_yaml
 from dvc_edic.errors import InputError, WeightsError
+from dvc_edic.models.ladder import QualityRange
+from dvc_edic.models.preset import Preset
 from dvc_edic.train import load_checkpoint, load_train_config, train
 from dvc_edic.train.ema import ema_weights
 from dvc_edic.train.losses import (
@@ -86,13 +88,13 @@ def test_rate_is_bits_per_source_pixel() -> None:
     y = torch.full((2, 8, 4, 4), 0.5)
     z = torch.full((2, 4, 1, 1), 0.25)
     assert bits_per_sample([y, z]).tolist() == [8 * 16 + 4 * 2] * 2
-    rd = RateDistortion(load_train_config(TINY / "1_image.yaml")["loss"], load_preset("tiny"))
+    rd = RateDistortion(load_train_config(TINY / "1_image.yaml")["loss"], Preset.load("tiny"))
     x = torch.zeros(2, 6, 16, 16)
     assert torch.allclose(rd.bpp([y, z], x), torch.full((2,), 136 / (16 * 16 * 4)))
 
 
 def test_loss_weights_each_sample_by_its_own_lambda() -> None:
-    rd = RateDistortion(load_train_config(TINY / "1_image.yaml")["loss"], load_preset("tiny"))
+    rd = RateDistortion(load_train_config(TINY / "1_image.yaml")["loss"], Preset.load("tiny"))
     d = torch.tensor([1.0, 1.0])
     q = torch.tensor([1.0, 8.0])
     lams = load_preset("tiny")["lambdas"]
@@ -102,7 +104,7 @@ def test_loss_weights_each_sample_by_its_own_lambda() -> None:
 
 def test_msssim_distortion_is_zero_for_identical_and_positive_otherwise() -> None:
     cfg = load_train_config(TINY / "1_image.yaml", ["loss.distortion=ms-ssim"])
-    rd = RateDistortion(cfg["loss"], load_preset("tiny"))
+    rd = RateDistortion(cfg["loss"], Preset.load("tiny"))
     assert rd.ladder == cfg["loss"]["msssim_lambdas"]  # its own lambda ladder
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 6, 96, 96, generator=g)  # luma 192x192: enough for 5 scales
@@ -113,11 +115,12 @@ def test_msssim_distortion_is_zero_for_identical_and_positive_otherwise() -> Non
 
 
 def test_quality_sampler_modes() -> None:
-    per_sample = QualitySampler(8, "per_sample", None, seed=3).draw(64)
+    qualities = QualityRange.of_levels(8)
+    per_sample = QualitySampler(qualities, "per_sample", None, seed=3).draw(64)
     assert per_sample.min() >= 1.0 and per_sample.max() <= 8.0 and per_sample.unique().numel() > 1
-    per_batch = QualitySampler(8, "per_batch", None, seed=3).draw(5)
+    per_batch = QualitySampler(qualities, "per_batch", None, seed=3).draw(5)
     assert per_batch.unique().numel() == 1
-    assert QualitySampler(8, "fixed", 2.5, seed=3).draw(3).tolist() == [2.5] * 3
+    assert QualitySampler(qualities, "fixed", 2.5, seed=3).draw(3).tolist() == [2.5] * 3
 
 
 # ------------------------------------------------------------------- configs

@@ -41,7 +41,7 @@ from typing import Any
 from dvc_edic.bitstream import FrameType, quantize_quality
 from dvc_edic.errors import InputError
 from dvc_edic.gop import frame_type
-from dvc_edic.models.ladder import MIN_QUALITY
+from dvc_edic.models.ladder import MIN_QUALITY, QualityRange
 
 # Bisection on the quality: the plan's predicted bits rise monotonically with it, and
 # 40 halvings of [1, 8] are far below the 1/1000 grid the stream stores.
@@ -115,22 +115,23 @@ class SizeModel:
     """``bits(q) = scale * exp(G(q))`` for one frame type; the scale is learnt.
 
     G rises from 0 at quality 1 with a slope going linearly from ``slope[0]`` at
-    quality 1 to ``slope[1]`` at ``levels``, so ``scale`` is the bits at quality 1.
-    ``scale`` is None until a frame of the type is seen or a prior is set: the
-    controller then predicts from another model (a P-frame from the I-frame's).
+    quality 1 to ``slope[1]`` at the top of ``qualities``, so ``scale`` is the bits
+    at quality 1. ``scale`` is None until a frame of the type is seen or a prior is
+    set: the controller then predicts from another model (a P-frame from the I-frame's).
     """
 
-    def __init__(self, slope: tuple[float, float], levels: int, smoothing: float,
+    def __init__(self, slope: tuple[float, float], qualities: QualityRange, smoothing: float,
                  scale: float | None = None) -> None:
         self.slope = slope
-        self.span = max(levels - MIN_QUALITY, 1.0)
+        self.low = qualities.low
+        self.span = max(qualities.span, 1.0)
         self.smoothing = smoothing
         self.scale = scale
         self.frames = 0  # frames observed
 
     def gain(self, quality: float) -> float:
         """G(q) = ln(bits(q) / bits(1))."""
-        t = quality - MIN_QUALITY
+        t = quality - self.low
         low, high = self.slope
         return low * t + (high - low) * t * t / (2.0 * self.span)
 
@@ -163,7 +164,7 @@ class RateController:
         bits_per_frame: float,
         pixels: int,
         intra_period: int,
-        levels: int,
+        qualities: QualityRange,
         frame_count: int | None = None,
         intra_offset: float = 0.0,
         spent_bits: float = 0.0,
@@ -173,16 +174,16 @@ class RateController:
         self.settings = settings
         self.bits_per_frame = float(bits_per_frame)
         self.intra_period = intra_period
-        self.levels = levels
+        self.qualities = qualities
         self.frame_count = frame_count
         self.intra_offset = intra_offset
         self.spent_bits = float(spent_bits)
         self.index = 0  # frames coded so far
         self.last_quality: float | None = None
         s = settings
-        self.intra = SizeModel(s.slope_intra, levels, s.smoothing_intra)
+        self.intra = SizeModel(s.slope_intra, qualities, s.smoothing_intra)
         self.intra.scale = s.prior_bpp * pixels * math.exp(-self.intra.gain(s.prior_quality))
-        self.inter = SizeModel(s.slope_inter, levels, s.smoothing_inter)
+        self.inter = SizeModel(s.slope_inter, qualities, s.smoothing_inter)
 
     @property
     def error_bits(self) -> float:
@@ -196,7 +197,7 @@ class RateController:
         """The quality a frame of this type is coded at when the controller picks ``quality``."""
         if ftype == FrameType.I:
             quality += self.intra_offset
-        return min(max(quality, MIN_QUALITY), float(self.levels))
+        return self.qualities.clamp(quality)
 
     def predict(self, quality: float, ftype: FrameType) -> float:
         """Predicted bits of one frame of ``ftype`` at the controller's ``quality``."""
@@ -230,7 +231,7 @@ class RateController:
         def cost(q: float) -> float:
             return sum(self.predict(q, t) for t in types)
 
-        lo, hi = MIN_QUALITY, float(self.levels)
+        lo, hi = self.qualities.low, self.qualities.high
         if cost(lo) >= budget:
             q = lo
         elif cost(hi) <= budget:

@@ -15,18 +15,23 @@ construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from dvc_edic.entropy import GmmConfig, GmmEntropyCoder, gmm_likelihood, quantize_gmm
+from dvc_edic.config import check_bool, check_int, check_keys
+from dvc_edic.entropy import GmmEntropyCoder, gmm_likelihood, quantize_gmm
 from dvc_edic.entropy.zcoder import decode_z, encode_z, z_likelihoods, z_medians
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.gain import GainUnit
 from dvc_edic.models.layers import GDN, AttentionBlock, EnhancementNet, conv, upsample
+
+if TYPE_CHECKING:  # the preset module imports CoderConfig from here
+    from dvc_edic.models.preset import Preset
 
 HYPER_STRIDE_STAGES = 2  # h_a halves twice: z is 4x smaller than y per side
 QUANTIZATION_MODES = ("mixed", "noise", "ste")
@@ -37,6 +42,17 @@ class EnhancementConfig:
     enabled: bool
     channels: int
     blocks: int
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> EnhancementConfig:
+        """Parse an ``enhancement:`` mapping; sizes are required even when it is disabled,
+        so that enabling it is a one-word edit."""
+        check_keys(d, where, [f.name for f in fields(cls)])
+        return cls(
+            enabled=check_bool(f"{where}.enabled", d["enabled"]),
+            channels=check_int(f"{where}.channels", d["channels"], 1),
+            blocks=check_int(f"{where}.blocks", d["blocks"], 1),
+        )
 
 
 @dataclass(frozen=True)
@@ -54,10 +70,14 @@ class CoderConfig:
     enhancement: EnhancementConfig
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CoderConfig:
-        fields = dict(d)
-        fields["enhancement"] = EnhancementConfig(**fields["enhancement"])
-        return cls(**fields)
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> CoderConfig:
+        """Parse one coder's section of a preset; ``where`` (``intra``...) starts every
+        message, so a refusal names the field as the YAML spells it."""
+        names = [f.name for f in fields(cls)]
+        check_keys(d, where, names)
+        sizes = {n: check_int(f"{where}.{n}", d[n], 1) for n in names if n != "enhancement"}
+        enhancement = EnhancementConfig.from_dict(d["enhancement"], f"{where}.enhancement")
+        return cls(**sizes, enhancement=enhancement)
 
     @property
     def stride(self) -> int:
@@ -127,29 +147,20 @@ def _hyper_synthesis(cfg: CoderConfig, mixtures: int) -> nn.Sequential:
 
 
 class EDIC(nn.Module):
-    def __init__(
-        self,
-        cfg: CoderConfig,
-        entropy: GmmConfig,
-        quality_levels: int,
-        gain_init: tuple[float, float],
-        training_quantization: str = "mixed",
-    ) -> None:
+    def __init__(self, cfg: CoderConfig, preset: Preset) -> None:
+        """``cfg``: this coder's section of ``preset``, which sets what the three coders
+        share (entropy model, quality levels, gain init, training quantization)."""
         super().__init__()
-        if training_quantization not in QUANTIZATION_MODES:
-            raise ValueError(
-                f"training_quantization must be one of {QUANTIZATION_MODES}, "
-                f"got {training_quantization!r}"
-            )
+        entropy = preset.entropy
         self.cfg = cfg
         self.entropy_cfg = entropy
-        self.training_quantization = training_quantization
+        self.training_quantization = preset.training_quantization
         self.g_a = _analysis(cfg)
         self.g_s = _synthesis(cfg)
         self.h_a = _hyper_analysis(cfg)
         self.h_s = _hyper_synthesis(cfg, entropy.mixtures)
         self.z_bottleneck = EntropyBottleneck(cfg.hyper_N)
-        self.gain = GainUnit(quality_levels, cfg.M, *gain_init)
+        self.gain = GainUnit(preset.quality_levels, cfg.M, *preset.gain_init)
         self.enhance = (
             EnhancementNet(cfg.in_channels, cfg.enhancement.channels, cfg.enhancement.blocks)
             if cfg.enhancement.enabled

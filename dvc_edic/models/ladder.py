@@ -7,14 +7,53 @@ trained to value it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-MIN_QUALITY = 1.0  # the lowest level; levels are numbered 1..len(ladder)
+# The lowest quality of every model, and its only definition: levels are numbered
+# MIN_QUALITY..quality_levels, so the highest quality is the preset's to set.
+MIN_QUALITY = 1.0
 # The ladders are quoted for D = LADDER_PEAK^2 * MSE on [0, 1] samples (CompressAI's
 # lambdas are defined for MSE on 8-bit sample values); training and the encoder both use it.
 LADDER_PEAK = 255.0
+
+
+@dataclass(frozen=True)
+class QualityRange:
+    """The qualities a model codes at, ``low`` to ``high`` inclusive.
+
+    One object for what the encoder's --quality check, the rate controller, the
+    training sampler and the decoder's stream checks all ask: a stream's quality
+    is only as valid as the model that decodes it.
+    """
+
+    low: float
+    high: float
+
+    @classmethod
+    def of_levels(cls, levels: int) -> QualityRange:
+        """The range of a model with ``levels`` gain pairs (the preset's quality_levels)."""
+        return cls(MIN_QUALITY, float(levels))
+
+    def __contains__(self, quality: object) -> bool:
+        return isinstance(quality, (int, float)) and self.low <= quality <= self.high
+
+    def clamp(self, quality: float) -> float:
+        return min(max(quality, self.low), self.high)
+
+    @property
+    def span(self) -> float:
+        return self.high - self.low
+
+    def levels(self) -> list[float]:
+        """The whole levels in the range: the qualities that have gains of their own."""
+        return [float(q) for q in range(math.ceil(self.low), math.floor(self.high) + 1)]
+
+    def __str__(self) -> str:
+        return f"{self.low:g}..{self.high:g}"
 
 
 def geometric_interpolation(log_table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:

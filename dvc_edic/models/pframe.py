@@ -13,19 +13,37 @@ the same x̂_t.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dvc_edic.blockmotion import BlockMotion
-from dvc_edic.entropy import GmmConfig
+from dvc_edic.config import check_int, check_keys
 from dvc_edic.errors import BitstreamError
-from dvc_edic.models.edic import EDIC, CodedLatents, CoderConfig
+from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.layers import ResidualBlock, blocked_stack, conv
 from dvc_edic.representation import warp_planes
 from flows import backward_warp, build_flow_estimator
+
+if TYPE_CHECKING:  # the preset module imports MotionCompensationConfig from here
+    from dvc_edic.models.preset import Preset
+
+
+@dataclass(frozen=True)
+class MotionCompensationConfig:
+    """Sizes of the MC net, the preset's ``motion_compensation:`` section."""
+
+    channels: int  # hidden width
+    blocks: int  # residual blocks
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str) -> MotionCompensationConfig:
+        names = [f.name for f in fields(cls)]
+        check_keys(d, where, names)
+        return cls(**{n: check_int(f"{where}.{n}", d[n], 1) for n in names})
 
 
 class MotionCompensation(nn.Module):
@@ -94,20 +112,14 @@ INTRA_RESIDUAL_OFFSET = 0.5
 
 
 class PFrameCodec(nn.Module):
-    def __init__(self, preset: dict[str, Any], entropy: GmmConfig) -> None:
+    def __init__(self, preset: Preset) -> None:
         super().__init__()
-        levels = int(preset["quality_levels"])
-        gain_init = tuple(preset["gain_init"])
-        mode = preset.get("training_quantization", "mixed")
-        self.flow = build_flow_estimator(preset["flow"])
-        self.mv_coder = EDIC(CoderConfig.from_dict(preset["mv"]), entropy, levels, gain_init, mode)
-        self.residual_coder = EDIC(
-            CoderConfig.from_dict(preset["residual"]), entropy, levels, gain_init, mode
-        )
-        self.representation = str(preset["representation"])
-        mc = preset["motion_compensation"]
-        channels = self.residual_coder.cfg.in_channels
-        self.mc = MotionCompensation(channels, int(mc["channels"]), int(mc["blocks"]))
+        self.flow = build_flow_estimator(preset.flow)
+        self.mv_coder = EDIC(preset.mv, preset)
+        self.residual_coder = EDIC(preset.residual, preset)
+        self.representation = preset.representation
+        mc = preset.motion_compensation
+        self.mc = MotionCompensation(preset.residual.in_channels, mc.channels, mc.blocks)
 
     def predict(self, reference: torch.Tensor, flow_hat: torch.Tensor) -> torch.Tensor:
         """Motion-compensated prediction x̄_t from the decoded reference and flow. The MC

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from typing import Any
 
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from dvc_edic.entropy import GmmConfig
-from dvc_edic.models.edic import EDIC, CoderConfig
+from dvc_edic.models.edic import EDIC
+from dvc_edic.models.ladder import QualityRange
 from dvc_edic.models.pframe import PFrameCodec
+from dvc_edic.models.preset import Preset
 
 MODEL_FAMILY = "dvc_edic"
 ARCH_VERSION = 1  # bump whenever a change makes old weights or streams incompatible
@@ -29,20 +27,14 @@ MODULE_SECTIONS = {
 
 
 class VideoCodecModel(nn.Module):
-    """Everything a stream needs, built from one preset dict (the YAML in configs/models/)."""
+    """Everything a stream needs, built from one preset (the YAML in configs/models/)."""
 
-    def __init__(self, preset: dict[str, Any]) -> None:
+    def __init__(self, preset: Preset) -> None:
         super().__init__()
         self.preset = preset
-        self.entropy_cfg = GmmConfig.from_dict(preset["entropy"])
-        self.intra = EDIC(
-            CoderConfig.from_dict(preset["intra"]),
-            self.entropy_cfg,
-            int(preset["quality_levels"]),
-            tuple(preset["gain_init"]),
-            preset.get("training_quantization", "mixed"),
-        )
-        self.pframe = PFrameCodec(preset, self.entropy_cfg)
+        self.entropy_cfg = preset.entropy
+        self.intra = EDIC(preset.intra, preset)
+        self.pframe = PFrameCodec(preset)
 
     @property
     def model_id(self) -> str:
@@ -52,17 +44,21 @@ class VideoCodecModel(nn.Module):
         itself, so weights and streams of two revisions of the same preset name
         can never be taken for each other.
         """
-        canonical = json.dumps(self.preset, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:PRESET_DIGEST_HEX]
-        return f"{MODEL_FAMILY}-{self.preset['name']}-v{ARCH_VERSION}-{digest}"
+        digest = self.preset.digest[:PRESET_DIGEST_HEX]
+        return f"{MODEL_FAMILY}-{self.preset.name}-v{ARCH_VERSION}-{digest}"
 
     @property
     def representation(self) -> str:
-        return str(self.preset["representation"])
+        return self.preset.representation
 
     @property
     def quality_levels(self) -> int:
-        return int(self.preset["quality_levels"])
+        return self.preset.quality_levels
+
+    @property
+    def quality_range(self) -> QualityRange:
+        """The qualities this model codes at; a stream's must lie in it."""
+        return self.preset.quality_range
 
     @property
     def stride(self) -> int:

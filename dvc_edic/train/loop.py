@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from dvc_edic.config import load_preset
 from dvc_edic.errors import InputError, WeightsError
 from dvc_edic.metrics import UNIT_PEAK, mse_to_psnr
+from dvc_edic.models.preset import Preset
 from dvc_edic.models.video import MODULE_SECTIONS, VideoCodecModel
 from dvc_edic.train import distributed
 from dvc_edic.train.batches import BatchStream, ClipItems, describe, split_holdout, take
@@ -338,7 +339,7 @@ class Trainer:
             preset = load_preset(cfg["model"])
         else:
             preset, tensors = load_preset(cfg["model"]), None
-        self.model = VideoCodecModel(preset)
+        self.model = VideoCodecModel(Preset.from_dict(preset))
         if tensors is not None and state is None and cfg["init_fresh"]:
             tensors = _fresh_modules(tensors, self.model, cfg["init_fresh"])
         if tensors is not None:
@@ -371,7 +372,7 @@ class Trainer:
                 find_unused_parameters=bool(cfg["ddp"]["find_unused_parameters"]),
             )
         self.quality = QualitySampler(
-            self.model.quality_levels, "per_sample", None,
+            self.model.quality_range, "per_sample", None,
             derived_seed(seed, _STREAM_QUALITY, self.ctx.rank),
         )
         self.step = 0
@@ -452,7 +453,7 @@ class Trainer:
                 "total_steps": self.total,
                 "elapsed_s": self.elapsed_s,
                 "config": self.cfg,
-                "preset": self.model.preset,
+                "preset": self.model.preset.to_dict(),
                 "history": [*self.history, self._history_entry()],
                 "descriptions": self.descriptions,
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -532,7 +533,7 @@ class Trainer:
         if not (self.ctx.is_main and items):
             return
         qualities = self.cfg["validate"]["qualities"] or default_qualities(
-            self.model.quality_levels)
+            self.model.quality_range)
         weights = RAW if self.ema is None else EMA
         generators = capture_rng()
         try:

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from dvc_edic.errors import InputError
-from dvc_edic.models.ladder import LADDER_PEAK, MIN_QUALITY, interpolate_ladder
+from dvc_edic.models.ladder import LADDER_PEAK, QualityRange, interpolate_ladder
+from dvc_edic.models.preset import Preset
 from dvc_edic.representation import representation_size
 
 # sqrt(0) has an infinite derivative; the end-point error adds this under the root.
@@ -71,8 +72,10 @@ def epe(flow: torch.Tensor, target: torch.Tensor,
 class QualitySampler:
     """Draws the quality of each sample from its own generator, so resuming is exact."""
 
-    def __init__(self, levels: int, mode: str, fixed: float | None, seed: int) -> None:
-        self.levels = levels
+    def __init__(
+        self, qualities: QualityRange, mode: str, fixed: float | None, seed: int
+    ) -> None:
+        self.qualities = qualities
         self.mode = mode
         self.fixed = fixed
         self.generator = torch.Generator().manual_seed(seed)
@@ -82,7 +85,7 @@ class QualitySampler:
             return torch.full((batch,), float(self.fixed))
         n = batch if self.mode == "per_sample" else 1
         u = torch.rand(n, generator=self.generator)
-        q = MIN_QUALITY + u * (self.levels - MIN_QUALITY)
+        q = self.qualities.low + u * self.qualities.span
         return q.expand(batch).clone() if n == 1 else q
 
     def state(self) -> torch.Tensor:
@@ -109,12 +112,12 @@ def _luma_full_resolution(x: torch.Tensor, representation: str) -> torch.Tensor:
 class RateDistortion:
     """L = lambda(q) * D + R with the lambda ladder and distortion chosen by a loss config."""
 
-    def __init__(self, loss_cfg: dict[str, Any], preset: dict[str, Any]) -> None:
+    def __init__(self, loss_cfg: dict[str, Any], preset: Preset) -> None:
         self.kind = loss_cfg["distortion"]
-        self.representation = str(preset["representation"])
-        self.levels = int(preset["quality_levels"])
+        self.representation = preset.representation
+        self.levels = preset.quality_levels
         if self.kind == "mse":
-            ladder = loss_cfg["lambdas"] or preset["lambdas"]
+            ladder = loss_cfg["lambdas"] or preset.lambdas
         else:
             ladder = loss_cfg["msssim_lambdas"]
         if len(ladder) != self.levels:

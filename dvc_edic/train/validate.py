@@ -17,6 +17,7 @@ import torch
 
 from dvc_edic.metrics import UNIT_PEAK, mse_to_psnr
 from dvc_edic.models.edic import CodedLatents
+from dvc_edic.models.ladder import QualityRange
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.representation import crop_to, pad_to_multiple
 from dvc_edic.train.losses import epe, mse_per_sample, source_pixels_per_model_pixel
@@ -87,9 +88,10 @@ def _item_metrics(model: VideoCodecModel, task: str, clip: _Frames, q: float) ->
     return {"bpp": bits / (clip.pixels * (last - 1)), "psnr": sum(psnrs) / len(psnrs)}
 
 
-def default_qualities(levels: int) -> list[float]:
+def default_qualities(qualities: QualityRange) -> list[float]:
     """Lowest, middle and highest level: enough to see the RD curve move."""
-    return [1.0, (1.0 + levels) / 2.0, float(levels)]
+    low, high = qualities.low, qualities.high
+    return [low, (low + high) / 2.0, high]
 
 
 @torch.no_grad()
