@@ -14,7 +14,7 @@ from fractions import Fraction
 import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, DEFAULT_LIMITS, FrameType, Header, Limits, Packet
-from dvc_edic.bitstream.header import quantize_quality
+from dvc_edic.bitstream.header import field_where, quantize_quality
 from dvc_edic.encoder import EncoderSettings, load_encoder_settings
 from dvc_edic.encoder.decision import (
     Candidate,
@@ -254,7 +254,9 @@ class SequenceEncoder:
 
 
 def check_model(model: VideoCodecModel, header: Header) -> None:
-    """Stop before decoding anything if the stream was made by other weights."""
+    """Stop before decoding anything if the stream was made by other weights, or asks
+    for what its model cannot do. The header was read without a model, so only here
+    can its quality be held against the model's range."""
     if header.model_id != model.model_id:
         raise WeightsError(
             f"stream was encoded with model {header.model_id!r}, these weights are "
@@ -269,6 +271,12 @@ def check_model(model: VideoCodecModel, header: Header) -> None:
         raise BitstreamError(
             f"stream representation {header.representation!r} differs from the model's "
             f"{model.representation!r}"
+        )
+    qualities = model.quality_range
+    if header.quality not in qualities:
+        raise BitstreamError(
+            f"{field_where('quality')}: the stream's quality {header.quality:g} is outside "
+            f"the range {qualities} of model {model.model_id!r}"
         )
 
 

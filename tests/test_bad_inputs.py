@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from dvc_edic import decode_sequence, encode_sequence
-from dvc_edic.bitstream import FORMAT_VERSION, BitstreamReader, Limits
+from dvc_edic.bitstream import FORMAT_VERSION, QUALITY_SCALE, BitstreamReader, Limits
 from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, VERSION
 from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS_FRAME
 from dvc_edic.cli import EXIT_ERROR, EXIT_INTERRUPTED
@@ -31,6 +31,7 @@ from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.errors import InputError
 from dvc_edic.io import VideoInfo, open_video, open_writer
 from dvc_edic.models.video import VideoCodecModel
+from dvc_edic.packets import QUALITY_FIELD
 from dvc_edic.weights import load_weights, save_weights
 from tests.conftest import carphone_frames, smooth_frame, tiny_preset, write_yuv
 
@@ -314,16 +315,35 @@ def stream(tools: Tools, clip: Path, tmp_path: Path) -> Path:
     return path
 
 
-def test_stream_of_another_format_version(tools: Tools, stream: Path, tmp_path: Path) -> None:
+def patch_header(stream: Path, field: str, packed: bytes) -> None:
+    """Overwrite one header field and its CRC: a stream whose header is intact but says
+    something else, as a buggy or hostile encoder would write it."""
     data = bytearray(stream.read_bytes())
-    at = FIELD_OFFSETS["version"]
-    data[at : at + VERSION.size] = VERSION.pack(FORMAT_VERSION + 1)
+    at = FIELD_OFFSETS[field]
+    data[at : at + len(packed)] = packed
     crc_at = FIXED.size + data[FIELD_OFFSETS["model_id_len"]]
     data[crc_at : crc_at + CRC.size] = CRC.pack(zlib.crc32(bytes(data[:crc_at])))
     stream.write_bytes(bytes(data))
+
+
+def test_stream_of_another_format_version(tools: Tools, stream: Path, tmp_path: Path) -> None:
+    patch_header(stream, "version", VERSION.pack(FORMAT_VERSION + 1))
     result = tools.decode(stream, "-o", tmp_path / "o.yuv")
     readable = f"versions 1 to {FORMAT_VERSION}"
     assert_error(result, stream, f"version {FORMAT_VERSION + 1}", readable)
+    assert no_outputs(tmp_path, "o.yuv")
+
+
+@pytest.mark.parametrize("quality", [9.0, 0.5])
+def test_stream_quality_outside_the_models_range(
+    tools: Tools, stream: Path, tmp_path: Path, quality: float
+) -> None:
+    """The header holds qualities up to 65.535; the model (8 levels here) decides."""
+    patch_header(stream, "quality", QUALITY_FIELD.pack(round(quality * QUALITY_SCALE)))
+    result = tools.decode(stream, "-o", tmp_path / "o.yuv")
+    offset = FIELD_OFFSETS["quality"]
+    assert_error(result, stream, f"header field quality (offset {offset}): the stream's "
+                 f"quality {quality:g} is outside the range 1..8 of model 'dvc_edic-tiny-test-")
     assert no_outputs(tmp_path, "o.yuv")
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from dvc_edic.config import load_preset
 from dvc_edic.errors import InputError, WeightsError
 from dvc_edic.models.ladder import MIN_QUALITY, QualityRange
-from dvc_edic.models.preset import Preset
+from dvc_edic.models.preset import MAX_QUALITY_LEVELS, Preset
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import load_weights, save_weights
 from tests.conftest import tiny_preset
@@ -68,8 +68,10 @@ def _set(d: dict[str, Any], path: str, value: object) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        ("quality_levels", 1, "quality_levels: expected an integer >= 2, got 1"),
-        ("quality_levels", 8.0, "quality_levels: expected an integer >= 2, got 8.0"),
+        ("quality_levels", 1, "quality_levels: expected an integer in [2, 65], got 1"),
+        ("quality_levels", MAX_QUALITY_LEVELS + 1,
+         f"quality_levels: expected an integer in [2, 65], got {MAX_QUALITY_LEVELS + 1}"),
+        ("quality_levels", 8.0, "quality_levels: expected an integer in [2, 65], got 8.0"),
         ("lambdas", [0.01] * 7, "lambdas: expected a list of 8 items, got"),
         ("gain_init", [0.5, -2.0], "gain_init[1]: expected a finite number > 0, got -2.0"),
         ("representation", "yuv444",

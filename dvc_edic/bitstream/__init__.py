@@ -10,6 +10,7 @@ from __future__ import annotations
 from dvc_edic.bitstream.fields import BITS_PER_BYTE
 from dvc_edic.bitstream.header import (
     MAGIC,
+    MAX_STORED_QUALITY,
     QUALITY_SCALE,
     Header,
     header_size,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "MAGIC",
+    "MAX_STORED_QUALITY",
     "QUALITY_SCALE",
     "READABLE_VERSIONS",
     "BitstreamReader",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from dvc_edic.bitstream.fields import as_int, check_range, decode_name, encode_name
-from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U32_MAX, Limits
+from dvc_edic.bitstream.limits import DEFAULT_LIMITS, U8_MAX, U16_MAX, U32_MAX, Limits
 from dvc_edic.bitstream.source import ByteSource
 from dvc_edic.bitstream.version import FORMAT_VERSION, READABLE_VERSIONS
 from dvc_edic.errors import BitstreamError
@@ -39,8 +39,11 @@ MAX_BIT_DEPTH = 16
 # Quality is stored as an integer number of thousandths so that encoder and
 # decoder derive gains from the very same value.
 QUALITY_SCALE = 1000
-MIN_QUALITY = 1.0
-MAX_QUALITY = 8.0
+# All the container checks: what the u16 field holds. The range a stream may use
+# is its model's (MIN_QUALITY..quality_levels of the preset), which the decoder
+# checks once it has the model; a preset whose range the field cannot hold is
+# refused when it is parsed.
+MAX_STORED_QUALITY = U16_MAX / QUALITY_SCALE
 # -1 means "only the first frame is intra"; N >= 1 means an I-frame every N frames.
 INTRA_ONLY_FIRST = -1
 I32_MAX = 0x7FFF_FFFF
@@ -86,7 +89,8 @@ _INT_FIELD_RANGES: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def _where(field: str) -> str:
+def field_where(field: str) -> str:
+    """How messages name a header field: by name and byte offset, for a hex viewer."""
     return f"header field {field} (offset {FIELD_OFFSETS[field]})"
 
 
@@ -95,12 +99,14 @@ def _decode_enum(codes: dict[str, int], code: int, field: str) -> str:
         if value == code:
             return name
     known = ", ".join(f"{v}={k}" for k, v in codes.items())
-    raise BitstreamError(f"{_where(field)}: unsupported code {code}, expected one of {known}")
+    raise BitstreamError(f"{field_where(field)}: unsupported code {code}, expected one of {known}")
 
 
 def _check_enum(codes: dict[str, int], value: object, field: str) -> str:
     if value not in codes:
-        raise BitstreamError(f"{_where(field)}: expected one of {sorted(codes)}, got {value!r}")
+        raise BitstreamError(
+            f"{field_where(field)}: expected one of {sorted(codes)}, got {value!r}"
+        )
     return value  # type: ignore[return-value]
 
 
@@ -138,41 +144,43 @@ class Header:
             object.__setattr__(self, name, value)
 
         for name, low, high in _INT_FIELD_RANGES:
-            set_(
-                name,
-                check_range(as_int(getattr(self, name), _where(name)), low, high, _where(name)),
-            )
+            where = field_where(name)
+            set_(name, check_range(as_int(getattr(self, name), where), low, high, where))
         _check_enum(CHROMA_CODES, self.chroma, "chroma")
         if self.chroma == "420" and (self.width % 2 or self.height % 2):
             raise BitstreamError(
-                f"{_where('width')}/height: 4:2:0 needs even dimensions, "
+                f"{field_where('width')}/height: 4:2:0 needs even dimensions, "
                 f"got {self.width}x{self.height}"
             )
         _check_enum(REPRESENTATION_CODES, self.representation, "representation")
         _check_enum(MATRIX_CODES, self.matrix, "matrix")
         if not isinstance(self.full_range, bool):
             raise BitstreamError(
-                f"{_where('range')}: full_range must be a bool, got {self.full_range!r}"
+                f"{field_where('range')}: full_range must be a bool, got {self.full_range!r}"
             )
         encode_name(self.model_id, U8_MAX, "header field model_id")
         if not isinstance(self.weights_hash, (bytes, bytearray, memoryview)):
             raise BitstreamError(
-                f"{_where('weights_hash')}: expected bytes, got {type(self.weights_hash).__name__}"
+                f"{field_where('weights_hash')}: expected bytes, "
+                f"got {type(self.weights_hash).__name__}"
             )
         set_("weights_hash", bytes(self.weights_hash))
         if len(self.weights_hash) != WEIGHTS_HASH_LEN:
             raise BitstreamError(
-                f"{_where('weights_hash')}: expected {WEIGHTS_HASH_LEN} "
+                f"{field_where('weights_hash')}: expected {WEIGHTS_HASH_LEN} "
                 f"bytes (sha256), got {len(self.weights_hash)}"
             )
         set_("quality", _checked_quality(self.quality))
-        period = as_int(self.intra_period, _where("intra_period"))
+        period = as_int(self.intra_period, field_where("intra_period"))
         if period != INTRA_ONLY_FIRST:
-            check_range(period, 1, I32_MAX, _where("intra_period") + f" (or {INTRA_ONLY_FIRST})")
+            check_range(
+                period, 1, I32_MAX, field_where("intra_period") + f" (or {INTRA_ONLY_FIRST})"
+            )
         set_("intra_period", period)
         if self.version not in READABLE_VERSIONS:
             raise BitstreamError(
-                f"{_where('version')}: expected one of {READABLE_VERSIONS}, got {self.version!r}"
+                f"{field_where('version')}: expected one of {READABLE_VERSIONS}, "
+                f"got {self.version!r}"
             )
 
     @property
@@ -184,8 +192,8 @@ class Header:
 
     def check_limits(self, limits: Limits = DEFAULT_LIMITS) -> None:
         """Raise BitstreamError if this header declares more than `limits` allow."""
-        check_range(self.width, 1, limits.max_width, _where("width"))
-        check_range(self.height, 1, limits.max_height, _where("height"))
+        check_range(self.width, 1, limits.max_width, field_where("width"))
+        check_range(self.height, 1, limits.max_height, field_where("height"))
         # The area, not a side, sets what decoding a frame allocates; checked here,
         # before the decoder has built anything of that size.
         pixels = self.width * self.height
@@ -198,12 +206,12 @@ class Header:
                 f"limit: --max-pixels {pixels} on the command line, or "
                 f"Limits(max_pixels={pixels}) in Python"
             )
-        check_range(self.frame_count, 0, limits.max_frame_count, _where("frame_count"))
+        check_range(self.frame_count, 0, limits.max_frame_count, field_where("frame_count"))
         check_range(
             len(self.model_id),
             1,
             limits.max_model_id_len,
-            f"{_where('model_id_len')}: model_id length",
+            f"{field_where('model_id_len')}: model_id length",
         )
 
     def to_bytes(self) -> bytes:
@@ -246,15 +254,16 @@ class Header:
 
 def _checked_quality(quality: object) -> float:
     if isinstance(quality, bool) or not isinstance(quality, (int, float)):
-        raise BitstreamError(f"{_where('quality')}: expected a float, got {quality!r}")
+        raise BitstreamError(f"{field_where('quality')}: expected a float, got {quality!r}")
     value = float(quality)
-    if not math.isfinite(value) or not MIN_QUALITY <= value <= MAX_QUALITY:
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_STORED_QUALITY:
         raise BitstreamError(
-            f"{_where('quality')}: expected {MIN_QUALITY}..{MAX_QUALITY}, got {value}"
+            f"{field_where('quality')}: expected 0..{MAX_STORED_QUALITY} (what the field holds), "
+            f"got {value}"
         )
     if quantize_quality(value) != value:
         raise BitstreamError(
-            f"{_where('quality')}: {value!r} is not a multiple of 1/{QUALITY_SCALE}, so it "
+            f"{field_where('quality')}: {value!r} is not a multiple of 1/{QUALITY_SCALE}, so it "
             f"cannot be stored exactly; pass quantize_quality({value!r})"
         )
     return value
@@ -274,19 +283,19 @@ def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
         raise BitstreamError(
             f"not a dvc_edic stream: expected magic {MAGIC!r} at offset {start}, got {got}"
         )
-    (version,) = VERSION.unpack(source.read_exact(VERSION.size, _where("version")))
+    (version,) = VERSION.unpack(source.read_exact(VERSION.size, field_where("version")))
     if version not in READABLE_VERSIONS:
         readable = f"{READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}"
         raise BitstreamError(
             f"stream format version {version}, this decoder reads versions {readable} "
-            f"({_where('version')})"
+            f"({field_where('version')})"
         )
     rest = source.read_exact(FIXED.size - MAGIC_SIZE - VERSION.size, "header fixed fields")
     fixed = magic + VERSION.pack(version) + rest
     values = dict(zip((name for name, _ in FIXED_FIELDS), FIXED.unpack(fixed), strict=True))
     model_id_len = values["model_id_len"]
     check_range(
-        model_id_len, 1, limits.max_model_id_len, f"{_where('model_id_len')}: model_id length"
+        model_id_len, 1, limits.max_model_id_len, f"{field_where('model_id_len')}: model_id length"
     )
     model_id_raw = source.read_exact(model_id_len, f"header field model_id (offset {FIXED.size})")
     crc_offset = source.offset
@@ -299,16 +308,9 @@ def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
         )
     if values["range"] not in (RANGE_LIMITED, RANGE_FULL):
         raise BitstreamError(
-            f"{_where('range')}: expected {RANGE_LIMITED} (limited) or "
+            f"{field_where('range')}: expected {RANGE_LIMITED} (limited) or "
             f"{RANGE_FULL} (full), got {values['range']}"
         )
-    quality_milli = values["quality"]
-    check_range(
-        quality_milli,
-        round(MIN_QUALITY * QUALITY_SCALE),
-        round(MAX_QUALITY * QUALITY_SCALE),
-        f"{_where('quality')} (thousandths)",
-    )
     header = Header(
         width=values["width"],
         height=values["height"],
@@ -324,7 +326,7 @@ def read_header(source: ByteSource, limits: Limits = DEFAULT_LIMITS) -> Header:
         frame_count=values["frame_count"],
         model_id=decode_name(model_id_raw, f"header field model_id (offset {FIXED.size})"),
         weights_hash=values["weights_hash"],
-        quality=quality_milli / QUALITY_SCALE,
+        quality=values["quality"] / QUALITY_SCALE,
         intra_period=values["intra_period"],
         version=version,
     )

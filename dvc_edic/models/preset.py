@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dvc_edic.bitstream import MAX_STORED_QUALITY
 from dvc_edic.config import (
     check_choice,
     check_int,
@@ -46,7 +47,10 @@ REQUIRED_KEYS = (
 )
 OPTIONAL_KEYS = ("training_quantization",)
 DEFAULT_TRAINING_QUANTIZATION = "mixed"
-MIN_QUALITY_LEVELS = 2  # interpolating between levels needs two of them
+# Interpolating between levels needs two of them; the header's quality field
+# (thousandths in a u16) bounds the highest level a stream can name.
+MIN_QUALITY_LEVELS = 2
+MAX_QUALITY_LEVELS = int(MAX_STORED_QUALITY)
 GAIN_INIT_ITEMS = 2  # the initial gains of the lowest and the highest level
 # What the model id's digest is taken over: the preset as sorted, compact JSON.
 CANONICAL_JSON: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
@@ -104,7 +108,8 @@ class Preset:
     def _parse(cls, d: Mapping[str, Any], name: str) -> Preset:
         check_keys(d, "top level", REQUIRED_KEYS, OPTIONAL_KEYS)
         representation = check_choice("representation", d["representation"], REPRESENTATIONS)
-        levels = check_int("quality_levels", d["quality_levels"], MIN_QUALITY_LEVELS)
+        levels = check_int("quality_levels", d["quality_levels"], MIN_QUALITY_LEVELS,
+                           MAX_QUALITY_LEVELS)
         lambdas = tuple(check_positive(f"lambdas[{i}]", v)
                         for i, v in enumerate(check_list("lambdas", d["lambdas"], levels)))
         low, high = (check_positive(f"gain_init[{i}]", v)
