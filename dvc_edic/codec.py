@@ -28,6 +28,7 @@ from dvc_edic.encoder.decision import (
     refine_chosen,
     search_residual_quality,
     try_intra_residual,
+    within_budget,
 )
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
@@ -198,7 +199,8 @@ class SequenceEncoder:
         return len(intra_candidate(self.model, picture, q).packet.to_bytes()) * BITS_PER_BYTE
 
     @torch.no_grad()
-    def encode(self, frame: Frame, quality: float | None = None) -> tuple[Packet, Frame]:
+    def encode(self, frame: Frame, quality: float | None = None,
+               max_bits: float | None = None) -> tuple[Packet, Frame]:
         """Code one frame, choosing among the preset's candidates by R + lambda*D.
 
         At a P position the candidates are each motion source with and without a
@@ -212,6 +214,8 @@ class SequenceEncoder:
         and the decision weighs distortion by the ladder's lambda at it. A
         scheduled I-frame still adds the intra quality offset to it. Without it,
         a P-frame's quality follows the preset's ``p_quality_offsets`` pattern.
+        ``max_bits`` (rate control) keeps the lowest-J candidate whose packet fits it,
+        or the smallest (decision.within_budget).
         """
         scheduled = frame_type(self.index, self.intra_period)
         position = self.index if self.intra_period <= 0 else self.index % self.intra_period
@@ -246,6 +250,8 @@ class SequenceEncoder:
             decision = search_residual_quality(decision, frame, lam,
                                                [(o, o != self.quality) for o in others])
         decision = refine_chosen(decision, frame, lam, self.settings.refine)
+        if max_bits is not None:
+            decision = within_budget(decision, max_bits)
         self.last_decision = decision
         packet = decision.chosen.packet
         if packet.frame_type != scheduled:

@@ -388,7 +388,8 @@ def _encode(info: VideoInfo, reader: Iterable[Frame], encoder: SequenceEncoder, 
         with progress_bar(total, "encode", args.quiet) as bar:
             for frame in reader:
                 q = None if control is None else control.next_quality()
-                packet, recon = encoder.encode(frame, q)
+                cap = None if control is None else control.max_frame_bits()
+                packet, recon = encoder.encode(frame, q, cap)
                 size = writer.write_packet(packet)
                 bits += size * BITS_PER_BYTE
                 coded_q = frame_quality(packet, encoder.quality, qualities)

@@ -22,7 +22,7 @@ from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encode_sequence import main as encode_main
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
-from dvc_edic.encoder.decision import rd_weight
+from dvc_edic.encoder.decision import rd_weight, within_budget
 from dvc_edic.encoder.ratecontrol import RateController, RateControlSettings
 from dvc_edic.encoder.refine import RefineSettings
 from dvc_edic.encoder.settings import load_ratecontrol_settings
@@ -239,3 +239,33 @@ def test_bad_rate_flags_are_named(tmp_path: Path, flags: tuple[str, ...], messag
     with pytest.raises(InputError) as err:
         encode_main([str(tmp_path / "missing_176x144_30.yuv"), *flags])
     assert message in str(err.value)
+
+
+def test_a_frame_is_held_to_what_its_plan_has_left() -> None:
+    """The controller's cap is the whole plan's budget, and the decision then keeps the
+    lowest-J candidate that fits it, or the smallest: a last frame that would code a
+    residual with the plan nearly spent is coded without it."""
+    rc = _controller(bits_per_frame=8000.0, frame_count=2)
+    rc.next_quality()
+    assert rc.max_frame_bits() == pytest.approx(2 * 8000.0)
+    rc.update(FrameType.I, 4.0, 4.0, 15000.0)
+    rc.next_quality()
+    assert rc.max_frame_bits() == pytest.approx(1000.0)  # the last frame, 1000 bits left
+    over = _controller(bits_per_frame=8000.0, frame_count=2)
+    over.next_quality()
+    over.update(FrameType.I, 4.0, 4.0, 20000.0)
+    over.next_quality()
+    assert over.max_frame_bits() == 0.0  # overspent: nothing left, never below 0
+
+    def candidate(mode: str, size: int, cost: float) -> Candidate:
+        c = Candidate(mode, packet=None, recon=None)  # type: ignore[arg-type]
+        c.size, c.cost = size, cost
+        return c
+
+    coded, skipped, tiny = candidate("res", 500, 1.0), candidate("skip", 90, 5.0), \
+        candidate("zero", 40, 9.0)
+    decision = Decision(coded, skipped, [coded, skipped, tiny])
+    assert within_budget(decision, 8 * 600).chosen is coded
+    assert within_budget(decision, 8 * 100).chosen is skipped
+    kept = within_budget(decision, 8 * 10)
+    assert kept.chosen is tiny and kept.runner_up is coded

@@ -215,6 +215,26 @@ def refine_chosen(decision: Decision, source: Frame, lam: float,
     return Decision(better, chosen, decision.tried)
 
 
+def within_budget(decision: Decision, max_bits: float) -> Decision:
+    """The lowest-J candidate whose packet fits ``max_bits``; the smallest if none does.
+
+    Rate control's guard against a frame that would eat its whole plan: at low rates
+    a P-frame either skips its residual (tens of bytes) or codes one (a thousand),
+    and a size model smoothed over both cannot tell which the decision will take.
+    Held to what the plan still has, the last frames of a clip no longer overshoot
+    it by one residual (carphone at the rate of quality 2: +37 % without, docs/
+    encoder.md). Every candidate was coded for real, so the choice stays exact.
+    """
+    if decision.chosen.size * BITS_PER_BYTE <= max_bits:
+        return decision
+    fitting = [c for c in decision.tried if c.size * BITS_PER_BYTE <= max_bits]
+    pick = (min(fitting, key=lambda c: c.cost) if fitting
+            else min(decision.tried, key=lambda c: c.size))
+    if pick.size >= decision.chosen.size:
+        return decision
+    return Decision(pick, decision.chosen, decision.tried)
+
+
 Chooser = Callable[[list[Candidate], Frame, float], Decision]
 
 

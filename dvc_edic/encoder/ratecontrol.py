@@ -180,6 +180,7 @@ class RateController:
         self.spent_bits = float(spent_bits)
         self.index = 0  # frames coded so far
         self.last_quality: float | None = None
+        self.plan_bits = math.inf  # the last plan's budget (next_quality)
         s = settings
         self.intra = SizeModel(s.slope_intra, qualities, s.smoothing_intra)
         self.intra.scale = s.prior_bpp * pixels * math.exp(-self.intra.gain(s.prior_quality))
@@ -227,6 +228,7 @@ class RateController:
         """
         types = self.window()
         budget = len(types) * self.bits_per_frame + self.settings.feedback_gain * self.error_bits
+        self.plan_bits = budget
 
         def cost(q: float) -> float:
             return sum(self.predict(q, t) for t in types)
@@ -245,6 +247,12 @@ class RateController:
             step = self.settings.max_step
             q = min(max(q, self.last_quality - step), self.last_quality + step)
         return quantize_quality(q)
+
+    def max_frame_bits(self) -> float:
+        """The most the next frame may cost: all that its plan (the window of
+        ``next_quality``) has left, never below 0. The encoder keeps the lowest-J
+        candidate within it (decision.within_budget)."""
+        return max(self.plan_bits, 0.0)
 
     def calibrate(self, ftype: FrameType, coded: float, bits: float) -> None:
         """Learn the size of a frame coded aside, not into the stream: a probe.
