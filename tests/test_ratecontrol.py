@@ -245,13 +245,18 @@ def test_a_frame_is_held_to_what_its_plan_has_left() -> None:
     """The controller's cap is the whole plan's budget, and the decision then keeps the
     lowest-J candidate that fits it, or the smallest: a last frame that would code a
     residual with the plan nearly spent is coded without it."""
-    rc = _controller(bits_per_frame=8000.0, frame_count=2)
+    rc = _controller(bits_per_frame=8000.0, frame_count=2, frame_overshoot=0.0)
     rc.next_quality()
     assert rc.max_frame_bits() == pytest.approx(2 * 8000.0)
     rc.update(FrameType.I, 4.0, 4.0, 15000.0)
     rc.next_quality()
     assert rc.max_frame_bits() == pytest.approx(1000.0)  # the last frame, 1000 bits left
-    over = _controller(bits_per_frame=8000.0, frame_count=2)
+    slack = _controller(bits_per_frame=8000.0, frame_count=2, frame_overshoot=0.05)
+    slack.next_quality()
+    slack.update(FrameType.I, 4.0, 4.0, 15000.0)
+    slack.next_quality()
+    assert slack.max_frame_bits() == pytest.approx(1000.0 + 0.05 * 2 * 8000.0)
+    over = _controller(bits_per_frame=8000.0, frame_count=2, frame_overshoot=0.0)
     over.next_quality()
     over.update(FrameType.I, 4.0, 4.0, 20000.0)
     over.next_quality()

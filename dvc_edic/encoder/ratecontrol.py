@@ -63,6 +63,8 @@ class RateControlSettings:
     payback_frames: int  # the error so far is repaid over this many frames (or the rest)
     feedback_gain: float  # share of the accumulated error to repay over that window
     max_step: float  # largest change of quality from one frame to the next
+    # a frame may exceed its plan by this share of the clip's (or the window's) budget
+    frame_overshoot: float
 
     def __post_init__(self) -> None:
         positive = {
@@ -80,6 +82,9 @@ class RateControlSettings:
         if not self.prior_quality >= MIN_QUALITY:
             raise InputError(f"ratecontrol.prior.quality must be >= {MIN_QUALITY:g}, got "
                              f"{self.prior_quality!r}")
+        if not self.frame_overshoot >= 0:
+            raise InputError(f"ratecontrol.frame_overshoot must be >= 0, got "
+                             f"{self.frame_overshoot!r}")
         if self.payback_frames < 1:
             raise InputError(f"ratecontrol.payback_frames must be >= 1, got "
                              f"{self.payback_frames!r}")
@@ -101,6 +106,7 @@ class RateControlSettings:
                 payback_frames=int(cfg["payback_frames"]),
                 feedback_gain=float(cfg["feedback_gain"]),
                 max_step=float(cfg["max_step"]),
+                frame_overshoot=float(cfg["frame_overshoot"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"ratecontrol settings {cfg!r}: missing or bad key: {exc}") from exc
@@ -250,9 +256,17 @@ class RateController:
 
     def max_frame_bits(self) -> float:
         """The most the next frame may cost: all that its plan (the window of
-        ``next_quality``) has left, never below 0. The encoder keeps the lowest-J
-        candidate within it (decision.within_budget)."""
-        return max(self.plan_bits, 0.0)
+        ``next_quality``) has left, plus ``frame_overshoot`` of the clip's budget (of
+        the window's, if the clip's length is unknown), never below 0. The encoder keeps
+        the lowest-J candidate within it (decision.within_budget).
+
+        Only the end of a clip can make it bind: there the plan is what the clip has
+        left, and a frame that overshoots it can no longer be repaid. The slack keeps
+        it from refusing a residual that lands the clip within the tolerance anyway
+        (without it, carphone at the rate of quality 4.5 undershot by 9 %)."""
+        frames = self.frame_count if self.frame_count is not None else len(self.window())
+        slack = self.settings.frame_overshoot * frames * self.bits_per_frame
+        return max(self.plan_bits + slack, 0.0)
 
     def calibrate(self, ftype: FrameType, coded: float, bits: float) -> None:
         """Learn the size of a frame coded aside, not into the stream: a probe.
