@@ -59,9 +59,30 @@ def luma_of(x: torch.Tensor, rep: str) -> tuple[torch.Tensor, int]:
     Classical motion search works on luma at its own resolution; the second value
     maps its vectors back onto the model tensor's grid.
     """
-    if _check_rep(rep) == "yuv420":
-        return F.pixel_shuffle(x[:, : _LUMA_FOLD * _LUMA_FOLD], _LUMA_FOLD), _LUMA_FOLD
+    fold = luma_fold(rep)
+    if fold > 1:
+        return split_planes(x, rep)[0][0], fold
     return x.mean(dim=1, keepdim=True), 1
+
+
+def split_planes(x: torch.Tensor, rep: str) -> list[tuple[torch.Tensor, int]]:
+    """The model tensor as planes at their own resolution, each with how many of its
+    pixels one model-grid step spans: yuv420's luma unfolded (2), then U and V (1); rgb
+    as it is (1). ``join_planes`` inverts it exactly."""
+    fold = luma_fold(rep)
+    if fold == 1:
+        return [(x, 1)]
+    luma_channels = fold * fold
+    return [(F.pixel_shuffle(x[:, :luma_channels], fold), fold), (x[:, luma_channels:], 1)]
+
+
+def join_planes(planes: list[torch.Tensor], rep: str) -> torch.Tensor:
+    """The model tensor from ``split_planes``' planes (same order)."""
+    fold = luma_fold(rep)
+    if fold == 1:
+        return planes[0]
+    luma, chroma = planes
+    return torch.cat((F.pixel_unshuffle(luma, fold), chroma), dim=1)
 
 
 def warp_planes(x: torch.Tensor, flow: torch.Tensor, rep: str) -> torch.Tensor:
@@ -75,15 +96,11 @@ def warp_planes(x: torch.Tensor, flow: torch.Tensor, rep: str) -> torch.Tensor:
     the PSNR of block-motion predictions by 0.8-2.2 dB at the same vectors
     (docs/encoder.md). The plain warp of format version 5 (``nomc``, block motion).
     """
-    fold = luma_fold(rep)
-    if fold > 1:
-        luma_channels = fold * fold
-        luma = F.pixel_shuffle(x[:, :luma_channels], fold)
-        fine = flow.repeat_interleave(fold, dim=2).repeat_interleave(fold, dim=3)
-        luma = backward_warp(luma, fine * fold)
-        return torch.cat((F.pixel_unshuffle(luma, fold),
-                          backward_warp(x[:, luma_channels:], flow)), dim=1)
-    return backward_warp(x, flow)
+    warped = []
+    for plane, scale in split_planes(x, rep):
+        spread = flow.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+        warped.append(backward_warp(plane, spread * scale))
+    return join_planes(warped, rep)
 
 
 def frame_to_tensor(

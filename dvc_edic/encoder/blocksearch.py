@@ -29,7 +29,7 @@ from dvc_edic.blockmotion import (
 )
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import BlockSearchSettings
-from dvc_edic.representation import luma_fold
+from dvc_edic.representation import join_planes, split_planes
 
 # The eight neighbours of a vector, for one step of the descent.
 _NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
@@ -84,22 +84,17 @@ class _Field:
                  representation: str, block_log2: int, precision_log2: int) -> None:
         self.block_log2, self.precision_log2 = block_log2, precision_log2
         self.rows, self.cols = grid_of(tuple(x.shape[-2:]), block_log2)
-        self.shape = x.shape
+        self.shape, self.representation = x.shape, representation
         # the planes as the decoder's plain warp samples them (representation.warp_planes);
         # only the frame's own samples count: padding the model needs is not what the
         # viewer sees
-        self.fold = luma_fold(representation)
         grid = (self.rows, self.cols)
-        if self.fold > 1:
-            luma = self.fold * self.fold
-            self.planes = (
-                _Plane(F.pixel_shuffle(reference[:, :luma], self.fold),
-                       F.pixel_shuffle(x[:, :luma], self.fold), size, self.fold, block_log2,
-                       grid),
-                _Plane(reference[:, luma:], x[:, luma:], size, 1, block_log2, grid),
-            )
-        else:
-            self.planes = (_Plane(reference, x, size, 1, block_log2, grid),)
+        self.planes = [
+            _Plane(ref_plane, x_plane, size, scale, block_log2, grid)
+            for (ref_plane, scale), (x_plane, _) in zip(
+                split_planes(reference, representation), split_planes(x, representation),
+                strict=True)
+        ]
 
     def _motion(self, vectors: np.ndarray) -> BlockMotion:
         return BlockMotion(vectors, self.block_log2, self.precision_log2)
@@ -112,9 +107,7 @@ class _Field:
         motion = self._motion(vectors)
         planes = [p.predict(motion)[..., : self.shape[-2] * p.scale, : self.shape[-1] * p.scale]
                   for p in self.planes]
-        if self.fold == 1:
-            return planes[0]
-        return torch.cat((F.pixel_unshuffle(planes[0], self.fold), planes[1]), dim=1)
+        return join_planes(planes, self.representation)
 
     def sse(self, vectors: np.ndarray) -> np.ndarray:
         """(rows, cols) squared error of each block's prediction, over all samples."""

@@ -186,7 +186,6 @@ class RateController:
         self.spent_bits = float(spent_bits)
         self.index = 0  # frames coded so far
         self.last_quality: float | None = None
-        self.plan_bits = math.inf  # the last plan's budget (next_quality)
         s = settings
         self.intra = SizeModel(s.slope_intra, qualities, s.smoothing_intra)
         self.intra.scale = s.prior_bpp * pixels * math.exp(-self.intra.gain(s.prior_quality))
@@ -222,6 +221,12 @@ class RateController:
             span = max(1, min(span, self.frame_count - self.index))
         return [frame_type(self.index + i, self.intra_period) for i in range(span)]
 
+    def plan_bits(self) -> float:
+        """What the next plan (the window's frames) may spend: their share of the target
+        plus ``feedback_gain`` x the error so far."""
+        return (len(self.window()) * self.bits_per_frame
+                + self.settings.feedback_gain * self.error_bits)
+
     def next_quality(self) -> float:
         """The quality for the next frame: the plan's, within ``max_step`` of the last one.
 
@@ -233,8 +238,7 @@ class RateController:
         would take many frames to bring it back (measured: +97 % on carphone).
         """
         types = self.window()
-        budget = len(types) * self.bits_per_frame + self.settings.feedback_gain * self.error_bits
-        self.plan_bits = budget
+        budget = self.plan_bits()
 
         def cost(q: float) -> float:
             return sum(self.predict(q, t) for t in types)
@@ -266,7 +270,7 @@ class RateController:
         (without it, carphone at the rate of quality 4.5 undershot by 9 %)."""
         frames = self.frame_count if self.frame_count is not None else len(self.window())
         slack = self.settings.frame_overshoot * frames * self.bits_per_frame
-        return max(self.plan_bits + slack, 0.0)
+        return max(self.plan_bits() + slack, 0.0)
 
     def calibrate(self, ftype: FrameType, coded: float, bits: float) -> None:
         """Learn the size of a frame coded aside, not into the stream: a probe.
