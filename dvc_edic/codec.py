@@ -27,6 +27,7 @@ from dvc_edic.encoder.decision import (
     rd_weight,
     refine_chosen,
     search_residual_quality,
+    try_dct_layer,
     try_intra_residual,
     within_budget,
 )
@@ -35,7 +36,8 @@ from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.ladder import QualityRange, interpolate_ladder
 from dvc_edic.models.video import VideoCodecModel
-from dvc_edic.packets import frame_quality, intra_latents, p_latents
+from dvc_edic.dctlayer import apply_layer, read_layer
+from dvc_edic.packets import dct_layer_data, frame_quality, intra_latents, p_latents
 from dvc_edic.representation import (
     crop_to,
     frame_to_tensor,
@@ -103,9 +105,6 @@ class _Pipeline:
         """Make a rounded reconstruction the next reference."""
         self.reference, _ = self.to_tensor(frame)
         return frame
-
-    def to_frame(self, x: torch.Tensor, size: tuple[int, int]) -> Frame:
-        return self.keep(self.round_frame(x, size))
 
 
 class SequenceEncoder:
@@ -252,6 +251,7 @@ class SequenceEncoder:
         decision = refine_chosen(decision, frame, lam, self.settings.refine)
         if max_bits is not None:
             decision = within_budget(decision, max_bits)
+        decision = try_dct_layer(decision, frame, lam, self.settings.dct, max_bits)
         self.last_decision = decision
         packet = decision.chosen.packet
         if packet.frame_type != scheduled:
@@ -329,8 +329,12 @@ class SequenceDecoder:
             p = p_latents(packet, pf.mv_coder, pf.residual_coder, self.model.intra,
                           self._padded, self.header.version)
             x_hat = pf.decompress(p, self._pipe.reference, q, self.model.intra)
+        frame = self._pipe.round_frame(x_hat, self._size)
+        layer = dct_layer_data(packet, self.header.version)
+        if layer is not None:  # the refinement layer adds to the decoded samples
+            frame = apply_layer(frame, read_layer(layer, frame))
         self.index += 1
-        return self._pipe.to_frame(x_hat, self._size)
+        return self._pipe.keep(frame)
 
     def decode_all(self, packets: Iterator[Packet]) -> Iterator[Frame]:
         for packet in packets:

@@ -187,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
         "by S; the training ladder's lambda is 1. Default: the preset's",
     )
     p.add_argument(
+        "--dct-steps",
+        type=_step_factors,
+        default=None,
+        dest="dct_steps",
+        metavar="F1,F2,...|none",
+        help="the DCT refinement layer (format version 6): the quantizer steps tried on each "
+        "frame's winner, as factors of the step that suits the frame's lambda, e.g. "
+        "0.7,1,1.4; none: never add the layer. Default: the preset's",
+    )
+    p.add_argument(
         "--residual-quality-search",
         type=_offsets,
         default=None,
@@ -277,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
         p_quality_offsets=args.p_quality_offsets, intra_residual=args.intra_residual,
         lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
+        dct_steps=args.dct_steps,
     )
     with open_video(
         inp,
@@ -346,6 +357,16 @@ def _offsets(text: str) -> tuple[float, ...]:
             f"expected comma-separated numbers such as 0.75,0,0,0, got {text!r}") from None
     if not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"offsets must be finite numbers, got {text!r}")
+    return values
+
+
+def _step_factors(text: str) -> tuple[float, ...]:
+    """--dct-steps: comma-separated positive factors, or none (no layer)."""
+    if text == "none":
+        return ()
+    values = _offsets(text)
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"step factors must be positive, got {text!r}")
     return values
 
 

@@ -4,7 +4,9 @@ One place names the sections (``z``/``y`` of the I-frame coder, ``mv_*`` and
 ``res_*`` of the P-frame coders), so the encoder, the decoder and the encoder's
 search agree on them. A P packet may leave out its motion or its residual
 sections: that is how the stream says "zero motion" or "no residual". A ``q``
-section gives the frame a quality of its own, instead of the header's.
+section gives the frame a quality of its own, instead of the header's. A ``dct``
+section (format version 6, I and P packets alike) refines the decoded frame's
+samples (dvc_edic.dctlayer): it is read apart from the coders' latents.
 
 Packets are built for the current format version; from version 4 on a ``z``
 string is stored without the zero high bytes of its last ANS word (the ``y``
@@ -18,6 +20,7 @@ import struct
 from dvc_edic.bitstream import QUALITY_SCALE, FrameType, Packet, Section, quantize_quality
 from dvc_edic.bitstream.version import (
     BLOCK_MOTION_VERSION,
+    DCT_LAYER_VERSION,
     FINE_WARP_VERSION,
     FORMAT_VERSION,
     LEAN_PACKET_VERSION,
@@ -42,6 +45,8 @@ NO_MC_SECTION = "nomc"
 # The motion as block vectors (dvc_edic.blockmotion), instead of the mv_* latents.
 BLOCK_MOTION_SECTION = "bmv"
 QUALITY_FIELD = struct.Struct("<H")  # quality x QUALITY_SCALE, as in the header
+# The DCT refinement layer's data (dvc_edic.dctlayer), added to the decoded samples.
+DCT_SECTION = "dct"
 
 
 def latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
@@ -75,6 +80,23 @@ def p_packet(latents: PFrameLatents, quality: float | None = None) -> Packet:
         prefix = INTRA_RESIDUAL_PREFIX if latents.intra_residual else RESIDUAL_PREFIX
         sections += latent_sections(prefix, latents.residual)
     return Packet(FrameType.P, tuple(sections))
+
+
+def with_dct_layer(packet: Packet, data: bytes) -> Packet:
+    """The same packet with a refinement layer's bytes added (a packet has at most one)."""
+    return Packet(packet.frame_type, (*packet.sections, Section(DCT_SECTION, (), data)))
+
+
+def dct_layer_data(packet: Packet, version: int) -> bytes | None:
+    """The packet's refinement-layer bytes, or None when it has none."""
+    if DCT_SECTION not in _names(packet):
+        return None
+    if version < DCT_LAYER_VERSION:
+        raise BitstreamError(
+            f"{packet.frame_type.name}-frame packet has a {DCT_SECTION!r} section, which format "
+            f"version {version} does not have (it needs version {DCT_LAYER_VERSION})"
+        )
+    return packet.section(DCT_SECTION).data
 
 
 def frame_quality(packet: Packet, stream_quality: float, qualities: QualityRange) -> float:
@@ -129,7 +151,7 @@ def _coder_latents(
 
 def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:
     allowed = {f"{p}{part}" for p in prefixes for part in LATENT_PARTS}
-    allowed |= {QUALITY_SECTION, NO_MC_SECTION, BLOCK_MOTION_SECTION}
+    allowed |= {QUALITY_SECTION, NO_MC_SECTION, BLOCK_MOTION_SECTION, DCT_SECTION}
     extra = _names(packet) - allowed
     if extra:
         raise BitstreamError(

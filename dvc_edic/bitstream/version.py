@@ -1,8 +1,8 @@
 """Format versions: the one the writer produces and the ones the reader still accepts.
 
-Versions 2 to 5 changed only the packets (2: compact sections, P-frame modes;
+Versions 2 to 6 changed only the packets (2: compact sections, P-frame modes;
 3: block motion, intra-coded residuals; 4: lean packet framing; 5: the plain warp
-samples luma at its own resolution), so header,
+samples luma at its own resolution; 6: the DCT refinement layer), so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -28,3 +28,6 @@ LEAN_PACKET_VERSION = 4
 # plane at luma resolution (representation.warp_planes); before, the model tensor was
 # warped as it is, interpolating between luma pixels two apart. Same packet layout.
 FINE_WARP_VERSION = 5
+# First version whose packets (I and P) may carry a ``dct`` section: an 8x8 integer DCT
+# residual added to the decoded frame's samples (dvc_edic.dctlayer).
+DCT_LAYER_VERSION = 6

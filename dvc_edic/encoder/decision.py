@@ -16,7 +16,9 @@ import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, Packet
 from dvc_edic.blockmotion import BlockMotion
+from dvc_edic.dctlayer import apply_layer, layer_bytes
 from dvc_edic.encoder.blocksearch import search_block_motion
+from dvc_edic.encoder.dctsearch import optimal_step, quantize_layer
 from dvc_edic.encoder.motion import estimate_flow
 from dvc_edic.encoder.refine import Distortion, RefineSettings, refine_latents
 from dvc_edic.encoder.settings import (
@@ -24,6 +26,7 @@ from dvc_edic.encoder.settings import (
     PLAIN_WARP_OFF,
     PLAIN_WARP_SEARCH,
     SIZE_CHOICE_PROXY,
+    DctLayerSettings,
     EncoderSettings,
 )
 from dvc_edic.io import Frame
@@ -32,13 +35,14 @@ from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import LADDER_PEAK
 from dvc_edic.models.pframe import INTRA_RESIDUAL_OFFSET, PFrameCodec, PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
-from dvc_edic.packets import intra_packet, p_packet
+from dvc_edic.packets import intra_packet, p_packet, with_dct_layer
 from dvc_edic.representation import crop_to
 
 INTRA_MODE = "intra"
 SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
 NO_MC_SUFFIX = "+nomc"  # a P mode predicting from the warped reference without the MC net
 INTRA_RESIDUAL_SUFFIX = "+ires"  # a P mode whose residual the I-frame coder codes
+DCT_SUFFIX = "+dct"  # any mode with the DCT refinement layer on top (format version 6)
 
 RoundFrame = Callable[[torch.Tensor], Frame]
 
@@ -233,6 +237,57 @@ def within_budget(decision: Decision, max_bits: float) -> Decision:
     if pick.size >= decision.chosen.size:
         return decision
     return Decision(pick, decision.chosen, decision.tried)
+
+
+def sample_weight(source: Frame, lam: float) -> float:
+    """Bits per squared sample error (in sample units) in J: rd_weight spread over the
+    frame's Y, U and V samples, as pooled_mse pools them."""
+    samples = source.y.size + source.u.size + source.v.size
+    peak = float((1 << source.bit_depth) - 1)
+    return rd_weight(source, lam) / (samples * peak * peak)
+
+
+def _layered(base: Candidate, source: Frame, step: float, deadzone: float) -> Candidate:
+    """``base`` with a DCT refinement layer coding what is left of the frame at ``step``."""
+    layer = quantize_layer(source, base.recon, step, deadzone)
+    return Candidate(
+        base.mode + DCT_SUFFIX, with_dct_layer(base.packet, layer_bytes(layer, base.recon)),
+        apply_layer(base.recon, layer), base.warped, base.prediction, quality=base.quality,
+        label=f"{base.label}@step{layer.step_q / 16:g}",
+    )
+
+
+def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLayerSettings,
+                  max_bits: float | None = None) -> Decision:
+    """Add the DCT refinement layer to the winner at each of the preset's steps (and to the
+    best P candidate without a learned residual), and keep the lowest real J.
+
+    The learned coders, trained for a few CPU-hours, stop gaining quality at the top
+    of their ladder (the I-frame coder's transform reconstructs walk's first frame at
+    36.0 dB even unquantised), and an 8x8 DCT of what they leave keeps the RD curve
+    rising (docs/encoder.md). The layer goes on last, after refinement, on decoded
+    samples, so it takes the frame as the decoder has it. ``max_bits`` (rate control):
+    a layered packet must fit it.
+    """
+    if not settings.step_factors:
+        return decision
+    bases = [decision.chosen]
+    skips = [c for c in decision.tried if c.mode.endswith(SKIP_SUFFIX)]
+    if settings.on_skip and skips:
+        best_skip = min(skips, key=lambda c: c.cost)
+        if best_skip is not decision.chosen:
+            bases.append(best_skip)
+    centre = optimal_step(sample_weight(source, lam))
+    chosen, runner_up, tried = decision.chosen, decision.runner_up, list(decision.tried)
+    for base in bases:
+        for factor in settings.step_factors:
+            other = _layered(base, source, centre * factor, settings.deadzone)
+            other.price(source, lam)
+            tried.append(other)
+            fits = max_bits is None or other.size * BITS_PER_BYTE <= max_bits
+            if fits and other.cost < chosen.cost:
+                chosen, runner_up = other, chosen
+    return Decision(chosen, runner_up, tried)
 
 
 Chooser = Callable[[list[Candidate], Frame, float], Decision]

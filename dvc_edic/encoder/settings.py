@@ -87,6 +87,28 @@ class BlockSearchSettings:
 
 
 @dataclass(frozen=True)
+class DctLayerSettings:
+    """Whether and how the encoder adds the DCT refinement layer (format version 6) to a
+    frame's winner (configs/encoder.yaml, ``dct_layer``).
+
+    The search itself is dvc_edic.encoder.decision.try_dct_layer.
+    """
+
+    # the quantizer steps tried: the high-rate optimum for the frame's lambda times each
+    # (empty: no layer)
+    step_factors: tuple[float, ...] = ()
+    deadzone: float = 0.33  # rounding offset of the quantizer: 0.5 rounds, less zeroes more
+    # also try it on the best P candidate that skips its learned residual
+    on_skip: bool = True
+
+    def __post_init__(self) -> None:
+        if any(not (f > 0 and math.isfinite(f)) for f in self.step_factors):
+            raise ValueError(f"dct layer step factors must be positive, got {self.step_factors}")
+        if not 0 <= self.deadzone <= 0.5:
+            raise ValueError(f"dct layer deadzone must be in [0, 0.5], got {self.deadzone}")
+
+
+@dataclass(frozen=True)
 class EncoderSettings:
     """What the encoder searches at a P position (the I positions have nothing to choose)."""
 
@@ -108,6 +130,7 @@ class EncoderSettings:
     # the best residual-carrying P candidate is also coded at the frame's quality + each of
     # these, at the same lambda (dvc_edic.encoder.decision.search_residual_quality)
     residual_quality_deltas: tuple[float, ...] = ()
+    dct: DctLayerSettings = field(default_factory=DctLayerSettings)
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -143,6 +166,7 @@ class EncoderSettings:
         intra_residual: bool | None = None,
         lambda_scale: float | None = None,
         residual_quality_deltas: tuple[float, ...] | None = None,
+        dct_steps: tuple[float, ...] | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -156,6 +180,7 @@ class EncoderSettings:
             "intra_residual": intra_residual,
             "lambda_scale": lambda_scale,
             "residual_quality_deltas": residual_quality_deltas,
+            "dct": None if dct_steps is None else replace(self.dct, step_factors=dct_steps),
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -199,10 +224,11 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         intra_residual=bool(p.get("intra_residual", False)),
         lambda_scale=float(p.get("lambda_scale", 1.0)),
         residual_quality_deltas=tuple(float(d) for d in p.get("residual_quality_deltas", ())),
+        dct=_merged(name, cfg, "dct_layer", p.get("dct_layer", {}), DctLayerSettings),
     )
 
 
-_Settings = TypeVar("_Settings", RefineSettings, BlockSearchSettings)
+_Settings = TypeVar("_Settings", RefineSettings, BlockSearchSettings, DctLayerSettings)
 
 
 def _merged(
@@ -210,8 +236,9 @@ def _merged(
 ) -> _Settings:
     """A preset's ``key`` settings: its own keys over the config's shared section of that name."""
     merged = {**cfg.get(key, {}), **own}
-    if "block_log2" in merged:  # YAML gives a list; the settings are hashable
-        merged["block_log2"] = tuple(int(b) for b in merged["block_log2"])
+    for name, kind_of in (("block_log2", int), ("step_factors", float)):
+        if name in merged:  # YAML gives a list; the settings are hashable
+            merged[name] = tuple(kind_of(b) for b in merged[name])
     try:
         return kind(**merged)
     except (TypeError, ValueError) as exc:
