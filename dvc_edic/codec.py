@@ -15,6 +15,7 @@ import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, DEFAULT_LIMITS, FrameType, Header, Limits, Packet
 from dvc_edic.bitstream.header import field_where, quantize_quality
+from dvc_edic.dctlayer import apply_layer, read_layer
 from dvc_edic.encoder import EncoderSettings, load_encoder_settings
 from dvc_edic.encoder.decision import (
     Candidate,
@@ -36,7 +37,6 @@ from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.ladder import QualityRange, interpolate_ladder
 from dvc_edic.models.video import VideoCodecModel
-from dvc_edic.dctlayer import apply_layer, read_layer
 from dvc_edic.packets import dct_layer_data, frame_quality, intra_latents, p_latents
 from dvc_edic.representation import (
     crop_to,
