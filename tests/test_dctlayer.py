@@ -442,3 +442,19 @@ def test_bad_layers_are_input_errors() -> None:
         quantize_layer(base, base, 1.0, 0.6)
     with pytest.raises(InputError):
         quantize_layer(base, base, 0.0, 0.3)
+
+
+def test_a_dct_section_travels_in_a_packet_of_format_version_6() -> None:
+    """Bit 12 of the lean mask; older versions refuse the section by name."""
+    from dvc_edic.bitstream import FrameType, Packet, Section
+    from dvc_edic.packets import dct_layer_data, with_dct_layer
+
+    data = b"\x10\x00" + bytes(CELLS)  # step 1, every cell zero
+    packet = with_dct_layer(Packet(FrameType.I, (Section("z", (), b"\x01"),
+                                                 Section("y", (), b"\x02\x03"))), data)
+    back = Packet.from_bytes(packet.to_bytes(6), version=6)
+    assert dct_layer_data(back, 6) == data
+    with pytest.raises(BitstreamError, match="version 5 does not have"):
+        dct_layer_data(back, 5)
+    with pytest.raises(BitstreamError, match="twice"):
+        with_dct_layer(packet, data)

@@ -19,8 +19,9 @@ import torch
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
+from dvc_edic.encoder.decision import DCT_SUFFIX
 from dvc_edic.encoder.motion import dis_flow
-from dvc_edic.encoder.settings import load_encoder_settings, preset_names
+from dvc_edic.encoder.settings import DctLayerSettings, load_encoder_settings, preset_names
 from dvc_edic.errors import BitstreamError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.weights import load_weights
@@ -108,8 +109,31 @@ def test_every_preset_decodes_exactly(tiny_model, preset: str) -> None:
     settings = load_encoder_settings(preset)
     enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)
     data, recons, reports = _code(enc, frames)
-    assert reports[0]["mode"] == "intra" and len(reports) == len(frames)
+    assert reports[0]["mode"].removesuffix(DCT_SUFFIX) == "intra"
+    assert len(reports) == len(frames)
     assert _decode(tiny_model, data) == recons
+
+
+def test_the_dct_layer_decodes_exactly_and_is_kept_by_cost(tiny_model) -> None:
+    """The layer (format version 6) is added where J says so, the decoder rebuilds exactly
+    what the encoder did, and without it no packet carries a dct section."""
+    frames = carphone_frames(3)
+    layered = ALL_MODES.with_overrides(dct_steps=(0.5, 1.0, 2.0))
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 8.0, -1, settings=layered)
+    data, recons, reports = _code(enc, frames)
+    with_dct = [("dct" in {s.name for s in p.sections}) for p in BitstreamReader(data)]
+    assert any(with_dct)
+    for report, has in zip(reports, with_dct, strict=True):
+        assert report["mode"].endswith(DCT_SUFFIX) == has
+        layered = [j for m, j in report["tried"].items() if DCT_SUFFIX in m]
+        unlayered = [j for m, j in report["tried"].items() if DCT_SUFFIX not in m]
+        assert layered  # every frame tried it, at three steps (two bases at P positions)
+        assert report["J"] == min(layered + unlayered)  # and the lowest real J won
+    assert _decode(tiny_model, data) == recons
+    plain = SequenceEncoder(tiny_model, _info(frames[0]), 8.0, -1, settings=ALL_MODES)
+    assert ALL_MODES.dct == DctLayerSettings()  # off unless asked for
+    plain_data, _, _ = _code(plain, frames)
+    assert not any("dct" in {s.name for s in p.sections} for p in BitstreamReader(plain_data))
 
 
 def test_choice_is_the_lowest_rd_cost(tiny_model) -> None:
@@ -208,8 +232,9 @@ def test_cli_preset_and_motion_flags(tiny_model, tmp_path: Path, fresh: bool) ->
     assert s["file_bytes"] == out.stat().st_size
     p_frames = [f for f in s["per_frame"] if f["type"] == "P"]
     for f in p_frames:  # fast: the proxy picks one prediction per source, each +-residual
-        assert len(f["tried"]) == 8 and not any(m.startswith("intra") for m in f["tried"])
-        assert {m.split("+")[0] for m in f["tried"]} == {"learned", "dis", "zero", "block8"}
+        searched = [m for m in f["tried"] if DCT_SUFFIX not in m]  # the layer comes after
+        assert len(searched) == 8 and not any(m.startswith("intra") for m in searched)
+        assert {m.split("+")[0] for m in searched} == {"learned", "dis", "zero", "block8"}
     assert np.isfinite([f["J"] for f in s["per_frame"]]).all()
 
 
