@@ -50,7 +50,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from dvc_edic.entropy.ans import _MODEL, AnsCoder, raise_if_panic, trim_words, untrim_words
+from dvc_edic.entropy.ans import (
+    AnsCoder,
+    fixed_model,
+    raise_if_panic,
+    trim_words,
+    untrim_words,
+)
 from dvc_edic.entropy.config import GmmConfig
 from dvc_edic.entropy.quantize import QuantizedGmm
 from dvc_edic.entropy.tables import mixture_frequencies
@@ -97,9 +103,6 @@ ROW_CONFIG = GmmConfig.from_dict(
 )
 PROB_BITS = ROW_CONFIG.prob_bits  # every row sums to 2**16
 _HEAD_BYTES = 2  # the u16 step_q
-# Frequency-table cells (symbols x row length) handed to constriction at once: bounds the
-# float64 broadcast of a cell's row (8 MB) for any frame size; it does not change the bytes.
-ANS_CHUNK_CELLS = 1 << 20
 
 
 def _dct_matrix() -> np.ndarray:
@@ -319,15 +322,6 @@ def _best_scale(symbols: np.ndarray, half_width: int) -> int:
     return int(np.argmin(bits))
 
 
-def _spans(count: int, half_width: int) -> list[tuple[int, int]]:
-    step = max(1, ANS_CHUNK_CELLS // (2 * half_width + 1))
-    return [(start, min(start + step, count)) for start in range(0, count, step)]
-
-
-def _probs(row: np.ndarray, count: int) -> np.ndarray:
-    return np.ascontiguousarray(np.broadcast_to(row.astype(np.float64), (count, row.size)))
-
-
 def layer_bytes(layer: DctLayer, base: Frame) -> bytes:
     """The ``dct`` section of ``layer`` over ``base`` (the decoder's frame before the layer).
 
@@ -351,9 +345,7 @@ def layer_bytes(layer: DctLayer, base: Frame) -> bytes:
         return bytes(table)
     coder = AnsCoder()
     for symbols, half, scale in reversed(coded):  # a stack: the decoder pops the first first
-        row = frequency_row(scale, half)
-        for start, stop in reversed(_spans(symbols.size, half)):
-            coder.encode_reverse(symbols[start:stop], _MODEL, _probs(row, stop - start))
+        coder.encode_reverse(symbols, fixed_model(frequency_row(scale, half)))
     words = coder.get_compressed().astype("<u4").tobytes()
     return bytes(table) + trim_words(words)
 
@@ -423,9 +415,7 @@ def _decode_cells(
         for out, (half, scale) in zip(cells, heads, strict=True):
             if not half:
                 continue
-            row = frequency_row(scale, half)
-            for start, stop in _spans(out.size, half):
-                out[start:stop] = coder.decode(_MODEL, _probs(row, stop - start))
+            out[:] = coder.decode(fixed_model(frequency_row(scale, half)), out.size)
         consumed = coder.is_empty()
     except BitstreamError:
         raise
