@@ -250,6 +250,16 @@ def apply_layer(base: Frame, layer: DctLayer) -> Frame:
     return Frame(y=planes[0], u=planes[1], v=planes[2], bit_depth=base.bit_depth)
 
 
+def _mixtures(scales: np.ndarray) -> QuantizedGmm:
+    """The cell rows' mixtures (ROW_WEIGHTS, centred on 0) for scale indices ``scales``."""
+    s = scales.astype(np.int32)
+    return QuantizedGmm(
+        weights=np.tile(np.asarray(ROW_WEIGHTS, dtype=np.int32), (s.size, 1)),
+        means=np.zeros((s.size, len(ROW_WEIGHTS)), dtype=np.int32),
+        scale_idx=np.stack([s, np.minimum(s + TAIL_STEPS, SCALE_LEVELS - 1), s], axis=1),
+    )
+
+
 @lru_cache(maxsize=MAX_LEVEL + 1)
 def _scale_table(half_width: int) -> np.ndarray:
     """Rows of every scale index for symbols -R..R: (SCALE_LEVELS, 2R+1) int32, read-only.
@@ -258,15 +268,9 @@ def _scale_table(half_width: int) -> np.ndarray:
     scale only); cached because a frame needs a handful of distinct R (int32, as
     entries are at most 2**16: all 256 tables together stay under 34 MB).
     """
-    s = np.arange(SCALE_LEVELS, dtype=np.int32)
-    q = QuantizedGmm(
-        weights=np.tile(np.asarray(ROW_WEIGHTS, dtype=np.int32), (SCALE_LEVELS, 1)),
-        means=np.zeros((SCALE_LEVELS, len(ROW_WEIGHTS)), dtype=np.int32),
-        scale_idx=np.stack([s, np.minimum(s + TAIL_STEPS, SCALE_LEVELS - 1), s], axis=1),
-    )
     rows = mixture_frequencies(
-        q, np.zeros(SCALE_LEVELS, dtype=np.int64), half_width, 0, SCALE_LEVELS, ROW_CONFIG,
-        np.int32,
+        _mixtures(np.arange(SCALE_LEVELS)), np.zeros(SCALE_LEVELS, dtype=np.int64), half_width,
+        0, SCALE_LEVELS, ROW_CONFIG, np.int32,
     )
     if np.any(rows.sum(axis=1, dtype=np.int64) != 1 << PROB_BITS) or rows.min() < 1:
         raise AssertionError("dct layer: a frequency row is not a PMF")  # cannot happen
@@ -281,7 +285,20 @@ def frequency_row(scale: int, half_width: int) -> np.ndarray:
             f"frequency_row: expected scale in [0, {SCALE_LEVELS - 1}] and R in "
             f"[1, {MAX_LEVEL}], got {scale}, {half_width}"
         )
-    return _scale_table(half_width)[scale]
+    return _one_row(scale, half_width)
+
+
+@lru_cache(maxsize=4096)
+def _one_row(scale: int, half_width: int) -> np.ndarray:
+    """One cell's row alone: the decoder needs at most 72 per frame, so it does not build
+    the encoder's table of all 64 scales for each R (a tenth of a second per R at the
+    top). Each row depends on its own mixture only: it equals the table's row (tested)."""
+    row = mixture_frequencies(
+        _mixtures(np.array([scale])), np.zeros(1, dtype=np.int64), half_width, 0, 1,
+        ROW_CONFIG, np.int32,
+    )[0]
+    row.flags.writeable = False
+    return row
 
 
 def _cell_name(index: int) -> str:
