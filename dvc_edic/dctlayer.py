@@ -50,13 +50,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dvc_edic.entropy.ans import (
-    AnsCoder,
-    fixed_model,
-    raise_if_panic,
-    trim_words,
-    untrim_words,
-)
+from dvc_edic.entropy.ans import AnsCoder, decode_words, fixed_model, trim_words, untrim_words
 from dvc_edic.entropy.config import GmmConfig
 from dvc_edic.entropy.quantize import QuantizedGmm
 from dvc_edic.entropy.tables import mixture_frequencies
@@ -426,28 +420,13 @@ def _decode_cells(
 ) -> None:
     """Decode the ANS stream into ``cells`` (levels, in place); errors become BitstreamError."""
     what = f"{SECTION} (ANS stream at byte {offset})"
-    words = np.frombuffer(untrim_words(payload, what), dtype="<u4").astype(np.uint32)
-    try:
-        coder = AnsCoder(words)
+
+    def work(coder: AnsCoder) -> None:
         for out, (half, scale) in zip(cells, heads, strict=True):
-            if not half:
-                continue
-            out[:] = coder.decode(fixed_model(frequency_row(scale, half)), out.size)
-        consumed = coder.is_empty()
-    except BitstreamError:
-        raise
-    except Exception as exc:  # constriction reports corrupt input as assorted errors
-        raise BitstreamError(f"{what}: entropy decoding failed: {exc}") from exc
-    except BaseException as exc:
-        raise_if_panic(exc, what)
-        raise
-    if not consumed:
-        # ANS returns to its initial state only if every word was consumed in order,
-        # so truncation, extra bytes and most bit flips all end up here.
-        raise BitstreamError(
-            f"{what}: after decoding every cell the ANS state is not back at its start "
-            "(truncated or corrupt stream)"
-        )
+            if half:
+                out[:] = coder.decode(fixed_model(frequency_row(scale, half)), out.size)
+
+    decode_words(untrim_words(payload, what), work, what, "every cell")
     for index, (out, (half, _)) in enumerate(zip(cells, heads, strict=True)):
         if half:
             out -= half

@@ -93,12 +93,24 @@ def decode_rows(
         if data:  # nothing coded writes nothing: bytes here are not this coder's
             raise BitstreamError(f"{what}: {len(data)} bytes where no symbol is coded")
         return out
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     spans = chunks(count, step)
-    try:
-        coder = AnsCoder(words)
+
+    def work(coder: AnsCoder) -> None:
         for (start, stop), probs in zip(spans, in_order(rows, spans), strict=True):
             out[start:stop] = coder.decode(_MODEL, probs)
+
+    decode_words(data, work, what, f"all {count} symbols")
+    return out
+
+
+def decode_words(data: bytes, work: Callable[[AnsCoder], None], what: str,
+                 symbols: str) -> None:
+    """Run ``work`` on a decoder over ``data`` (whole words), then check that every word
+    was used: any inconsistency becomes a BitstreamError naming ``what``."""
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    try:
+        coder = AnsCoder(words)
+        work(coder)
         consumed = coder.is_empty()
     except BitstreamError:
         raise
@@ -111,10 +123,9 @@ def decode_rows(
         # ANS returns to its initial state only if every word was consumed in order,
         # so truncation, extra bytes and most bit flips all end up here.
         raise BitstreamError(
-            f"{what}: after decoding all {count} symbols the ANS state is not back at its "
-            "start (truncated or corrupt stream)"
+            f"{what}: after decoding {symbols} the ANS state is not back at its start "
+            "(truncated or corrupt stream)"
         )
-    return out
 
 
 def ans_encode(symbols: np.ndarray, freqs: np.ndarray, *, trim: bool = False) -> bytes:
