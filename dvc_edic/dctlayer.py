@@ -171,6 +171,16 @@ class DctLayer:
 
     __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable
 
+    @property
+    def step(self) -> float:
+        return step_samples(self.step_q)
+
+
+def step_samples(step_q: int) -> float:
+    """The dequantization step in samples: step_q counts 2**-STEP_FRACTION_BITS samples
+    (exact in a float)."""
+    return step_q / (1 << STEP_FRACTION_BITS)
+
 
 def layer_shapes(base: Frame) -> tuple[tuple[int, int], ...]:
     """(block rows, block columns) of each plane: the layer's shape follows from the frame."""

@@ -21,6 +21,7 @@ from dvc_edic.dctlayer import (
     STEP_FRACTION_BITS,
     DctLayer,
     layer_shapes,
+    step_samples,
 )
 from dvc_edic.errors import InputError
 from dvc_edic.io import Frame
@@ -39,11 +40,29 @@ def quantize_layer(source: Frame, base: Frame, step: float, deadzone: float) -> 
     Outside the plane the error is taken as 0 (the decoder discards the residual
     there), which spends nothing on the padding.
     """
+    return quantize_coefficients(error_coefficients(source, base), step, deadzone)
+
+
+def error_coefficients(source: Frame, base: Frame) -> tuple[np.ndarray, ...]:
+    """The forward DCT of ``source - base`` per plane, (nby, nbx, 8, 8) float64: what
+    every step tried on one base quantizes, so the encoder transforms it once."""
     if source.planes[0].shape != base.planes[0].shape or source.bit_depth != base.bit_depth:
         raise InputError(
             f"quantize_layer: source {source.width}x{source.height} {source.bit_depth}-bit and "
             f"base {base.width}x{base.height} {base.bit_depth}-bit differ"
         )
+    coefs = []
+    for src, bas, (nby, nbx) in zip(source.planes, base.planes, layer_shapes(base), strict=True):
+        error = np.zeros((nby * BLOCK, nbx * BLOCK), dtype=np.float64)
+        error[: src.shape[0], : src.shape[1]] = src.astype(np.float64) - bas.astype(np.float64)
+        blocks = error.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3)
+        coefs.append(DCT_MATRIX @ blocks @ DCT_MATRIX.T)
+    return tuple(coefs)
+
+
+def quantize_coefficients(coefs: tuple[np.ndarray, ...], step: float,
+                          deadzone: float) -> DctLayer:
+    """The layer of ``error_coefficients`` at ``step`` (see quantize_layer)."""
     if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf:
         raise InputError(f"quantize_layer: step must be a finite number > 0, got {step!r}")
     if isinstance(deadzone, bool) or not isinstance(deadzone, (int, float)) or not (
@@ -53,13 +72,9 @@ def quantize_layer(source: Frame, base: Frame, step: float, deadzone: float) -> 
             f"quantize_layer: deadzone must be in [0, {MAX_DEADZONE}], got {deadzone!r}"
         )
     step_q = min(max(round(step * (1 << STEP_FRACTION_BITS)), 1), MAX_STEP_Q)
-    used = step_q / (1 << STEP_FRACTION_BITS)
+    used = step_samples(step_q)
     levels = []
-    for src, bas, (nby, nbx) in zip(source.planes, base.planes, layer_shapes(base), strict=True):
-        error = np.zeros((nby * BLOCK, nbx * BLOCK), dtype=np.float64)
-        error[: src.shape[0], : src.shape[1]] = src.astype(np.float64) - bas.astype(np.float64)
-        blocks = error.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3)
-        coef = DCT_MATRIX @ blocks @ DCT_MATRIX.T
+    for coef in coefs:
         mag = np.floor(np.abs(coef) / used + deadzone)
         levels.append(np.clip(np.sign(coef) * mag, -MAX_LEVEL, MAX_LEVEL).astype(np.int32))
     return DctLayer(step_q=step_q, levels=(levels[0], levels[1], levels[2]))

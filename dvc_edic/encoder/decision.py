@@ -16,9 +16,9 @@ import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, Packet
 from dvc_edic.blockmotion import BlockMotion
-from dvc_edic.dctlayer import apply_layer, layer_bytes
+from dvc_edic.dctlayer import DctLayer, apply_layer, layer_bytes
 from dvc_edic.encoder.blocksearch import search_block_motion
-from dvc_edic.encoder.dctsearch import optimal_step, quantize_layer
+from dvc_edic.encoder.dctsearch import error_coefficients, optimal_step, quantize_coefficients
 from dvc_edic.encoder.motion import estimate_flow
 from dvc_edic.encoder.refine import Distortion, RefineSettings, refine_latents
 from dvc_edic.encoder.settings import (
@@ -29,7 +29,7 @@ from dvc_edic.encoder.settings import (
     DctLayerSettings,
     EncoderSettings,
 )
-from dvc_edic.io import Frame
+from dvc_edic.io import Frame, max_sample_value
 from dvc_edic.metrics import plane_psnrs, pooled_mse, psnr_yuv
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import LADDER_PEAK
@@ -243,17 +243,16 @@ def sample_weight(source: Frame, lam: float) -> float:
     """Bits per squared sample error (in sample units) in J: rd_weight spread over the
     frame's Y, U and V samples, as pooled_mse pools them."""
     samples = source.y.size + source.u.size + source.v.size
-    peak = float((1 << source.bit_depth) - 1)
+    peak = float(max_sample_value(source.bit_depth))
     return rd_weight(source, lam) / (samples * peak * peak)
 
 
-def _layered(base: Candidate, source: Frame, step: float, deadzone: float) -> Candidate:
-    """``base`` with a DCT refinement layer coding what is left of the frame at ``step``."""
-    layer = quantize_layer(source, base.recon, step, deadzone)
+def _layered(base: Candidate, layer: DctLayer) -> Candidate:
+    """``base`` with ``layer`` coding what is left of the frame."""
     return Candidate(
         base.mode + DCT_SUFFIX, with_dct_layer(base.packet, layer_bytes(layer, base.recon)),
         apply_layer(base.recon, layer), base.warped, base.prediction, quality=base.quality,
-        label=f"{base.label}@step{layer.step_q / 16:g}",
+        label=f"{base.label}@step{layer.step:g}",
     )
 
 
@@ -280,8 +279,10 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
     centre = optimal_step(sample_weight(source, lam))
     chosen, runner_up, tried = decision.chosen, decision.runner_up, list(decision.tried)
     for base in bases:
+        coefs = error_coefficients(source, base.recon)  # once per base, for every step
         for factor in settings.step_factors:
-            other = _layered(base, source, centre * factor, settings.deadzone)
+            other = _layered(base, quantize_coefficients(coefs, centre * factor,
+                                                         settings.deadzone))
             other.price(source, lam)
             tried.append(other)
             fits = max_bits is None or other.size * BITS_PER_BYTE <= max_bits
