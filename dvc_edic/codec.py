@@ -13,9 +13,10 @@ from fractions import Fraction
 
 import torch
 
+from dvc_edic import dctcontext, dctlayer
 from dvc_edic.bitstream import BITS_PER_BYTE, DEFAULT_LIMITS, FrameType, Header, Limits, Packet
 from dvc_edic.bitstream.header import field_where, quantize_quality
-from dvc_edic.dctlayer import apply_layer, read_layer
+from dvc_edic.bitstream.version import CONTEXT_LAYER_VERSION
 from dvc_edic.encoder import EncoderSettings, load_encoder_settings
 from dvc_edic.encoder.decision import (
     Candidate,
@@ -332,7 +333,9 @@ class SequenceDecoder:
         frame = self._pipe.round_frame(x_hat, self._size)
         layer = dct_layer_data(packet, self.header.version)
         if layer is not None:  # the refinement layer adds to the decoded samples
-            frame = apply_layer(frame, read_layer(layer, frame))
+            read = (dctcontext.read_layer if self.header.version >= CONTEXT_LAYER_VERSION
+                    else dctlayer.read_layer)
+            frame = dctlayer.apply_layer(frame, read(layer, frame))
         self.index += 1
         return self._pipe.keep(frame)
 

@@ -25,7 +25,8 @@ side information. The symbols of a cell (plane, band, class) all share one
 integer frequency row, a two-Gaussian mixture from the project's entropy
 tables, whose scale the encoder picks per cell.
 
-Section layout (``dct``):
+Section layout (``dct``) of format version 6; version 7 codes the same levels as
+dvc_edic.dctcontext lays them out, and the writer uses that:
 
     u16 step_q          little endian, >= 1 (units of 2**-STEP_FRACTION_BITS sample)
     72 x cell           per cell (plane, band, class), planes outermost, classes
@@ -187,7 +188,7 @@ def layer_shapes(base: Frame) -> tuple[tuple[int, int], ...]:
     return tuple((-(-p.shape[0] // BLOCK), -(-p.shape[1] // BLOCK)) for p in base.planes)
 
 
-def _check_shapes(layer: DctLayer, base: Frame, where: str) -> None:
+def check_shapes(layer: DctLayer, base: Frame, where: str) -> None:
     for name, a, shape in zip("yuv", layer.levels, layer_shapes(base), strict=True):
         if a.shape[:2] != shape:
             raise InputError(
@@ -241,7 +242,7 @@ def inverse_transform(levels: np.ndarray, step_q: int) -> np.ndarray:
 
 def apply_layer(base: Frame, layer: DctLayer) -> Frame:
     """The base frame plus the layer's residual, clipped to the sample range (a new Frame)."""
-    _check_shapes(layer, base, "apply_layer")
+    check_shapes(layer, base, "apply_layer")
     top = max_sample_value(base.bit_depth)
     dtype = sample_dtype(base.bit_depth)
     planes = []
@@ -350,7 +351,7 @@ def layer_bytes(layer: DctLayer, base: Frame) -> bytes:
     fewest bits, so the section is a function of (step_q, levels) and its length
     is the layer's real cost.
     """
-    _check_shapes(layer, base, "layer_bytes")
+    check_shapes(layer, base, "layer_bytes")
     cells = _cell_symbols(layer, activity_classes(base))
     table = bytearray(layer.step_q.to_bytes(_HEAD_BYTES, "little"))
     coded: list[tuple[np.ndarray, int, int]] = []  # (symbols, R, scale) of cells with R > 0

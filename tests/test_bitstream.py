@@ -350,10 +350,11 @@ def test_bad_magic_message() -> None:
 
 def test_other_version_message() -> None:
     data = bytearray(write_stream())
-    struct.pack_into("<H", data, 4, 7)
+    struct.pack_into("<H", data, 4, FORMAT_VERSION + 1)
     with pytest.raises(
         BitstreamError,
-        match=f"stream format version 7, this decoder reads versions 1 to {FORMAT_VERSION}",
+        match=f"stream format version {FORMAT_VERSION + 1}, this decoder reads versions 1 to "
+        f"{FORMAT_VERSION}",
     ):
         BitstreamReader(bytes(data))
 

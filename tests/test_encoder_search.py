@@ -6,6 +6,7 @@ reconstruction, and a stream written before the P modes existed must still decod
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -179,6 +180,28 @@ def test_a_p_packet_with_half_a_coder_is_refused(tiny_model) -> None:
         dec.decode(Packet(FrameType.P, (Section("nomc", (), b"x"),)))
     with pytest.raises(BitstreamError, match="P-frames only"):
         dec.decode(Packet(FrameType.I, (*packets[0].sections, Section("nomc", (), b""))))
+
+
+def test_a_version_6_stream_with_dct_sections_still_decodes(tiny_model, monkeypatch) -> None:
+    """Format 6 coded the layer's cells as a raw table (dvc_edic.dctlayer); format 7 codes
+    them in the stream (dvc_edic.dctcontext). The decoder reads each by the header's
+    version, so a stream made before the change decodes to what its encoder made."""
+    from dvc_edic import dctlayer
+    from dvc_edic.encoder import decision
+
+    frames = carphone_frames(3)
+    layered = ALL_MODES.with_overrides(dct_steps=(0.5, 1.0))
+    streams = {}
+    for version, writer in ((6, dctlayer.layer_bytes), (7, decision.layer_bytes)):
+        monkeypatch.setattr(decision, "layer_bytes", writer)
+        enc = SequenceEncoder(tiny_model, _info(frames[0]), 8.0, -1, settings=layered)
+        enc.header = dataclasses.replace(enc.header, version=version)
+        data, recons, _ = _code(enc, frames)
+        assert BitstreamReader(data).header.version == version
+        assert any("dct" in {s.name for s in p.sections} for p in BitstreamReader(data))
+        assert _decode(tiny_model, data) == recons
+        streams[version] = data
+    assert streams[6] != streams[7]
 
 
 def test_version_1_stream_still_decodes() -> None:

@@ -338,6 +338,9 @@ def signal_after_two_steps(cmd: list[str], log: Path, signum: int) -> tuple[int,
     return proc.returncode, output
 
 
+# slow: 15 s; its twin in the default run is test_campaign's SIGTERM case (a signal stops
+# training at the next step with a checkpoint)
+@pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "dvc_edic.train", str(TINY / "5_pframe.yaml"),
@@ -354,6 +357,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
     assert load_checkpoint(out / "checkpoint.pt")["step"] == state["step"] + 1
 
 
+@pytest.mark.slow  # 16-22 s: two fresh interpreters with torch.distributed (GPU runs only)
 def test_torchrun_two_processes_keep_parameters_identical(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={DDP_PROCESSES}", str(Path(__file__).resolve()), str(tmp_path)]

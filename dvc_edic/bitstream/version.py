@@ -1,8 +1,9 @@
 """Format versions: the one the writer produces and the ones the reader still accepts.
 
-Versions 2 to 6 changed only the packets (2: compact sections, P-frame modes;
+Versions 2 to 7 changed only the packets (2: compact sections, P-frame modes;
 3: block motion, intra-coded residuals; 4: lean packet framing; 5: the plain warp
-samples luma at its own resolution; 6: the DCT refinement layer), so header,
+samples luma at its own resolution; 6: the DCT refinement layer; 7: its entropy
+coding with contexts from decoded levels), so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+FORMAT_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -31,3 +32,6 @@ FINE_WARP_VERSION = 5
 # First version whose packets (I and P) may carry a ``dct`` section: an 8x8 integer DCT
 # residual added to the decoded frame's samples (dvc_edic.dctlayer).
 DCT_LAYER_VERSION = 6
+# First version whose ``dct`` section is coded as dvc_edic.dctcontext lays it out: cell
+# scales coded in the stream, no R, contexts from each block's lower bands.
+CONTEXT_LAYER_VERSION = 7

@@ -16,7 +16,8 @@ import torch
 
 from dvc_edic.bitstream import BITS_PER_BYTE, Packet
 from dvc_edic.blockmotion import BlockMotion
-from dvc_edic.dctlayer import DctLayer, apply_layer, layer_bytes
+from dvc_edic.dctcontext import layer_bytes
+from dvc_edic.dctlayer import DctLayer, apply_layer
 from dvc_edic.encoder.blocksearch import search_block_motion
 from dvc_edic.encoder.dctsearch import error_coefficients, optimal_step, quantize_coefficients
 from dvc_edic.encoder.motion import estimate_flow

@@ -1,0 +1,251 @@
+"""Format version 7's coding of the DCT layer (dvc_edic.dctlayer): contexts from the
+levels already decoded, and cell parameters coded in the stream instead of raw bytes.
+
+Why: version 6 spent two raw bytes on every non-empty (plane, band, class) cell and
+one on every empty one. On small pictures that table was an eighth to a sixth of the
+layer (carphone, bikes), and the cells could not be split further without paying for
+it again. Here each cell costs a few bits: its scale index is coded against the same
+cell's index one band lower, and the largest level R is gone, replaced by a half-width
+that follows from the scale (the encoder only picks scales whose rows reach the
+cell's largest level). That leaves room for a second context: within a block, how
+much of the lower bands was coded. A block whose low frequencies are all zero rarely
+has high ones; the encoder picks per frame how finely to split on that
+(``CONTEXT_SPLITS``), since on small frames the extra cells cost more than they save.
+
+The transform, the blocks, the bands and the activity classes are dctlayer's; only
+the entropy coding differs from version 6. Decoding goes band by band, each band's
+contexts computed from the bands before it for every block at once, so the cost
+stays a few NumPy passes per band, not a loop over blocks.
+
+Section layout (``dct``, version 7):
+
+    u16 step_q        little endian, >= 1 (units of 2**-STEP_FRACTION_BITS sample)
+    u8 split          index into CONTEXT_SPLITS
+    rest              one ANS stream (trimmed words): for each band, each plane, each
+                      activity class, each context (band 0 has one), every cell that
+                      has coefficients in this frame: its head symbol, then, when its
+                      t > 0, its levels
+
+A cell's head is t = 0 (every level zero) or t = s + 1 for scale index s, coded as
+t - p + SCALE_LEVELS under HEAD_ROW, where p is the t of the last coded cell of the
+same plane, class and context (band 0's cell counts for every context), or in band 0
+the t of the previous coded cell (0 for the first). Its levels are coded as
+level + H(s) under ``frequency_row(s, H(s))``, H = ``half_width``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+
+from dvc_edic.dctlayer import (
+    BAND,
+    BANDS,
+    BLOCK,
+    CLASSES,
+    MAX_LEVEL,
+    PLANES,
+    PROB_BITS,
+    ROW_CONFIG,
+    SCALE_LEVELS,
+    SECTION,
+    TAIL_STEPS,
+    DctLayer,
+    activity_classes,
+    check_shapes,
+    frequency_row,
+    layer_shapes,
+)
+from dvc_edic.entropy.ans import AnsCoder, decode_words, fixed_model, trim_words, untrim_words
+from dvc_edic.entropy.grids import scale_grid
+from dvc_edic.errors import BitstreamError
+from dvc_edic.io.frames import Frame
+
+# The format's constants: changing any of them changes the stream.
+# Thresholds on e = sum of |level| over a block's bands below the coefficient's: the
+# context is how many thresholds e reaches. Index 0 splits nothing.
+CONTEXT_SPLITS: tuple[tuple[int, ...], ...] = ((), (1, 3), (1, 2, 4, 9))
+HALF_WIDTH_SIGMAS = 16  # H(s) covers 16 sigma of the row's tail component
+MIN_HALF_WIDTH = 2
+HEAD_SCALE = 16  # scale index of the head symbols' row (sigma about 0.7)
+HEAD_HALF = SCALE_LEVELS  # t - p lies in -64..64
+_HEAD_BYTES = 3  # u16 step_q, u8 split
+_POSITIONS = BLOCK * BLOCK
+# Flat positions of each band, and of all bands below it, within a block (raster order).
+_BAND_POSITIONS = tuple(np.flatnonzero(BAND.ravel() == b) for b in range(BANDS))
+_LOWER = tuple(BAND.ravel() < b for b in range(BANDS))
+
+
+@lru_cache(maxsize=1)
+def half_widths() -> tuple[int, ...]:
+    """H(s) for every scale index: the row of scale s codes levels -H..H.
+
+    From the exact scale grid (dvc_edic.entropy.grids): 16 times a power of two is
+    exact in a float, so the ceiling is the same on every machine (a test pins it).
+    """
+    sigmas = scale_grid(ROW_CONFIG).sigmas
+    return tuple(
+        min(MAX_LEVEL, max(MIN_HALF_WIDTH, math.ceil(
+            HALF_WIDTH_SIGMAS * float(sigmas[min(s + TAIL_STEPS, SCALE_LEVELS - 1)]))))
+        for s in range(SCALE_LEVELS)
+    )
+
+
+def head_row() -> np.ndarray:
+    """The row of head symbols t - p + 64 (129 symbols)."""
+    return frequency_row(HEAD_SCALE, HEAD_HALF)
+
+
+def level_row(scale: int) -> np.ndarray:
+    """The row of a cell of scale index ``scale``: symbols level + H(scale)."""
+    return frequency_row(scale, half_widths()[scale])
+
+
+@lru_cache(maxsize=1)
+def _level_bits() -> np.ndarray:
+    """(SCALE_LEVELS, 2 * MAX_LEVEL + 1) bits of level l (column l + MAX_LEVEL) under each
+    scale's row; inf where the row does not reach. The encoder's scale search."""
+    bits = np.full((SCALE_LEVELS, 2 * MAX_LEVEL + 1), np.inf)
+    for s, half in enumerate(half_widths()):
+        row = level_row(s).astype(np.float64)
+        bits[s, MAX_LEVEL - half: MAX_LEVEL + half + 1] = PROB_BITS - np.log2(row)
+    bits.flags.writeable = False
+    return bits
+
+
+def best_scale(levels: np.ndarray) -> tuple[int, float]:
+    """(scale index, bits) that codes ``levels`` (not all zero) in the fewest bits, among
+    the scales whose rows reach their largest |level|; ties go to the lowest index."""
+    counts = np.bincount(levels.ravel() + MAX_LEVEL, minlength=2 * MAX_LEVEL + 1)
+    used = np.flatnonzero(counts)
+    bits = _level_bits()[:, used] @ counts[used].astype(np.float64)
+    scale = int(np.argmin(bits))
+    return scale, float(bits[scale])
+
+
+def _contexts(flat: np.ndarray, band: int, split: tuple[int, ...]) -> np.ndarray:
+    """Context of every block (nblocks,) for ``band``, from its own lower bands."""
+    if band == 0 or not split:
+        return np.zeros(flat.shape[0], dtype=np.int64)
+    energy = np.abs(flat[:, _LOWER[band]]).sum(axis=1, dtype=np.int64)
+    return np.searchsorted(np.asarray(split), energy, side="right")
+
+
+def _coded_cells(
+    flats: list[np.ndarray], classes: tuple[np.ndarray, ...], split: tuple[int, ...]
+) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
+    """(band, plane, class, context, block indices) of every cell with coefficients, in
+    stream order. Lazy: a band's contexts are computed when its first cell is reached,
+    so the decoder has filled ``flats`` with the bands below by then."""
+    for band in range(BANDS):
+        for plane in range(PLANES):
+            contexts = _contexts(flats[plane], band, split)
+            for cls in range(CLASSES):
+                of_class = classes[plane] == cls
+                for ctx in range(len(split) + 1 if band else 1):
+                    rows = np.flatnonzero(of_class & (contexts == ctx))
+                    if rows.size:  # a cell without coefficients is not in the stream
+                        yield band, plane, cls, ctx, rows
+
+
+class _Heads:
+    """The head predictor p of each cell (see the module docstring)."""
+
+    def __init__(self, contexts: int) -> None:
+        self.contexts = contexts
+        self.last: dict[tuple[int, int, int], int] = {}
+        self.band0 = 0
+
+    def predict(self, band: int, plane: int, cls: int, ctx: int) -> int:
+        return self.band0 if band == 0 else self.last[(plane, cls, ctx)]
+
+    def update(self, band: int, plane: int, cls: int, ctx: int, t: int) -> None:
+        if band == 0:
+            self.band0 = t
+            for x in range(self.contexts):
+                self.last[(plane, cls, x)] = t
+        else:
+            self.last[(plane, cls, ctx)] = t
+
+
+def _split_bytes(flats: list[np.ndarray], classes: tuple[np.ndarray, ...], step_q: int,
+                 split_index: int) -> bytes:
+    split = CONTEXT_SPLITS[split_index]
+    heads = _Heads(len(split) + 1)
+    items: list[tuple[np.ndarray, np.ndarray]] = []  # (symbols, row), in decode order
+    head = head_row()
+    for band, plane, cls, ctx, rows in _coded_cells(flats, classes, split):
+        levels = flats[plane][np.ix_(rows, _BAND_POSITIONS[band])].ravel()
+        t = best_scale(levels)[0] + 1 if levels.any() else 0
+        pred = heads.predict(band, plane, cls, ctx)
+        items.append((np.array([t - pred + HEAD_HALF], dtype=np.int32), head))
+        if t:
+            items.append(((levels + half_widths()[t - 1]).astype(np.int32), level_row(t - 1)))
+        heads.update(band, plane, cls, ctx, t)
+    out = step_q.to_bytes(2, "little") + bytes([split_index])
+    coder = AnsCoder()
+    for symbols, row in reversed(items):  # a stack: the decoder pops the first first
+        coder.encode_reverse(symbols, fixed_model(row))
+    return out + trim_words(coder.get_compressed().astype("<u4").tobytes())
+
+
+def layer_bytes(layer: DctLayer, base: Frame) -> bytes:
+    """The version-7 ``dct`` section of ``layer`` over ``base``: the shortest of the
+    context splits, each cell at its cheapest scale, so its length is the layer's cost."""
+    check_shapes(layer, base, "layer_bytes")
+    classes = tuple(c.ravel() for c in activity_classes(base))
+    flats = [lv.reshape(-1, _POSITIONS) for lv in layer.levels]
+    return min(
+        (_split_bytes(flats, classes, layer.step_q, i) for i in range(len(CONTEXT_SPLITS))),
+        key=len,
+    )
+
+
+def read_layer(data: bytes, base: Frame) -> DctLayer:
+    """Inverse of :func:`layer_bytes`; any inconsistency in ``data`` raises BitstreamError."""
+    data = bytes(data)
+    if len(data) < _HEAD_BYTES:
+        raise BitstreamError(
+            f"{SECTION}: expected at least {_HEAD_BYTES} bytes (step_q, split), got {len(data)}"
+        )
+    step_q = int.from_bytes(data[:2], "little")
+    if step_q == 0:
+        raise BitstreamError(f"{SECTION}: step_q at offset 0 is 0, expected >= 1")
+    split_index = data[2]
+    if split_index >= len(CONTEXT_SPLITS):
+        raise BitstreamError(
+            f"{SECTION}: context split {split_index} at offset 2, expected < "
+            f"{len(CONTEXT_SPLITS)}"
+        )
+    split = CONTEXT_SPLITS[split_index]
+    classes = tuple(c.ravel() for c in activity_classes(base))
+    shapes = layer_shapes(base)
+    flats = [np.zeros((nby * nbx, _POSITIONS), dtype=np.int32) for nby, nbx in shapes]
+    what = f"{SECTION} (ANS stream at byte {_HEAD_BYTES})"
+    payload = data[_HEAD_BYTES:]
+
+    def work(coder: AnsCoder) -> None:
+        heads = _Heads(len(split) + 1)
+        head = fixed_model(head_row())
+        for band, plane, cls, ctx, rows in _coded_cells(flats, classes, split):
+            pred = heads.predict(band, plane, cls, ctx)
+            t = int(coder.decode(head)) - HEAD_HALF + pred
+            if not 0 <= t <= SCALE_LEVELS:
+                raise BitstreamError(
+                    f"{what}: cell (band {band}, plane {'yuv'[plane]}, class {cls}, context "
+                    f"{ctx}) has head {t}, expected 0..{SCALE_LEVELS} (corrupt stream)"
+                )
+            if t:
+                positions = _BAND_POSITIONS[band]
+                symbols = coder.decode(fixed_model(level_row(t - 1)), rows.size * positions.size)
+                levels = np.asarray(symbols, dtype=np.int32) - half_widths()[t - 1]
+                flats[plane][np.ix_(rows, positions)] = levels.reshape(rows.size, positions.size)
+            heads.update(band, plane, cls, ctx, t)
+
+    decode_words(untrim_words(payload, what), work, what, "every cell")
+    levels = tuple(f.reshape(nby, nbx, BLOCK, BLOCK) for f, (nby, nbx) in zip(flats, shapes,
+                                                                              strict=True))
+    return DctLayer(step_q=step_q, levels=(levels[0], levels[1], levels[2]))
