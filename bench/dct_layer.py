@@ -1,4 +1,5 @@
-"""What the DCT refinement layer (format version 6) costs the encoder and the decoder.
+"""What the DCT refinement layer costs the encoder and the decoder, as format version 7
+codes it (dvc_edic.dctcontext; the transform is version 6's, dvc_edic.dctlayer).
 
     python -m bench.dct_layer [--sizes 416x240,1280x720,1920x1080] [--steps 4,8,16] \
         [--deadzone 0.33] [--frame 1] [--repeat 3] [--out bench/results/dct_layer.json]
@@ -42,7 +43,8 @@ import numpy as np
 from PIL import Image
 
 from bench.machine import machine_info
-from dvc_edic.dctlayer import apply_layer, layer_bytes, read_layer
+from dvc_edic.dctcontext import layer_bytes, read_layer
+from dvc_edic.dctlayer import apply_layer
 from dvc_edic.encoder.dctsearch import quantize_layer
 from dvc_edic.io import Frame
 from eval.report import write_json_atomic
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           f"other sizes Lanczos-resized (PIL) from it; median ms of {args.repeat} run(s)")
     print(table(rows))
     report = {
-        "what": "DCT layer (format 6) cost: encoder quantize_layer + layer_bytes, decoder "
+        "what": "DCT layer (format 7) cost: encoder quantize_layer + layer_bytes, decoder "
                 "read_layer + apply_layer, in-process, medians of --repeat after a warm-up",
         "command": " ".join(["python -m bench.dct_layer", *(sys.argv[1:] if argv is None
                                                              else argv)]),
