@@ -27,10 +27,10 @@ Section layout (``dct``, version 7):
                       t > 0, its levels
 
 A cell's head is t = 0 (every level zero) or t = s + 1 for scale index s, coded as
-t - p + SCALE_LEVELS under HEAD_ROW, where p is the t of the last coded cell of the
+t - p + SCALE_LEVELS under ``head_row()``, where p is the t of the last coded cell of the
 same plane, class and context (band 0's cell counts for every context), or in band 0
 the t of the previous coded cell (0 for the first). Its levels are coded as
-level + H(s) under ``frequency_row(s, H(s))``, H = ``half_width``.
+level + H(s) under ``frequency_row(s, H(s))``, H = ``half_widths()[s]``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from dvc_edic.io.frames import Frame
 CONTEXT_SPLITS: tuple[tuple[int, ...], ...] = ((), (1, 3), (1, 2, 4, 9))
 HALF_WIDTH_SIGMAS = 16  # H(s) covers 16 sigma of the row's tail component
 MIN_HALF_WIDTH = 2
-HEAD_SCALE = 16  # scale index of the head symbols' row (sigma about 0.7)
+HEAD_SCALE = 16  # scale index of the head symbols' row (core sigma 0.31, tail 0.96)
 HEAD_HALF = SCALE_LEVELS  # t - p lies in -64..64
 _HEAD_BYTES = 3  # u16 step_q, u8 split
 _POSITIONS = BLOCK * BLOCK
