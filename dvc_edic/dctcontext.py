@@ -73,9 +73,9 @@ MIN_HALF_WIDTH = 2
 HEAD_SCALE = 16  # scale index of the head symbols' row (core sigma 0.31, tail 0.96)
 HEAD_HALF = SCALE_LEVELS  # t - p lies in -64..64
 _HEAD_BYTES = 3  # u16 step_q, u8 split
-_POSITIONS = BLOCK * BLOCK
+POSITIONS = BLOCK * BLOCK
 # Flat positions of each band, and of all bands below it, within a block (raster order).
-_BAND_POSITIONS = tuple(np.flatnonzero(BAND.ravel() == b) for b in range(BANDS))
+BAND_POSITIONS = tuple(np.flatnonzero(BAND.ravel() == b) for b in range(BANDS))
 _LOWER = tuple(BAND.ravel() < b for b in range(BANDS))
 
 
@@ -105,7 +105,7 @@ def level_row(scale: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _level_bits() -> np.ndarray:
+def level_bits() -> np.ndarray:
     """(SCALE_LEVELS, 2 * MAX_LEVEL + 1) bits of level l (column l + MAX_LEVEL) under each
     scale's row; inf where the row does not reach. The encoder's scale search."""
     bits = np.full((SCALE_LEVELS, 2 * MAX_LEVEL + 1), np.inf)
@@ -121,12 +121,12 @@ def best_scale(levels: np.ndarray) -> tuple[int, float]:
     the scales whose rows reach their largest |level|; ties go to the lowest index."""
     counts = np.bincount(levels.ravel() + MAX_LEVEL, minlength=2 * MAX_LEVEL + 1)
     used = np.flatnonzero(counts)
-    bits = _level_bits()[:, used] @ counts[used].astype(np.float64)
+    bits = level_bits()[:, used] @ counts[used].astype(np.float64)
     scale = int(np.argmin(bits))
     return scale, float(bits[scale])
 
 
-def _contexts(flat: np.ndarray, band: int, split: tuple[int, ...]) -> np.ndarray:
+def block_contexts(flat: np.ndarray, band: int, split: tuple[int, ...]) -> np.ndarray:
     """Context of every block (nblocks,) for ``band``, from its own lower bands."""
     if band == 0 or not split:
         return np.zeros(flat.shape[0], dtype=np.int64)
@@ -134,7 +134,7 @@ def _contexts(flat: np.ndarray, band: int, split: tuple[int, ...]) -> np.ndarray
     return np.searchsorted(np.asarray(split), energy, side="right")
 
 
-def _coded_cells(
+def coded_cells(
     flats: list[np.ndarray], classes: tuple[np.ndarray, ...], split: tuple[int, ...]
 ) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
     """(band, plane, class, context, block indices) of every cell with coefficients, in
@@ -142,7 +142,7 @@ def _coded_cells(
     so the decoder has filled ``flats`` with the bands below by then."""
     for band in range(BANDS):
         for plane in range(PLANES):
-            contexts = _contexts(flats[plane], band, split)
+            contexts = block_contexts(flats[plane], band, split)
             for cls in range(CLASSES):
                 of_class = classes[plane] == cls
                 for ctx in range(len(split) + 1 if band else 1):
@@ -177,8 +177,8 @@ def _split_bytes(flats: list[np.ndarray], classes: tuple[np.ndarray, ...], step_
     heads = _Heads(len(split) + 1)
     items: list[tuple[np.ndarray, np.ndarray]] = []  # (symbols, row), in decode order
     head = head_row()
-    for band, plane, cls, ctx, rows in _coded_cells(flats, classes, split):
-        levels = flats[plane][np.ix_(rows, _BAND_POSITIONS[band])].ravel()
+    for band, plane, cls, ctx, rows in coded_cells(flats, classes, split):
+        levels = flats[plane][np.ix_(rows, BAND_POSITIONS[band])].ravel()
         t = best_scale(levels)[0] + 1 if levels.any() else 0
         pred = heads.predict(band, plane, cls, ctx)
         items.append((np.array([t - pred + HEAD_HALF], dtype=np.int32), head))
@@ -197,7 +197,7 @@ def layer_bytes(layer: DctLayer, base: Frame) -> bytes:
     context splits, each cell at its cheapest scale, so its length is the layer's cost."""
     check_shapes(layer, base, "layer_bytes")
     classes = tuple(c.ravel() for c in activity_classes(base))
-    flats = [lv.reshape(-1, _POSITIONS) for lv in layer.levels]
+    flats = [lv.reshape(-1, POSITIONS) for lv in layer.levels]
     return min(
         (_split_bytes(flats, classes, layer.step_q, i) for i in range(len(CONTEXT_SPLITS))),
         key=len,
@@ -223,14 +223,14 @@ def read_layer(data: bytes, base: Frame) -> DctLayer:
     split = CONTEXT_SPLITS[split_index]
     classes = tuple(c.ravel() for c in activity_classes(base))
     shapes = layer_shapes(base)
-    flats = [np.zeros((nby * nbx, _POSITIONS), dtype=np.int32) for nby, nbx in shapes]
+    flats = [np.zeros((nby * nbx, POSITIONS), dtype=np.int32) for nby, nbx in shapes]
     what = f"{SECTION} (ANS stream at byte {_HEAD_BYTES})"
     payload = data[_HEAD_BYTES:]
 
     def work(coder: AnsCoder) -> None:
         heads = _Heads(len(split) + 1)
         head = fixed_model(head_row())
-        for band, plane, cls, ctx, rows in _coded_cells(flats, classes, split):
+        for band, plane, cls, ctx, rows in coded_cells(flats, classes, split):
             pred = heads.predict(band, plane, cls, ctx)
             t = int(coder.decode(head)) - HEAD_HALF + pred
             if not 0 <= t <= SCALE_LEVELS:
@@ -239,7 +239,7 @@ def read_layer(data: bytes, base: Frame) -> DctLayer:
                     f"{ctx}) has head {t}, expected 0..{SCALE_LEVELS} (corrupt stream)"
                 )
             if t:
-                positions = _BAND_POSITIONS[band]
+                positions = BAND_POSITIONS[band]
                 symbols = coder.decode(fixed_model(level_row(t - 1)), rows.size * positions.size)
                 levels = np.asarray(symbols, dtype=np.int32) - half_widths()[t - 1]
                 flats[plane][np.ix_(rows, positions)] = levels.reshape(rows.size, positions.size)

@@ -21,6 +21,7 @@ from dvc_edic.dctlayer import DctLayer, apply_layer
 from dvc_edic.encoder.blocksearch import search_block_motion
 from dvc_edic.encoder.dctsearch import error_coefficients, optimal_step, quantize_coefficients
 from dvc_edic.encoder.motion import estimate_flow
+from dvc_edic.encoder.rdoq import rdo_quantize
 from dvc_edic.encoder.refine import Distortion, RefineSettings, refine_latents
 from dvc_edic.encoder.settings import (
     BLOCK_SOURCE,
@@ -277,13 +278,18 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
         best_skip = min(skips, key=lambda c: c.cost)
         if best_skip is not decision.chosen:
             bases.append(best_skip)
-    centre = optimal_step(sample_weight(source, lam))
+    weight = sample_weight(source, lam)
+    centre = optimal_step(weight)
     chosen, runner_up, tried = decision.chosen, decision.runner_up, list(decision.tried)
     for base in bases:
         coefs = error_coefficients(source, base.recon)  # once per base, for every step
         for factor in settings.step_factors:
-            other = _layered(base, quantize_coefficients(coefs, centre * factor,
-                                                         settings.deadzone))
+            if settings.rdoq:
+                layer = rdo_quantize(coefs, base.recon, centre * factor, settings.deadzone,
+                                     weight)
+            else:
+                layer = quantize_coefficients(coefs, centre * factor, settings.deadzone)
+            other = _layered(base, layer)
             other.price(source, lam)
             tried.append(other)
             fits = max_bits is None or other.size * BITS_PER_BYTE <= max_bits

@@ -100,6 +100,9 @@ class DctLayerSettings:
     deadzone: float = 0.33  # rounding offset of the quantizer: 0.5 rounds, less zeroes more
     # also try it on the best P candidate that skips its learned residual
     on_skip: bool = True
+    # levels re-chosen for bits + weight * error under the coder's own cells
+    # (dvc_edic.encoder.rdoq), not by the dead zone alone; no preset sets it
+    rdoq: bool = False
 
     def __post_init__(self) -> None:
         if any(not (f > 0 and math.isfinite(f)) for f in self.step_factors):
