@@ -37,6 +37,16 @@ def tiny_preset() -> Preset:
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread, restored afterwards: for a loop of tiny ops a second thread costs
+    more CPU than it saves (as configs/train/tiny say); nothing checked depends on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_model():
     from dvc_edic.models.video import VideoCodecModel
 
@@ -127,12 +137,7 @@ def run_tool(module: str, *args: str | Path, fresh: bool = False) -> ToolRun:
     """
     argv = [str(a) for a in args]
     if fresh:
-        # Spinning OpenMP threads make a 2-thread run 10-30x slower on a busy machine;
-        # the wait policy changes timing only, never results.
-        env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
-        done = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True,
-                              text=True, cwd=ROOT, check=False, env=env)
-        return ToolRun(done.returncode, done.stdout, done.stderr)
+        return finish_tool(start_tool(module, *argv))
     tool = importlib.import_module(module)
     out, err = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
@@ -145,3 +150,20 @@ def run_tool(module: str, *args: str | Path, fresh: bool = False) -> ToolRun:
     finally:
         torch.set_num_threads(threads)
     return ToolRun(code, out.getvalue(), err.getvalue())
+
+
+def start_tool(module: str, *args: str | Path) -> subprocess.Popen[str]:
+    """Start ``python -m module args...`` in a fresh interpreter and return at once, so the
+    caller can work while it imports torch; ``finish_tool`` waits for it (``run_tool``
+    with ``fresh=True`` is the two in a row)."""
+    # Spinning OpenMP threads make a 2-thread run 10-30x slower on a busy machine;
+    # the wait policy changes timing only, never results.
+    env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_tool(proc: subprocess.Popen[str]) -> ToolRun:
+    """Wait for a tool ``start_tool`` started: what it gave."""
+    stdout, stderr = proc.communicate()
+    return ToolRun(proc.returncode, stdout, stderr)

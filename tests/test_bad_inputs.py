@@ -4,11 +4,13 @@ Every case must either work or fail the way the CLIs promise: exit code 1 and
 one line on stderr, ``error: ...``, naming the file and what was expected or
 found, with no traceback and no file left behind. The tools run in-process
 through their ``cli()`` entry points (a fresh interpreter per call would cost
-seconds each); the Ctrl-C case needs a real process and a real signal.
+seconds each); the Ctrl-C case sends a real SIGINT, in the default run to this process
+mid-encode, under -m slow to a fresh process as well.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +43,8 @@ FRAME_BYTES = WIDTH * HEIGHT * 3 // 2
 CLIP = f"clip_{WIDTH}x{HEIGHT}_30.yuv"
 # Frames of the clip the Ctrl-C test encodes: long enough to be interrupted mid-way.
 LONG_CLIP_FRAMES = 60
+# The in-process Ctrl-C comes at the second frame, so a third shows it stopped there.
+INTERRUPTED_CLIP_FRAMES = 3
 # How long the Ctrl-C test waits for the encoder to start writing, and to stop.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -308,10 +312,24 @@ def test_unwritable_output(tools: Tools, clip: Path, tmp_path: Path, where: str)
     assert sorted(tmp_path.iterdir()) == before  # nothing created, not even the directory
 
 
+@pytest.fixture(scope="module")
+def stream_bytes(weights: Path, clip: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The clip encoded once by the CLI (the same flags as Tools): tests get their own copy."""
+    path = tmp_path_factory.mktemp("stream") / "s.dvce"
+    previous = torch.get_num_threads()
+    try:
+        code = encode_sequence.cli([str(clip), "-o", str(path), "--weights", str(weights),
+                                    "--threads", "1", "-q"])
+    finally:
+        torch.set_num_threads(previous)
+    assert code == 0
+    return path.read_bytes()
+
+
 @pytest.fixture
-def stream(tools: Tools, clip: Path, tmp_path: Path) -> Path:
+def stream(stream_bytes: bytes, tmp_path: Path) -> Path:
     path = tmp_path / "s.dvce"
-    encode_ok(tools, clip, path)
+    path.write_bytes(stream_bytes)
     return path
 
 
@@ -383,6 +401,43 @@ def test_existing_output_needs_force(
     assert not list(tmp_path.glob(f".{out.name}.*.part"))
 
 
+def test_ctrl_c_mid_encode_leaves_no_file(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The default run's Ctrl-C: a real SIGINT, sent to this process as the encoder starts
+    its second frame (the output's .part file is there by then) while the CLI's cli() runs
+    (the test below, under -m slow, sends it from outside to a fresh `python -m` process)."""
+    src = write_yuv(tmp_path / CLIP, carphone_frames(INTERRUPTED_CLIP_FRAMES))
+    out = tmp_path / "long.dvce"
+    real, calls, parts = SequenceEncoder.encode, [0], []
+
+    def encode(self: SequenceEncoder, *args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == 2:
+            parts.extend(tmp_path.glob(f".{out.name}.*.part"))
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceEncoder, "encode", encode)
+    # Python's own Ctrl-C handler, as in a fresh interpreter (see the test below).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = encode_sequence.cli([str(src), "-o", str(out), "--weights", str(weights),
+                                    "--threads", "1", "-q"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the CLI")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert parts, "the encoder had not started writing"
+    assert calls[0] == 2 and code == EXIT_INTERRUPTED, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert no_outputs(tmp_path, out.name)
+
+
+@pytest.mark.slow  # twin in the default run: the test above (a real SIGINT mid-encode, the
+# same checks); this one adds a fresh `python -m` process and its exit status
 def test_ctrl_c_during_encode_leaves_no_file(weights: Path, tmp_path: Path) -> None:
     src = write_yuv(tmp_path / CLIP, carphone_frames(LONG_CLIP_FRAMES))
     out = tmp_path / "long.dvce"

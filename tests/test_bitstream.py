@@ -71,6 +71,25 @@ def format_version(request: pytest.FixtureRequest) -> Iterator[int]:
     _version = FORMAT_VERSION
 
 
+def costly_sweep(*default: int):
+    """Run a costly test on the versions in ``default``, and on every other readable
+    version under -m slow only (the same test ids, so ``-m slow`` runs the full sweep)."""
+    return pytest.mark.parametrize(
+        "format_version",
+        [v if v in default else pytest.param(v, marks=pytest.mark.slow)
+         for v in READABLE_VERSIONS],
+        indirect=True, ids=lambda v: f"v{v}",
+    )
+
+
+# One version of each packet layout: shapes (1), compact sections (3, the last before
+# lean packets) and lean packets (the newest); the versions between run under -m slow.
+LAYOUT_SWEEP = costly_sweep(READABLE_VERSIONS[0], LEAN_PACKET_VERSION - 1, FORMAT_VERSION)
+# For the tests that never read the version being tested (they build their input from
+# FORMAT_VERSION): one run checks it all; the repeats, more random examples, are slow.
+VERSION_FREE = costly_sweep(FORMAT_VERSION)
+
+
 def make_header(**changes: object) -> Header:
     fields: dict[str, object] = dict(
         version=_version,
@@ -558,6 +577,7 @@ FUZZ = settings(
 )
 
 
+@LAYOUT_SWEEP
 @FUZZ
 @given(header=headers, stream=st.lists(packets, max_size=4))
 def test_fuzz_round_trip(header: Header, stream: list[Packet]) -> None:
@@ -579,6 +599,7 @@ def _mutations(data: bytes, edits: list[tuple[int, int, int]]) -> Iterator[bytes
         yield bytes(out)
 
 
+@LAYOUT_SWEEP
 @FUZZ
 @given(
     edits=st.lists(
@@ -598,6 +619,7 @@ def test_fuzz_mutated_streams_raise_only_bitstream_error(edits: list[tuple[int, 
         assert mutated == data or parsed == original
 
 
+@VERSION_FREE
 @FUZZ
 @given(tail=st.binary(max_size=300))
 def test_fuzz_arbitrary_bytes_after_magic(tail: bytes) -> None:
@@ -606,6 +628,7 @@ def test_fuzz_arbitrary_bytes_after_magic(tail: bytes) -> None:
             read_stream(data)
 
 
+@LAYOUT_SWEEP
 @FUZZ
 @given(payload=st.binary(max_size=200), frame_type=st.integers(0, 255))
 def test_fuzz_payloads_with_valid_crc(payload: bytes, frame_type: int) -> None:
@@ -619,6 +642,7 @@ def test_fuzz_payloads_with_valid_crc(payload: bytes, frame_type: int) -> None:
     assert head + packet.to_bytes(_version) == data  # anything accepted is canonical
 
 
+@VERSION_FREE
 @FUZZ
 @given(fixed=st.binary(min_size=64, max_size=64), model_id=st.binary(min_size=1, max_size=70))
 def test_fuzz_headers_with_valid_crc(fixed: bytes, model_id: bytes) -> None:

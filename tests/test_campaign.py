@@ -6,6 +6,7 @@ carphone) for a few seconds of budget, so nothing here needs downloaded data.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -28,6 +29,7 @@ from dvc_edic.train.campaign import (
 )
 from dvc_edic.train.checkpoint import save_checkpoint
 from dvc_edic.train.ema import ema_weights
+from dvc_edic.train.signals import StopRequest
 from tests.test_train import ROOT, TINY, _csv, signal_after_two_steps
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -112,6 +114,40 @@ def test_a_later_session_resumes_the_compact_state_on_another_machine(tmp_path: 
     assert last["campaign"]["hours"] > first["campaign"]["hours"]
 
 
+def test_a_sigterm_in_a_step_stops_with_a_checkpoint_a_ledger_row_and_the_compact_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default run's SIGTERM: a real one, sent to this process from inside stage 1's
+    second training step, while run_campaign's handlers are installed (the test below,
+    under -m slow, sends it from outside to a fresh `python -m` process)."""
+    from dvc_edic.train import stages
+
+    real, calls = stages.TASK_FUNCTIONS["image"], [0]
+
+    def task(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 2:
+            # only with the run's handler in place: Python's default would end pytest
+            handler = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+            assert isinstance(handler, StopRequest), "no StopRequest is listening"
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(stages.TASK_FUNCTIONS, "image", task)
+    plan = load_plan(make_plan(tmp_path, [ENDLESS]))
+    state, ledger = tmp_path / "resume.pt", tmp_path / "ledger.csv"
+    before = signal.getsignal(signal.SIGTERM)
+    status = run_campaign(plan, state, ledger, Options(hours=1.0, compact_to=state),
+                          fresh_ok=True)
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert status == 128 + signal.SIGTERM
+    rows = _csv(ledger)
+    assert rows[-1]["event"] == "stopped by SIGTERM"
+    saved = load_checkpoint(state)
+    assert saved["stage"] == "1_image" and saved["step"] == int(rows[-1]["step"]) >= 2
+
+
+@pytest.mark.slow  # twin in the default run: the test above (a real SIGTERM mid-step, the
+# same checks); this one adds a fresh `python -m` process and its exit status
 def test_sigterm_stops_with_a_checkpoint_a_ledger_row_and_the_compact_file(
         tmp_path: Path) -> None:
     plan, state = make_plan(tmp_path, [ENDLESS]), tmp_path / "resume.pt"

@@ -26,7 +26,14 @@ import torch
 
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import save_weights
-from tests.conftest import carphone_frames, run_tool, tiny_preset, write_yuv
+from tests.conftest import (
+    carphone_frames,
+    finish_tool,
+    run_tool,
+    start_tool,
+    tiny_preset,
+    write_yuv,
+)
 
 FRAMES = 3  # I, P, P with --intra-period -1
 ENCODE_THREADS = "2"  # the CLI default
@@ -48,9 +55,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"dir": d, "weights": weights, "clip": clip}
 
 
+def _encode_args(files: dict[str, Path], out: Path) -> tuple[str | Path, ...]:
+    return (files["clip"], "-o", out, "--weights", files["weights"], "--intra-period", "-1",
+            "--threads", ENCODE_THREADS, "-q")
+
+
 def _encode(files: dict[str, Path], out: Path, fresh: bool = True) -> Path:
-    _run("dvc_edic.encode_sequence", files["clip"], "-o", out, "--weights", files["weights"],
-         "--intra-period", "-1", "--threads", ENCODE_THREADS, "-q", fresh=fresh)  # fmt: skip
+    _run("dvc_edic.encode_sequence", *_encode_args(files, out), fresh=fresh)
     return out
 
 
@@ -64,11 +75,20 @@ def _decode(files: dict[str, Path], stream: Path, threads: str, fresh: bool = Tr
 def test_a_fresh_interpreter_and_this_process_agree(files: dict[str, Path]) -> None:
     """The default run's twin of the two tests below: one fresh interpreter encodes; this
     process encodes the same bytes and decodes them to the same samples with 1 and 2
-    threads (test_codec checks in process that those are the encoder's reconstruction)."""
-    fresh = _encode(files, files["dir"] / "fresh.dvce").read_bytes()
-    here = _encode(files, files["dir"] / "here.dvce", fresh=False)
-    assert here.read_bytes() == fresh
-    one, two = (_decode(files, here, threads, fresh=False) for threads in ("1", "2"))
+    threads (test_codec checks in process that those are the encoder's reconstruction).
+    The fresh interpreter runs while this process works (they share only the inputs)."""
+    fresh_out = files["dir"] / "fresh.dvce"
+    proc = start_tool("dvc_edic.encode_sequence", *_encode_args(files, fresh_out))
+    try:
+        here = _encode(files, files["dir"] / "here.dvce", fresh=False)
+        one, two = (_decode(files, here, threads, fresh=False) for threads in ("1", "2"))
+        fresh = finish_tool(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert fresh.returncode == 0, fresh.stderr
+    assert here.read_bytes() == fresh_out.read_bytes()
     assert one == two and len(one) == FRAMES * 176 * 144 * 3 // 2
 
 

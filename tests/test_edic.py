@@ -69,6 +69,7 @@ def test_decompress_rejects_wrong_shapes(tiny_model) -> None:
         edic.decompress(bad, 4.0, (64, 64))
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_trained_rate_matches_real_bytes_and_grows_with_quality(tiny_model) -> None:
     """After a brief training, real bytes are within 10% of the likelihood estimate."""
     torch.manual_seed(0)

@@ -262,13 +262,15 @@ def test_estimator_rejects_mismatched_inputs(make) -> None:
         model(torch.rand(1, 6, 16, 16), torch.rand(1, 6, 16, 17))
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("make", [cpu_spynet, cpu_pwc])
 def test_few_steps_reduce_warping_loss(make) -> None:
-    """A smooth image and its sub-pixel shift: 30 Adam steps must recover the motion."""
+    """A smooth image and its sub-pixel shift: 30 Adam steps must recover the motion
+    (one pair is enough: test_estimator_shapes_and_zero_start covers batches)."""
     torch.manual_seed(0)
     model = make()
-    reference = smooth_image(2, 6, 48, 48)
-    true_flow = torch.tensor([1.5, -1.0]).view(1, 2, 1, 1).expand(2, 2, 48, 48)
+    reference = smooth_image(1, 6, 48, 48)
+    true_flow = torch.tensor([1.5, -1.0]).view(1, 2, 1, 1).expand(1, 2, 48, 48)
     target = backward_warp(reference, true_flow)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []

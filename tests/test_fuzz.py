@@ -31,7 +31,10 @@ from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC
 from dvc_edic.weights import weights_hash
 
-FUZZ_SEEDS = range(500)
+# The default run fuzzes the first 250 seeds; -m slow adds the next 250 (each half
+# alone meets every check below: all mutators, decodes, refusals, deep edits).
+FUZZ_SEEDS = range(250)
+SLOW_FUZZ_SEEDS = range(250, 500)
 V1 = 1  # the format version that stored latent shapes, and so could lie about them
 # Seconds one fuzz case may take; a clean decode takes well under 0.1 s.
 CASE_SECONDS = 10.0
@@ -74,8 +77,12 @@ def test_corpus_streams_are_real_and_decode_exactly(fuzzer: Fuzzer) -> None:
         assert min(y_sizes) > 1, (stream.spec.name, y_sizes)
 
 
-def test_mutated_streams_only_raise_bitstream_errors(fuzzer: Fuzzer, one_thread: None) -> None:
-    results = [fuzzer.case(seed, CASE_SECONDS) for seed in FUZZ_SEEDS]
+@pytest.mark.parametrize("seeds", [FUZZ_SEEDS, pytest.param(SLOW_FUZZ_SEEDS,
+                                                               marks=pytest.mark.slow)],
+                         ids=["seeds_0_250", "seeds_250_500"])
+def test_mutated_streams_only_raise_bitstream_errors(fuzzer: Fuzzer, one_thread: None,
+                                                     seeds: range) -> None:
+    results = [fuzzer.case(seed, CASE_SECONDS) for seed in seeds]
     failures = [r for r in results if r.outcome not in ALLOWED_OUTCOMES]
     assert not failures, (
         "\n".join(

@@ -22,6 +22,10 @@ def test_ruff_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# slow: a fresh interpreter that imports torch only for this. Twin in the default run:
+# test_determinism's fresh interpreter, whose `python -m dvc_edic.encode_sequence` imports
+# dvc_edic and flows (dvc_edic.models.preset imports flows) and encodes without the extra.
+@pytest.mark.slow
 def test_package_imports_without_optional_correlation() -> None:
     code = "import dvc_edic, flows; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

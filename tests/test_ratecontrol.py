@@ -206,10 +206,10 @@ def _encode_cli(tmp_path: Path, *flags: str) -> dict:
 
 
 @pytest.mark.usefixtures("shipped_model")  # fails, rather than warns, without the weights
-def test_bitrate_and_bpp_land_near_the_target_with_the_shipped_weights(
+def test_bitrate_lands_near_the_target_with_the_shipped_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # targets inside the ladder's range on this clip (quality 8 gives about 245 kbps)
+    # a target inside the ladder's range on this clip (quality 8 gives about 245 kbps)
     s = _encode_cli(tmp_path, "--bitrate", "150")
     rc = s["rate_control"]
     assert rc["unit"] == "kbps" and rc["target"] == 150.0
@@ -218,10 +218,39 @@ def test_bitrate_and_bpp_land_near_the_target_with_the_shipped_weights(
     qualities = [f["quality"] for f in s["per_frame"]]
     assert len(set(qualities)) > 1 and rc["quality_min"] <= min(qualities)
     assert "target 150.0 kbps: achieved" in capsys.readouterr().out
-    s = _encode_cli(tmp_path, "--bpp", "0.25")
-    assert s["rate_control"]["unit"] == "bpp"
-    assert s["bpp"] == pytest.approx(0.25, rel=0.15)
     assert _encode_cli(tmp_path, "--quality", "3", "--frames", "1")["rate_control"] is None
+
+
+# --bpp B is --bitrate at B x pixels x fps / 1000 kbps: the same bits per frame, exactly
+# (0.25 x 176 x 144 = 6336 bits; 190.08 x 1000 / 30 rounds to 6336.0 as well).
+BPP = 0.25
+BPP_AS_KBPS = "190.08"
+BPP_CHECK_FRAMES = "2"
+
+
+@pytest.mark.usefixtures("shipped_model")
+def test_bpp_codes_the_stream_of_the_bitrate_it_stands_for(tmp_path: Path) -> None:
+    """The default run's check of --bpp, with the --bitrate landing above: the controller
+    gets the same target, so the stream is the same, and the report speaks in bpp (the
+    12-frame --bpp landing itself runs under -m slow, below)."""
+    s = _encode_cli(tmp_path, "--bpp", str(BPP), "--frames", BPP_CHECK_FRAMES)
+    by_bpp = (tmp_path / "out.dvce").read_bytes()
+    rc = s["rate_control"]
+    assert rc["unit"] == "bpp" and rc["target"] == BPP and rc["achieved"] == s["bpp"]
+    assert rc["error_percent"] == pytest.approx((s["bpp"] - BPP) / BPP * 100)
+    k = _encode_cli(tmp_path, "--bitrate", BPP_AS_KBPS, "--frames", BPP_CHECK_FRAMES)
+    assert k["rate_control"]["unit"] == "kbps"
+    assert [f["quality"] for f in k["per_frame"]] == [f["quality"] for f in s["per_frame"]]
+    assert (tmp_path / "out.dvce").read_bytes() == by_bpp
+
+
+@pytest.mark.slow  # twins in the default run: the two tests above (--bitrate's landing, and
+# --bpp giving the controller the same target as the --bitrate it stands for)
+@pytest.mark.usefixtures("shipped_model")
+def test_bpp_lands_near_the_target_with_the_shipped_weights(tmp_path: Path) -> None:
+    s = _encode_cli(tmp_path, "--bpp", str(BPP))
+    assert s["rate_control"]["unit"] == "bpp"
+    assert s["bpp"] == pytest.approx(BPP, rel=0.15)
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,7 @@ def _black(frame: Frame) -> Frame:
 
 def test_refined_streams_decode_to_the_encoders_reconstruction(shipped_model) -> None:
     tiny_model = shipped_model  # an untrained model's refinement rarely beats its analysis
-    frames = carphone_frames(4)
+    frames = carphone_frames(3)  # I, P, P: refined latents of both coders
     settings = EncoderSettings("test", ("learned", "zero"), skip_residual=True,
                                intra_fallback=True, dis_preset="ultrafast", plain_warp="proxy",
                                refine=REFINE)

@@ -247,15 +247,30 @@ def test_resume_reproduces_the_uninterrupted_losses(tmp_path: Path, stage: str,
                    for k in a["ema"]["tensors"])
 
 
-def test_resume_refuses_a_checkpoint_of_another_stage(tmp_path: Path) -> None:
-    done = train(tiny("1_image", tmp_path / "one", "steps=1"))
+# One-step runs that several tests below start from; each only reads their checkpoints.
+@pytest.fixture(scope="module")
+def image_one_step(tmp_path_factory: pytest.TempPathFactory):
+    """Stage 1 (tiny config), one step."""
+    return train(tiny("1_image", tmp_path_factory.mktemp("image_one_step"), "steps=1"))
+
+
+@pytest.fixture(scope="module")
+def pframe_one_step(tmp_path_factory: pytest.TempPathFactory):
+    """Stage 5 (tiny config) from scratch, one step."""
+    return train(tiny("5_pframe", tmp_path_factory.mktemp("pframe_one_step"), "init_from=null",
+                      "steps=1"))
+
+
+def test_resume_refuses_a_checkpoint_of_another_stage(tmp_path: Path, image_one_step) -> None:
+    done = image_one_step
     with pytest.raises(WeightsError, match="stage '1_image'"):
         train(tiny("3_mv", tmp_path / "three", "init_from=null"), resume=done.checkpoint)
 
 
-def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path) -> None:
+def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path,
+                                                          image_one_step) -> None:
     """The I-frame coder may keep training while the P stages run on an earlier copy."""
-    early = train(tiny("1_image", tmp_path / "early", "steps=1"))
+    early = image_one_step
     late = train(tiny("1_image", tmp_path / "late", "steps=3", "seed=7"))
     line = train(tiny("5_pframe", tmp_path / "p", f"init_from={early.checkpoint}", "steps=1"))
     joined = train(tiny("6_multiframe", tmp_path / "six", f"init_from={line.checkpoint}",
@@ -276,18 +291,20 @@ def test_init_parts_joins_an_intra_run_with_a_pframe_line(tmp_path: Path) -> Non
                    f"init_parts={{nothing: {late.checkpoint}}}", "steps=1"))
 
 
-def test_checkpoints_record_the_init_the_run_really_used(tmp_path: Path) -> None:
+def test_checkpoints_record_the_init_the_run_really_used(tmp_path: Path,
+                                                         pframe_one_step) -> None:
     """--init overrides the config's init_from; the record must name what was loaded."""
-    first = train(tiny("5_pframe", tmp_path / "p", "init_from=null", "steps=1"))
+    first = pframe_one_step
     cfg = tiny("6_multiframe", tmp_path / "six", "init_from=runs/elsewhere.pt", "steps=1")
     done = train(cfg, init_from=first.checkpoint)
     assert load_checkpoint(done.checkpoint)["config"]["init_from"] == str(first.checkpoint)
     assert cfg["init_from"] == "runs/elsewhere.pt"  # the caller's config is left alone
 
 
-def test_init_fresh_keeps_trained_parts_across_a_preset_change(tmp_path: Path) -> None:
+def test_init_fresh_keeps_trained_parts_across_a_preset_change(tmp_path: Path,
+                                                               pframe_one_step) -> None:
     """A changed residual section restarts only the residual coder; the rest stays trained."""
-    line = train(tiny("5_pframe", tmp_path / "p", "init_from=null", "steps=1"))
+    line = pframe_one_step
     preset = load_yaml(ROOT / "configs" / "models" / "tiny.yaml")
     preset["residual"]["downsample"] -= 1
     changed = tmp_path / "tiny_residual.yaml"
@@ -338,8 +355,8 @@ def signal_after_two_steps(cmd: list[str], log: Path, signum: int) -> tuple[int,
     return proc.returncode, output
 
 
-# slow: 15 s; its twin in the default run is test_campaign's SIGTERM case (a signal stops
-# training at the next step with a checkpoint)
+# slow: 15 s; its twin in the default run is test_campaign's in-process SIGTERM case
+# (test_a_sigterm_in_a_step_...: a signal stops training at the next step with a checkpoint)
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
     out = tmp_path / "run"
