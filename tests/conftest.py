@@ -39,21 +39,28 @@ def tiny_preset() -> Preset:
 @pytest.fixture
 def one_thread():
     """One torch thread, restored afterwards: for a loop of tiny ops a second thread costs
-    more CPU than it saves (as configs/train/tiny say); nothing checked depends on it."""
+    more CPU than it saves (as configs/train/tiny say), and on a loaded 2-core machine
+    two threads spin against each other (8 frames took 19 s instead of 0.5 s); nothing
+    checked depends on it."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def tiny_model():
+def make_tiny_model():
+    """The tiny model of seed 0 with its entropy tables, ready to code."""
     from dvc_edic.models.video import VideoCodecModel
 
     torch.manual_seed(0)
     model = VideoCodecModel(tiny_preset())
     model.update_entropy_tables()
     return model.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    return make_tiny_model()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from dvc_edic.errors import WeightsError
 from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import load_weights, save_weights
-from tests.conftest import carphone_frames, run_tool, smooth_frame, tiny_preset, write_yuv
+from tests.conftest import carphone_frames, make_tiny_model, run_tool, smooth_frame, write_yuv
 
 
 def _encode(model, frames, quality=4.0, intra_period=3):
@@ -79,10 +79,7 @@ def test_ten_bit_round_trip(tiny_model) -> None:
 def shared_model():
     """The tiny model (as the tiny_model fixture makes it), for the tests below that only
     encode and decode with it and so can share it and its first encode."""
-    torch.manual_seed(0)
-    model = VideoCodecModel(tiny_preset())
-    model.update_entropy_tables()
-    return model.eval()
+    return make_tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +129,6 @@ def test_pframe_compress_decompress_equal(tiny_model) -> None:
 def test_other_weights_are_refused(tiny_model, tmp_path: Path) -> None:
     data, *_ = _encode(tiny_model, carphone_frames(1))
     torch.manual_seed(1)
-    from dvc_edic.models.video import VideoCodecModel
 
     other = VideoCodecModel(tiny_model.preset)
     other.update_entropy_tables()
@@ -305,7 +301,6 @@ def test_quality_outside_the_ladder_is_an_input_error(tiny_model, quality: float
 def test_paper_preset_codes_a_short_sequence_exactly() -> None:
     """The GPU-sized preset is built from the same code; check it really codes, on a tiny clip."""
     from dvc_edic.models.preset import Preset
-    from dvc_edic.models.video import VideoCodecModel
 
     torch.manual_seed(0)
     model = VideoCodecModel(Preset.load("paper"))

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-import torch
 
 from bench.fuzz_campaign import (
     ALLOWED_OUTCOMES,
@@ -50,15 +48,6 @@ SECONDS_PER_CRAFTED = 30.0
 @pytest.fixture(scope="module")
 def fuzzer() -> Fuzzer:
     return Fuzzer.build()
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine two threads can be 100x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_corpus_streams_are_real_and_decode_exactly(fuzzer: Fuzzer) -> None:

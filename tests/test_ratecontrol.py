@@ -16,7 +16,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-import torch
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
@@ -38,14 +37,7 @@ FAST = EncoderSettings("fast-test", ("learned",), skip_residual=True, intra_fall
                        dis_preset="ultrafast", plain_warp="proxy")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, restored afterwards: on a loaded 2-core machine two threads
-    spin against each other (8 frames took 19 s instead of 0.5 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's: every test here
 
 
 def _controller(bits_per_frame: float = 8000.0, frame_count: int | None = 24,
