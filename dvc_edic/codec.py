@@ -31,14 +31,22 @@ from dvc_edic.encoder.decision import (
     search_residual_quality,
     try_dct_layer,
     try_intra_residual,
+    try_loop_filter,
     within_budget,
 )
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.loopfilter import NO_FILTERS, apply_filters, read_section
 from dvc_edic.models.ladder import QualityRange, interpolate_ladder
 from dvc_edic.models.video import VideoCodecModel
-from dvc_edic.packets import dct_layer_data, frame_quality, intra_latents, p_latents
+from dvc_edic.packets import (
+    dct_layer_data,
+    frame_quality,
+    intra_latents,
+    loop_filter_data,
+    p_latents,
+)
 from dvc_edic.representation import (
     crop_to,
     frame_to_tensor,
@@ -135,6 +143,7 @@ class SequenceEncoder:
         self.fallbacks = 0  # P positions coded as I because that cost less
         self.index = 0
         self._pipe = _Pipeline(model, info)
+        self._filters = NO_FILTERS  # the in-loop filters the decoder will hold
         fps = Fraction(info.fps)
         self.header = Header(
             width=info.width,
@@ -253,6 +262,8 @@ class SequenceEncoder:
         if max_bits is not None:
             decision = within_budget(decision, max_bits)
         decision = try_dct_layer(decision, frame, lam, self.settings.dct, max_bits)
+        decision, self._filters = try_loop_filter(decision, frame, lam, self._filters,
+                                                  self.settings.loop_filter, max_bits)
         self.last_decision = decision
         packet = decision.chosen.packet
         if packet.frame_type != scheduled:
@@ -308,6 +319,7 @@ class SequenceDecoder:
             raise BitstreamError(f"stream header describes an impossible video: {exc}") from exc
         self.info = info
         self._pipe = _Pipeline(model, info)
+        self._filters = NO_FILTERS  # the in-loop filters sent since the last I packet
         h, w = representation_size(header.width, header.height, model.representation)
         self._padded = (-(-h // model.stride) * model.stride, -(-w // model.stride) * model.stride)
         self._size = (h, w)
@@ -333,9 +345,18 @@ class SequenceDecoder:
         frame = self._pipe.round_frame(x_hat, self._size)
         layer = dct_layer_data(packet, self.header.version)
         if layer is not None:  # the refinement layer adds to the decoded samples
-            read = (dctcontext.read_layer if self.header.version >= CONTEXT_LAYER_VERSION
-                    else dctlayer.read_layer)
-            frame = dctlayer.apply_layer(frame, read(layer, frame))
+            if self.header.version >= CONTEXT_LAYER_VERSION:
+                levels = dctcontext.read_layer(layer, frame, self.header.version)
+            else:
+                levels = dctlayer.read_layer(layer, frame)
+            frame = dctlayer.apply_layer(frame, levels)
+        if packet.frame_type == FrameType.I:  # an I packet forgets the in-loop filters
+            self._filters = NO_FILTERS
+        data = loop_filter_data(packet, self.header.version)
+        if data is not None:  # the in-loop filter comes last; the reference is its output
+            section = read_section(data, self._filters)
+            frame = apply_filters(frame, section.filters(self._filters))
+            self._filters = section.remembered(self._filters)
         self.index += 1
         return self._pipe.keep(frame)
 

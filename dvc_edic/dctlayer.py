@@ -206,17 +206,19 @@ def _blocks(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return padded.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3)
 
 
-def activity_classes(base: Frame) -> tuple[np.ndarray, ...]:
-    """Activity class (0 .. CLASSES-1) of every block of each plane, (nby, nbx) int64.
+def activity_classes(base: Frame, planes: int = PLANES) -> tuple[np.ndarray, ...]:
+    """Activity class (0 .. CLASSES-1) of every block of each plane, (nby, nbx) int64;
+    of the first ``planes`` planes only (the in-loop filter needs luma's).
 
     Computed on the base at 8-bit scale, so the thresholds mean the same at every
     bit depth; only differences inside a block count, so a block's class does not
     depend on its neighbours (nor on how the frame is cut into blocks elsewhere).
+    A block's sum stays below 2 * 56 * 255, so int32 holds it.
     """
     shift = base.bit_depth - 8
     out = []
-    for plane, shape in zip(base.planes, layer_shapes(base), strict=True):
-        a = _blocks(plane.astype(np.int64) >> shift, shape)
+    for plane, shape in zip(base.planes[:planes], layer_shapes(base)[:planes], strict=True):
+        a = _blocks(plane.astype(np.int32) >> shift, shape)
         g = np.abs(np.diff(a, axis=3)).sum(axis=(2, 3)) + np.abs(np.diff(a, axis=2)).sum(
             axis=(2, 3)
         )

@@ -197,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         "0.7,1,1.4; none: never add the layer. Default: the preset's",
     )
     p.add_argument(
+        "--loop-filter",
+        choices=("on", "off"),
+        default=None,
+        help="the in-loop adaptive filter (format version 8): on fits a small filter to each "
+        "decoded frame and sends it where it lowers rate + lambda * distortion; off never "
+        "does. Default: the preset's (on)",
+    )
+    p.add_argument(
         "--residual-quality-search",
         type=_offsets,
         default=None,
@@ -288,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p_quality_offsets=args.p_quality_offsets, intra_residual=args.intra_residual,
         lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
         dct_steps=args.dct_steps,
+        loop_filter=None if args.loop_filter is None else args.loop_filter == "on",
     )
     with open_video(
         inp,

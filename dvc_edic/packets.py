@@ -6,7 +6,8 @@ search agree on them. A P packet may leave out its motion or its residual
 sections: that is how the stream says "zero motion" or "no residual". A ``q``
 section gives the frame a quality of its own, instead of the header's. A ``dct``
 section (format version 6, I and P packets alike) refines the decoded frame's
-samples (dvc_edic.dctlayer): it is read apart from the coders' latents.
+samples (dvc_edic.dctlayer): it is read apart from the coders' latents, as is an
+``lf`` section (version 8), the in-loop filter applied after it (dvc_edic.loopfilter).
 
 Packets are built for the current format version; from version 4 on a ``z``
 string is stored without the zero high bytes of its last ANS word (the ``y``
@@ -24,11 +25,13 @@ from dvc_edic.bitstream.version import (
     FINE_WARP_VERSION,
     FORMAT_VERSION,
     LEAN_PACKET_VERSION,
+    LOOP_FILTER_VERSION,
     P_MODES_VERSION,
 )
 from dvc_edic.blockmotion import decode_block_motion, encode_block_motion
 from dvc_edic.entropy.ans import trim_words, untrim_words
 from dvc_edic.errors import BitstreamError
+from dvc_edic.loopfilter import SECTION as LOOP_FILTER_NAME
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import QualityRange
 from dvc_edic.models.pframe import PFrameLatents
@@ -47,6 +50,8 @@ BLOCK_MOTION_SECTION = "bmv"
 QUALITY_FIELD = struct.Struct("<H")  # quality x QUALITY_SCALE, as in the header
 # The DCT refinement layer's data (dvc_edic.dctlayer), added to the decoded samples.
 DCT_SECTION = "dct"
+# The in-loop adaptive filter (dvc_edic.loopfilter), applied after the DCT layer.
+LOOP_FILTER_SECTION = LOOP_FILTER_NAME
 
 
 def latent_sections(prefix: str, latents: CodedLatents) -> list[Section]:
@@ -84,19 +89,38 @@ def p_packet(latents: PFrameLatents, quality: float | None = None) -> Packet:
 
 def with_dct_layer(packet: Packet, data: bytes) -> Packet:
     """The same packet with a refinement layer's bytes added (a packet has at most one)."""
-    return Packet(packet.frame_type, (*packet.sections, Section(DCT_SECTION, (), data)))
+    return _with_section(packet, DCT_SECTION, data)
+
+
+def with_loop_filter(packet: Packet, data: bytes) -> Packet:
+    """The same packet with an in-loop filter section added (a packet has at most one)."""
+    return _with_section(packet, LOOP_FILTER_SECTION, data)
 
 
 def dct_layer_data(packet: Packet, version: int) -> bytes | None:
     """The packet's refinement-layer bytes, or None when it has none."""
-    if DCT_SECTION not in _names(packet):
+    return _section_data(packet, DCT_SECTION, version, DCT_LAYER_VERSION)
+
+
+def loop_filter_data(packet: Packet, version: int) -> bytes | None:
+    """The packet's in-loop filter section, or None when it has none."""
+    return _section_data(packet, LOOP_FILTER_SECTION, version, LOOP_FILTER_VERSION)
+
+
+def _with_section(packet: Packet, name: str, data: bytes) -> Packet:
+    return Packet(packet.frame_type, (*packet.sections, Section(name, (), data)))
+
+
+def _section_data(packet: Packet, name: str, version: int, since: int) -> bytes | None:
+    """An optional section's bytes; a stream older than the section's version has none."""
+    if name not in _names(packet):
         return None
-    if version < DCT_LAYER_VERSION:
+    if version < since:
         raise BitstreamError(
-            f"{packet.frame_type.name}-frame packet has a {DCT_SECTION!r} section, which format "
-            f"version {version} does not have (it needs version {DCT_LAYER_VERSION})"
+            f"{packet.frame_type.name}-frame packet has a {name!r} section, which format "
+            f"version {version} does not have (it needs version {since})"
         )
-    return packet.section(DCT_SECTION).data
+    return packet.section(name).data
 
 
 def frame_quality(packet: Packet, stream_quality: float, qualities: QualityRange) -> float:
@@ -151,7 +175,8 @@ def _coder_latents(
 
 def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:
     allowed = {f"{p}{part}" for p in prefixes for part in LATENT_PARTS}
-    allowed |= {QUALITY_SECTION, NO_MC_SECTION, BLOCK_MOTION_SECTION, DCT_SECTION}
+    allowed |= {QUALITY_SECTION, NO_MC_SECTION, BLOCK_MOTION_SECTION, DCT_SECTION,
+                LOOP_FILTER_SECTION}
     extra = _names(packet) - allowed
     if extra:
         raise BitstreamError(

@@ -15,6 +15,7 @@ from typing import Any
 MOTION_PREFIXES = ("mv_", "bmv")
 RESIDUAL_PREFIXES = ("res_", "ires_")
 DCT_PREFIXES = ("dct",)  # the DCT refinement layer (format version 6), I and P packets
+LOOP_FILTER_PREFIXES = ("lf",)  # the in-loop filter's coefficients (format version 8)
 PERCENT = 100.0
 
 
@@ -44,6 +45,7 @@ def bit_breakdown(per_frame: list[dict[str, Any]]) -> dict[str, Any] | None:
         "mv_share_of_p": PERCENT * mv / p_bytes if p_bytes else None,
         "residual_share_of_p": PERCENT * res / p_bytes if p_bytes else None,
         "dct_share": PERCENT * dct / total,
+        "lf_share": PERCENT * section_sum(per_frame, LOOP_FILTER_PREFIXES) / total,
         "overhead_share": PERCENT * sum(f["overhead_bytes"] for f in per_frame) / total,
         "mean_psnr_warped": _mean([f["psnr_warped"] for f in p_frames if f["psnr_warped"]]),
         "mean_psnr_pred": _mean([f["psnr_pred"] for f in p_frames if f["psnr_pred"]]),
@@ -70,7 +72,7 @@ def breakdown_table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str 
                     f"| {codec} | {seq} | {p['rate_param']:g} | {p['bpp']:.4f} | "
                     f"{_fmt(b['i_share'])} | {_fmt(b['mv_share_of_p'])} | "
                     f"{_fmt(b['residual_share_of_p'])} | {_fmt(b.get('dct_share'))} | "
-                    f"{_fmt(b['overhead_share'])} | "
+                    f"{_fmt(b.get('lf_share'), 2)} | {_fmt(b['overhead_share'])} | "
                     f"{_fmt(b['mean_psnr_warped'], 2)} | {_fmt(b['mean_psnr_pred'], 2)} | "
                     f"{_fmt(b['mean_psnr_p'], 2)} | {modes} |"
                 )
@@ -79,12 +81,13 @@ def breakdown_table(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str 
     head = (
         "### Where the bits go\n\n"
         "I % of all bytes; MV % and residual % of the P-frames' bytes; DCT % (the "
-        "refinement layer, I and P frames) and overhead % (packet and section headers) of "
-        "all bytes. PSNR-YUV (dB) averaged over P-frames: of the "
-        "warped reference, of the motion-compensated prediction, and of the decoded frame. "
+        "refinement layer, I and P frames), LF % (the in-loop filter's coefficients) and "
+        "overhead % (packet and section headers) of all bytes. PSNR-YUV (dB) averaged "
+        "over P-frames: of the warped reference, of the motion-compensated prediction, and "
+        "of the decoded frame. "
         "Modes: how many frames each candidate won.\n\n"
-        "| codec | sequence | q | bpp | I % | MV % | residual % | DCT % | overhead % | "
-        "warped | prediction | decoded P | modes |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| codec | sequence | q | bpp | I % | MV % | residual % | DCT % | LF % | overhead % "
+        "| warped | prediction | decoded P | modes |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     return head + "\n".join(rows) + "\n"

@@ -5,6 +5,7 @@ refused with BitstreamError."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from dvc_edic import dctcontext
+from dvc_edic.bitstream.version import FORMAT_VERSION
 from dvc_edic.dctcontext import (
     CONTEXT_SPLITS,
     HEAD_HALF,
@@ -32,6 +34,7 @@ from dvc_edic.dctlayer import (
     SCALE_LEVELS,
     DctLayer,
     activity_classes,
+    frequency_row,
     layer_shapes,
 )
 from dvc_edic.dctlayer import layer_bytes as layer_bytes_v6
@@ -63,14 +66,14 @@ def test_every_layer_round_trips_under_every_split(size: tuple[int, int], bit_de
     for layer in layers + _layers(base, rng):
         classes = tuple(c.ravel() for c in activity_classes(base))
         flats = [lv.reshape(-1, BLOCK * BLOCK) for lv in layer.levels]
-        coded = [dctcontext._split_bytes(flats, classes, layer.step_q, i)
+        coded = [dctcontext._split_bytes(flats, classes, layer.step_q, i, FORMAT_VERSION)
                  for i in range(len(CONTEXT_SPLITS))]  # fmt: skip
         for data in coded:
             assert read_layer(data, base) == layer
         assert layer_bytes(layer, base) == min(coded, key=len)  # the shortest is kept
 
 
-def _independent_bytes(layer: DctLayer, base, split_index: int) -> bytes:
+def _independent_bytes(layer: DctLayer, base, split_index: int, head_scale: int) -> bytes:
     """The section as the module docstring describes it, coded symbol by symbol with the
     per-symbol model family, written without the module's helpers."""
     split = CONTEXT_SPLITS[split_index]
@@ -110,7 +113,7 @@ def _independent_bytes(layer: DctLayer, base, split_index: int) -> bytes:
                             costs.append(float((PROB_BITS - np.log2(row[arr + h])).sum()))
                         t = int(np.argmin(costs)) + 1
                     pred = previous_band0 if band == 0 else last[(plane, cls, ctx)]
-                    groups.append(([t - pred + HEAD_HALF], head_row()))
+                    groups.append(([t - pred + HEAD_HALF], frequency_row(head_scale, HEAD_HALF)))
                     if t:
                         h = half_widths()[t - 1]
                         groups.append(([int(v) + h for v in cell], level_row(t - 1)))
@@ -128,14 +131,32 @@ def _independent_bytes(layer: DctLayer, base, split_index: int) -> bytes:
     return head + trim_words(coder.get_compressed().astype("<u4").tobytes())
 
 
+# The heads' row by format version, as docs/bitstream.md gives it.
+DOCUMENTED_HEAD_SCALES = {7: 16, 8: 28}
+
+
+@pytest.mark.parametrize("version", sorted(DOCUMENTED_HEAD_SCALES))
 @pytest.mark.parametrize("split_index", range(len(CONTEXT_SPLITS)))
-def test_bytes_follow_the_documented_layout(split_index: int) -> None:
+def test_bytes_follow_the_documented_layout(split_index: int, version: int) -> None:
     source, base = _pair(5, 37, 29, 8, "blur")
     layer = quantize_layer(source, base, 1.5, 0.33)
     classes = tuple(c.ravel() for c in activity_classes(base))
     flats = [lv.reshape(-1, BLOCK * BLOCK) for lv in layer.levels]
-    data = dctcontext._split_bytes(flats, classes, layer.step_q, split_index)
-    assert data == _independent_bytes(layer, base, split_index)
+    data = dctcontext._split_bytes(flats, classes, layer.step_q, split_index, version)
+    assert data == _independent_bytes(layer, base, split_index, DOCUMENTED_HEAD_SCALES[version])
+    assert read_layer(data, base, version) == layer
+
+
+def test_a_layer_reads_back_only_under_its_own_version() -> None:
+    """Version 8 widened the heads' row: the same layer costs different bytes, and a
+    decoder reading them under the other version's row does not get the layer back."""
+    source, base = _pair(6, 37, 29, 8, "blur")
+    layer = quantize_layer(source, base, 1.5, 0.33)
+    v7, v8 = layer_bytes(layer, base, 7), layer_bytes(layer, base, 8)
+    assert v7 != v8 and layer_bytes(layer, base) == v8
+    for data, other in ((v7, 8), (v8, 7)):
+        with contextlib.suppress(BitstreamError):
+            assert read_layer(data, base, other) != layer
 
 
 def test_half_widths_are_pinned_and_reach_every_level() -> None:

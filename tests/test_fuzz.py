@@ -53,9 +53,9 @@ def fuzzer() -> Fuzzer:
 def test_corpus_streams_are_real_and_decode_exactly(fuzzer: Fuzzer) -> None:
     names = {s.name for stream in fuzzer.corpus
              for p in BitstreamReader(stream.data).read_all() for s in p.sections}
-    # every P layout of format version 3, a packet carrying its own quality, and the
-    # DCT layer
-    assert {"mv_y", "res_y", "nomc", "bmv", "ires_z", "ires_y", "q", "dct"} <= names, names
+    # every P layout of format version 3, a packet carrying its own quality, the DCT
+    # layer and the in-loop filter
+    assert {"mv_y", "res_y", "nomc", "bmv", "ires_z", "ires_y", "q", "dct", "lf"} <= names, names
     for stream in fuzzer.corpus:
         assert decode_stream(fuzzer.model, stream.data) == list(stream.recons)
         packets = BitstreamReader(stream.data).read_all()

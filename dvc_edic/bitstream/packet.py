@@ -54,14 +54,14 @@ MIN_LEAN_PACKET_SIZE = U8.size + U8.size + U32.size + U8.size
 # Version 2 names sections by these ids. New names may only be appended.
 SECTION_IDS: dict[str, int] = {
     "z": 0, "y": 1, "mv_z": 2, "mv_y": 3, "res_z": 4, "res_y": 5, "crop": 6, "q": 7,
-    "nomc": 8, "bmv": 9, "ires_z": 10, "ires_y": 11, "dct": 12,
+    "nomc": 8, "bmv": 9, "ires_z": 10, "ires_y": 11, "dct": 12, "lf": 13,
 }
 _SECTION_NAMES = {code: name for name, code in SECTION_IDS.items()}
 # Version 4's mask bit of each section, the commonest first, so that a usual packet
 # (block motion, plain warp, a residual; or an I-frame) needs a one-byte mask. The
 # payload holds the sections in this order. New names may only be appended.
 LEAN_SECTION_ORDER = ("nomc", "bmv", "ires_z", "ires_y", "z", "y", "q",
-                      "res_z", "res_y", "mv_z", "mv_y", "crop", "dct")
+                      "res_z", "res_y", "mv_z", "mv_y", "crop", "dct", "lf")
 _LEAN_BITS = {name: bit for bit, name in enumerate(LEAN_SECTION_ORDER)}
 # Sections whose data always has this many bytes: version 4 stores no length for them.
 FIXED_SECTION_BYTES: dict[str, int] = {"nomc": 0, "q": 2, "crop": 8}

@@ -1,9 +1,10 @@
 """Format versions: the one the writer produces and the ones the reader still accepts.
 
-Versions 2 to 7 changed only the packets (2: compact sections, P-frame modes;
+Versions 2 to 8 changed only the packets (2: compact sections, P-frame modes;
 3: block motion, intra-coded residuals; 4: lean packet framing; 5: the plain warp
 samples luma at its own resolution; 6: the DCT refinement layer; 7: its entropy
-coding with contexts from decoded levels), so header,
+coding with contexts from decoded levels; 8: the in-loop adaptive filter and
+the layer's wider head row), so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+FORMAT_VERSION = 8
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -35,3 +36,8 @@ DCT_LAYER_VERSION = 6
 # First version whose ``dct`` section is coded as dvc_edic.dctcontext lays it out: cell
 # scales coded in the stream, no R, contexts from each block's lower bands.
 CONTEXT_LAYER_VERSION = 7
+# First version whose packets (I and P) may carry an ``lf`` section: the in-loop adaptive
+# filter fitted to the frame (dvc_edic.loopfilter).
+LOOP_FILTER_VERSION = 8
+# First version whose ``dct`` heads are coded under a wider row (dvc_edic.dctcontext).
+WIDE_HEAD_VERSION = 8

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from dvc_edic.bitstream import BITS_PER_BYTE, Packet
+from dvc_edic.bitstream import BITS_PER_BYTE, FrameType, Packet
 from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.dctcontext import layer_bytes
 from dvc_edic.dctlayer import DctLayer, apply_layer
 from dvc_edic.encoder.blocksearch import search_block_motion
 from dvc_edic.encoder.dctsearch import error_coefficients, optimal_step, quantize_coefficients
+from dvc_edic.encoder.loopfit import fit_loop_filter
 from dvc_edic.encoder.motion import estimate_flow
 from dvc_edic.encoder.rdoq import rdo_quantize
 from dvc_edic.encoder.refine import Distortion, RefineSettings, refine_latents
@@ -32,12 +33,13 @@ from dvc_edic.encoder.settings import (
     EncoderSettings,
 )
 from dvc_edic.io import Frame, max_sample_value
+from dvc_edic.loopfilter import NO_FILTERS, Filters, apply_filters, section_bytes
 from dvc_edic.metrics import plane_psnrs, pooled_mse, psnr_yuv
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import LADDER_PEAK
 from dvc_edic.models.pframe import INTRA_RESIDUAL_OFFSET, PFrameCodec, PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
-from dvc_edic.packets import intra_packet, p_packet, with_dct_layer
+from dvc_edic.packets import intra_packet, p_packet, with_dct_layer, with_loop_filter
 from dvc_edic.representation import crop_to
 
 INTRA_MODE = "intra"
@@ -45,6 +47,7 @@ SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
 NO_MC_SUFFIX = "+nomc"  # a P mode predicting from the warped reference without the MC net
 INTRA_RESIDUAL_SUFFIX = "+ires"  # a P mode whose residual the I-frame coder codes
 DCT_SUFFIX = "+dct"  # any mode with the DCT refinement layer on top (format version 6)
+LOOP_FILTER_SUFFIX = "+lf"  # any mode with the in-loop filter (format version 8)
 
 RoundFrame = Callable[[torch.Tensor], Frame]
 
@@ -296,6 +299,37 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
             if fits and other.cost < chosen.cost:
                 chosen, runner_up = other, chosen
     return Decision(chosen, runner_up, tried)
+
+
+def try_loop_filter(decision: Decision, source: Frame, lam: float, last: Filters,
+                    enabled: bool, max_bits: float | None = None) -> tuple[Decision, Filters]:
+    """Fit the in-loop filter to the winner's frame and keep it if the real J is lower.
+
+    Returns the decision and the filters the decoder holds after its packet: an I packet
+    forgets the previous ones (dvc_edic.loopfilter). It runs last, on the frame as the
+    decoder has it after the DCT layer; the next frame then predicts from the filtered
+    one, which no J of this frame sees, so the filter is kept only where it pays here.
+    ``max_bits`` (rate control): the filtered packet must fit it.
+    """
+    chosen = decision.chosen
+    prior = NO_FILTERS if chosen.packet.frame_type == FrameType.I else last
+    if not enabled:
+        return decision, prior
+    section = fit_loop_filter(source, chosen.recon, prior, sample_weight(source, lam))
+    if section is None:
+        return decision, prior
+    other = Candidate(
+        chosen.mode + LOOP_FILTER_SUFFIX,
+        with_loop_filter(chosen.packet, section_bytes(section, prior)),
+        apply_filters(chosen.recon, section.filters(prior)), chosen.warped, chosen.prediction,
+        quality=chosen.quality, label=chosen.label,
+    )
+    other.price(source, lam)
+    tried = [*decision.tried, other]
+    fits = max_bits is None or other.size * BITS_PER_BYTE <= max_bits
+    if fits and other.cost < chosen.cost:
+        return Decision(other, chosen, tried), section.remembered(prior)
+    return Decision(chosen, decision.runner_up, tried), prior
 
 
 Chooser = Callable[[list[Candidate], Frame, float], Decision]

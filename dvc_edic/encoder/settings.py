@@ -134,6 +134,8 @@ class EncoderSettings:
     # these, at the same lambda (dvc_edic.encoder.decision.search_residual_quality)
     residual_quality_deltas: tuple[float, ...] = ()
     dct: DctLayerSettings = field(default_factory=DctLayerSettings)
+    # fit the in-loop filter to each frame and send it where it lowers J (format version 8)
+    loop_filter: bool = False
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -170,6 +172,7 @@ class EncoderSettings:
         lambda_scale: float | None = None,
         residual_quality_deltas: tuple[float, ...] | None = None,
         dct_steps: tuple[float, ...] | None = None,
+        loop_filter: bool | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -184,6 +187,7 @@ class EncoderSettings:
             "lambda_scale": lambda_scale,
             "residual_quality_deltas": residual_quality_deltas,
             "dct": None if dct_steps is None else replace(self.dct, step_factors=dct_steps),
+            "loop_filter": loop_filter,
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -228,6 +232,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         lambda_scale=float(p.get("lambda_scale", 1.0)),
         residual_quality_deltas=tuple(float(d) for d in p.get("residual_quality_deltas", ())),
         dct=_merged(name, cfg, "dct_layer", p.get("dct_layer", {}), DctLayerSettings),
+        loop_filter=bool(p.get("loop_filter", False)),
     )
 
 
