@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, Packet, Section
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
@@ -183,3 +184,74 @@ def test_filtered_streams_decode_exactly_across_gops(tiny_model) -> None:
     off = SequenceEncoder(tiny_model, info, 6.0, 3,
                           settings=settings.with_overrides(loop_filter=False))
     assert all("lf" not in {s.name for s in off.encode(f)[0].sections} for f in frames[:2])
+
+
+def _reference_filter(frame: Frame, filters) -> Frame:
+    """The spec's formula sample by sample (docs/bitstream.md), written without the
+    module's helpers: second differences over edge-repeated planes, luma classes from
+    each 8x8 block's activity, a floor shift by 6."""
+    planes = []
+    top = (1 << frame.bit_depth) - 1
+    for index, (plane, coef) in enumerate(zip(frame.planes, filters, strict=True)):
+        if coef is None:
+            planes.append(plane)
+            continue
+        radius = 3 if index == 0 else 2
+        span = range(-radius, radius + 1)
+        offsets = [(dy, dx) for dy in span for dx in span
+                   if abs(dy) + abs(dx) <= radius and (dy, dx) > (0, 0)]
+        x = np.pad(plane.astype(np.int64), radius, mode="edge")
+        h, w = plane.shape
+        if index == 0:
+            a = np.pad(plane.astype(np.int64) >> (frame.bit_depth - 8),
+                       ((0, -h % 8), (0, -w % 8)), mode="edge")
+            classes = np.zeros((h, w), dtype=np.int64)
+            for by in range(0, h, 8):
+                for bx in range(0, w, 8):
+                    block = a[by: by + 8, bx: bx + 8]
+                    act = (np.abs(np.diff(block, axis=1)).sum()
+                           + np.abs(np.diff(block, axis=0)).sum())
+                    classes[by: by + 8, bx: bx + 8] = int(act >= 224) + int(act >= 896)
+        else:
+            classes = np.zeros((h, w), dtype=np.int64)
+        out = np.empty((h, w), dtype=np.int64)
+        for yy in range(h):
+            for xx in range(w):
+                c = x[yy + radius, xx + radius]
+                total = sum(int(coef[classes[yy, xx], k]) * (
+                    int(x[yy + radius + dy, xx + radius + dx])
+                    + int(x[yy + radius - dy, xx + radius - dx]) - 2 * int(c))
+                    for k, (dy, dx) in enumerate(offsets))
+                out[yy, xx] = min(max(c + ((total + 32) >> 6), 0), top)
+        planes.append(out.astype(plane.dtype))
+    return Frame(planes[0], planes[1], planes[2], frame.bit_depth)
+
+
+@pytest.mark.parametrize(("height", "width", "bit_depth"), [(14, 22, 8), (18, 26, 10)])
+def test_the_filter_is_the_documented_formula(height: int, width: int, bit_depth: int) -> None:
+    rng = np.random.default_rng(height)
+    frame = smooth_frame(height, width, seed=height, bit_depth=bit_depth)
+    noisy = Frame(*(np.clip(p.astype(np.int64) + rng.integers(-40, 41, p.shape), 0,
+                            (1 << bit_depth) - 1).astype(p.dtype) for p in frame.planes),
+                  bit_depth)
+    for modes in ((2, 2, 2), (2, 0, 2), (0, 2, 0)):
+        filters = _random_filter(rng, modes).filters(NO_FILTERS)
+        assert apply_filters(noisy, filters) == _reference_filter(noisy, filters)
+
+
+def test_thread_count_changes_no_sample() -> None:
+    """Large planes are filtered in bands on the entropy stage's threads."""
+    rng = np.random.default_rng(7)
+    frame = Frame(rng.integers(0, 256, (600, 520), dtype=np.uint8),
+                  rng.integers(0, 256, (300, 260), dtype=np.uint8),
+                  rng.integers(0, 256, (300, 260), dtype=np.uint8), 8)
+    assert frame.y.size >= 1 << 18  # so that the luma plane is split into bands
+    filters = _random_filter(rng, (2, 2, 2)).filters(NO_FILTERS)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = apply_filters(frame, filters)
+        torch.set_num_threads(2)
+        assert apply_filters(frame, filters) == single
+    finally:
+        torch.set_num_threads(before)
