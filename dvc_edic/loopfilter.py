@@ -5,7 +5,8 @@ Why: the frames the decoder makes are blurred in ways a fixed decoder cannot kno
 motion interpolates every sub-pel vector bilinearly, and a P-frame that skips its residual
 passes that blur on to the next one; the learned coders smooth texture; the DCT layer
 leaves 8x8 steps. Least squares on the frame's own error finds the filter that undoes
-most of it, in 2-15 bytes a frame, and because it runs in the loop the next frame predicts
+most of it for a few bytes a frame (on the dev set at most 0.5 % of walk's bytes and
+3.8 % of carphone's), and because it runs in the loop the next frame predicts
 from the sharper reference (the same reason H.264 filters in the loop and VVC fits its
 adaptive loop filter per picture). Measured before it was built, out of the loop on the
 medium preset's frames: PSNR-YUV +0.16 to +0.48 dB at quality 4 (docs/encoder.md).
