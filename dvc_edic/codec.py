@@ -37,7 +37,7 @@ from dvc_edic.encoder.decision import (
 from dvc_edic.errors import BitstreamError, InputError, WeightsError
 from dvc_edic.gop import frame_type
 from dvc_edic.io import Frame, VideoInfo
-from dvc_edic.loopfilter import NO_FILTERS, apply_filters, read_section
+from dvc_edic.loopfilter import NO_FILTERS, apply_filters, held_filters, read_section
 from dvc_edic.models.ladder import QualityRange, interpolate_ladder
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.packets import (
@@ -350,8 +350,7 @@ class SequenceDecoder:
             else:
                 levels = dctlayer.read_layer(layer, frame)
             frame = dctlayer.apply_layer(frame, levels)
-        if packet.frame_type == FrameType.I:  # an I packet forgets the in-loop filters
-            self._filters = NO_FILTERS
+        self._filters = held_filters(packet.frame_type, self._filters)
         data = loop_filter_data(packet, self.header.version)
         if data is not None:  # the in-loop filter comes last; the reference is its output
             section = read_section(data, self._filters)

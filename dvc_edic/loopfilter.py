@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dvc_edic.bitstream import FrameType
 from dvc_edic.dctlayer import BLOCK, CLASSES, activity_classes
 from dvc_edic.entropy import parallel
 from dvc_edic.errors import BitstreamError
@@ -84,6 +85,12 @@ def coefficient_shape(plane: int) -> tuple[int, int]:
 # The filters a decoder holds: per plane the last one sent (None: none since the last I).
 Filters = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
 NO_FILTERS: Filters = (None, None, None)
+
+
+def held_filters(frame_type: FrameType, last: Filters) -> Filters:
+    """The last filters a packet of ``frame_type`` is read against: an I packet forgets
+    them all, so every GOP decodes on its own. Encoder and decoder both ask here."""
+    return NO_FILTERS if frame_type == FrameType.I else last
 
 
 @dataclass(frozen=True)

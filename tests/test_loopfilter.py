@@ -143,13 +143,15 @@ def _psnr(a: Frame, b: Frame) -> float:
 def test_the_fit_undoes_a_blur_and_weighs_its_bits() -> None:
     source = carphone_frames(1)[0]
     blurred = Frame(*(_box_blur(p) for p in source.planes), source.bit_depth)
-    section = fit_loop_filter(source, blurred, NO_FILTERS, weight=1.0)
-    assert section is not None and section.modes[0] == MODE_NEW
+    fit = fit_loop_filter(source, blurred, NO_FILTERS, weight=1.0)
+    assert fit is not None and fit.section.modes[0] == MODE_NEW
+    section = fit.section
     sharpened = apply_filters(blurred, section.filters(NO_FILTERS))
+    assert fit.frame == sharpened  # the frame the fit hands back is the decoder's
     assert _psnr(source, sharpened) > _psnr(source, blurred) + 1.0
     # the previous frame's filter is kept when it does as well: no bits for coefficients
     kept = fit_loop_filter(source, blurred, section.remembered(NO_FILTERS), weight=1e-6)
-    assert kept is None or MODE_NEW not in kept.modes
+    assert kept is None or MODE_NEW not in kept.section.modes
     # and with distortion worth nothing, nothing is sent
     assert fit_loop_filter(source, blurred, NO_FILTERS, weight=1e-9) is None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from dvc_edic.bitstream import BITS_PER_BYTE, FrameType, Packet
+from dvc_edic.bitstream import BITS_PER_BYTE, Packet
 from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.dctcontext import layer_bytes
 from dvc_edic.dctlayer import DctLayer, apply_layer
@@ -33,7 +33,7 @@ from dvc_edic.encoder.settings import (
     EncoderSettings,
 )
 from dvc_edic.io import Frame, max_sample_value
-from dvc_edic.loopfilter import NO_FILTERS, Filters, apply_filters, section_bytes
+from dvc_edic.loopfilter import Filters, held_filters, section_bytes
 from dvc_edic.metrics import plane_psnrs, pooled_mse, psnr_yuv
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.ladder import LADDER_PEAK
@@ -312,17 +312,18 @@ def try_loop_filter(decision: Decision, source: Frame, lam: float, last: Filters
     ``max_bits`` (rate control): the filtered packet must fit it.
     """
     chosen = decision.chosen
-    prior = NO_FILTERS if chosen.packet.frame_type == FrameType.I else last
+    prior = held_filters(chosen.packet.frame_type, last)
     if not enabled:
         return decision, prior
-    section = fit_loop_filter(source, chosen.recon, prior, sample_weight(source, lam))
-    if section is None:
+    fit = fit_loop_filter(source, chosen.recon, prior, sample_weight(source, lam))
+    if fit is None:
         return decision, prior
+    section = fit.section
     other = Candidate(
         chosen.mode + LOOP_FILTER_SUFFIX,
         with_loop_filter(chosen.packet, section_bytes(section, prior)),
-        apply_filters(chosen.recon, section.filters(prior)), chosen.warped, chosen.prediction,
-        quality=chosen.quality, label=chosen.label,
+        fit.frame, chosen.warped, chosen.prediction, quality=chosen.quality,
+        label=chosen.label,
     )
     other.price(source, lam)
     tried = [*decision.tried, other]

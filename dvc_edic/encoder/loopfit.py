@@ -9,6 +9,8 @@ it compares is what the stream will cost and give.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from dvc_edic.dctlayer import BLOCK, activity_classes
@@ -65,8 +67,16 @@ def _sse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(d.ravel(), d.ravel()))
 
 
+class FittedFilter(NamedTuple):
+    """The section to send and the frame the decoder makes with it (already filtered
+    here by the decoder's own filter_plane, so the caller need not filter again)."""
+
+    section: LoopFilter
+    frame: Frame
+
+
 def fit_loop_filter(source: Frame, recon: Frame, last: Filters,
-                    weight: float) -> LoopFilter | None:
+                    weight: float) -> FittedFilter | None:
     """Each plane's cheapest of off, the last filter and a new fit, by bits + ``weight`` *
     SSE (``weight``: bits per squared sample error); None when every plane is off."""
     blocks = activity_classes(recon, planes=1)[0]
@@ -74,22 +84,25 @@ def fit_loop_filter(source: Frame, recon: Frame, last: Filters,
     classes = np.repeat(np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1)[:h, :w]
     modes: list[int] = []
     coefficients: list[np.ndarray | None] = []
+    planes: list[np.ndarray] = []
     for plane, (src, rec) in enumerate(zip(source.planes, recon.planes, strict=True)):
         cls = blocks if plane == 0 else None
         new = fit_plane(src, rec, plane, classes if plane == 0 else None)
         prev = last[plane]
         deltas = new if prev is None else new - prev
-        options = [(weight * _sse(src, rec), MODE_OFF)]
+        options = [(weight * _sse(src, rec), MODE_OFF, rec)]
         new_bits = sum(exp_golomb_bits(int(v)) for v in deltas.ravel())
         filtered = filter_plane(rec, new, plane, cls, recon.bit_depth)
-        options.append((weight * _sse(src, filtered) + new_bits, MODE_NEW))
+        options.append((weight * _sse(src, filtered) + new_bits, MODE_NEW, filtered))
         if prev is not None:
             kept = filter_plane(rec, prev, plane, cls, recon.bit_depth)
-            options.append((weight * _sse(src, kept), MODE_KEEP))
-        mode = min(options)[1]
+            options.append((weight * _sse(src, kept), MODE_KEEP, kept))
+        _, mode, out = min(options, key=lambda option: option[:2])
         modes.append(mode)
         coefficients.append(new if mode == MODE_NEW else None)
+        planes.append(out)
     if not any(modes):
         return None
-    return LoopFilter((modes[0], modes[1], modes[2]),
-                      (coefficients[0], coefficients[1], coefficients[2]))
+    section = LoopFilter((modes[0], modes[1], modes[2]),
+                         (coefficients[0], coefficients[1], coefficients[2]))
+    return FittedFilter(section, Frame(planes[0], planes[1], planes[2], recon.bit_depth))
