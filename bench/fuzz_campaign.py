@@ -38,7 +38,7 @@ import traceback
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -129,10 +129,12 @@ OWN_QUALITY = "@q-1"
 # Every P packet layout: motion + residual, motion only, residual only, neither; with and
 # without the MC net; the motion as MV latents or as block vectors; with the DCT layer
 # where it lowers J (format 7's context-coded ``dct`` sections, I and P packets), and the
-# in-loop filter where it does (format 8's ``lf`` sections: new, kept and off planes).
-ALL_P_MODES = EncoderSettings("fuzz-modes", ("learned", "zero", "block"), skip_residual=True,
-                              intra_fallback=False, dis_preset="ultrafast", plain_warp="search"
-                              ).with_overrides(dct_steps=(1.0,), loop_filter=True)
+# in-loop filter where it does (format 8's ``lf`` sections: new, kept and off planes);
+# the layer's chroma at a step of its own (format 9's chroma_ratio, 0.6 * 64 = 38).
+_ALL_P_MODES = EncoderSettings("fuzz-modes", ("learned", "zero", "block"), skip_residual=True,
+                               intra_fallback=False, dis_preset="ultrafast", plain_warp="search"
+                               ).with_overrides(dct_steps=(1.0,), loop_filter=True)
+ALL_P_MODES = replace(_ALL_P_MODES, dct=replace(_ALL_P_MODES.dct, chroma_step_ratio=0.6))
 P_MODE_CYCLE = ("learned+skip", "zero", "zero+nomc+skip", "learned+nomc", "block8+nomc",
                 "block8+nomc+skip", "block8+nomc+ires", "zero" + OWN_QUALITY)
 SMOOTH_SIZE = (64, 96)  # (height, width) of the 10-bit stream's pictures

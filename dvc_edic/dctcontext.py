@@ -17,10 +17,13 @@ the entropy coding differs from version 6. Decoding goes band by band, each band
 contexts computed from the bands before it for every block at once, so the cost
 stays a few NumPy passes per band, not a loop over blocks.
 
-Section layout (``dct``, version 7):
+Section layout (``dct``, versions 7 to 9):
 
     u16 step_q        little endian, >= 1 (units of 2**-STEP_FRACTION_BITS sample)
     u8 split          index into CONTEXT_SPLITS
+    u8 chroma_ratio   version 9 only, >= 1: the U and V planes dequantize with
+                      dctlayer.chroma_step_q(step_q, chroma_ratio), step_q times
+                      chroma_ratio / 64 (before version 9 every plane uses step_q)
     rest              one ANS stream (trimmed words): for each band, each plane, each
                       activity class, each context (band 0 has one), every cell that
                       has coefficients in this frame: its head symbol, then, when its
@@ -42,11 +45,17 @@ from functools import lru_cache
 
 import numpy as np
 
-from dvc_edic.bitstream.version import CONTEXT_LAYER_VERSION, FORMAT_VERSION, WIDE_HEAD_VERSION
+from dvc_edic.bitstream.version import (
+    CHROMA_STEP_VERSION,
+    CONTEXT_LAYER_VERSION,
+    FORMAT_VERSION,
+    WIDE_HEAD_VERSION,
+)
 from dvc_edic.dctlayer import (
     BAND,
     BANDS,
     BLOCK,
+    CHROMA_RATIO_ONE,
     CLASSES,
     MAX_LEVEL,
     PLANES,
@@ -63,7 +72,7 @@ from dvc_edic.dctlayer import (
 )
 from dvc_edic.entropy.ans import AnsCoder, decode_words, fixed_model, trim_words, untrim_words
 from dvc_edic.entropy.grids import scale_grid
-from dvc_edic.errors import BitstreamError
+from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io.frames import Frame
 
 # The format's constants: changing any of them changes the stream.
@@ -78,6 +87,12 @@ MIN_HALF_WIDTH = 2
 HEAD_SCALES = {CONTEXT_LAYER_VERSION: 16, WIDE_HEAD_VERSION: 28}
 HEAD_HALF = SCALE_LEVELS  # t - p lies in -64..64
 _HEAD_BYTES = 3  # u16 step_q, u8 split
+_CHROMA_BYTES = 1  # from version 9: u8 chroma_ratio after the split
+
+
+def head_bytes(version: int) -> int:
+    """Bytes before the ANS stream in a section of ``version``."""
+    return _HEAD_BYTES + (_CHROMA_BYTES if version >= CHROMA_STEP_VERSION else 0)
 POSITIONS = BLOCK * BLOCK
 # Flat positions of each band, and of all bands below it, within a block (raster order).
 BAND_POSITIONS = tuple(np.flatnonzero(BAND.ravel() == b) for b in range(BANDS))
@@ -184,7 +199,7 @@ class _Heads:
 
 
 def _split_bytes(flats: list[np.ndarray], classes: tuple[np.ndarray, ...], step_q: int,
-                 split_index: int, version: int) -> bytes:
+                 chroma_ratio: int, split_index: int, version: int) -> bytes:
     split = CONTEXT_SPLITS[split_index]
     heads = _Heads(len(split) + 1)
     items: list[tuple[np.ndarray, np.ndarray]] = []  # (symbols, row), in decode order
@@ -198,6 +213,8 @@ def _split_bytes(flats: list[np.ndarray], classes: tuple[np.ndarray, ...], step_
             items.append(((levels + half_widths()[t - 1]).astype(np.int32), level_row(t - 1)))
         heads.update(band, plane, cls, ctx, t)
     out = step_q.to_bytes(2, "little") + bytes([split_index])
+    if version >= CHROMA_STEP_VERSION:
+        out += bytes([chroma_ratio])
     coder = AnsCoder()
     for symbols, row in reversed(items):  # a stack: the decoder pops the first first
         coder.encode_reverse(symbols, fixed_model(row))
@@ -209,10 +226,14 @@ def layer_bytes(layer: DctLayer, base: Frame, version: int = FORMAT_VERSION) -> 
     later): the shortest of the context splits, each cell at its cheapest scale, so its
     length is the layer's cost."""
     check_shapes(layer, base, "layer_bytes")
+    if layer.chroma_ratio != CHROMA_RATIO_ONE and version < CHROMA_STEP_VERSION:
+        raise InputError(f"layer_bytes: a version-{version} section has one step for every "
+                         f"plane, got chroma_ratio {layer.chroma_ratio} (expected "
+                         f"{CHROMA_RATIO_ONE}; version {CHROMA_STEP_VERSION} carries it)")
     classes = tuple(c.ravel() for c in activity_classes(base))
     flats = [lv.reshape(-1, POSITIONS) for lv in layer.levels]
     return min(
-        (_split_bytes(flats, classes, layer.step_q, i, version)
+        (_split_bytes(flats, classes, layer.step_q, layer.chroma_ratio, i, version)
          for i in range(len(CONTEXT_SPLITS))),
         key=len,
     )
@@ -221,9 +242,11 @@ def layer_bytes(layer: DctLayer, base: Frame, version: int = FORMAT_VERSION) -> 
 def read_layer(data: bytes, base: Frame, version: int = FORMAT_VERSION) -> DctLayer:
     """Inverse of :func:`layer_bytes`; any inconsistency in ``data`` raises BitstreamError."""
     data = bytes(data)
-    if len(data) < _HEAD_BYTES:
+    head = head_bytes(version)
+    if len(data) < head:
+        fields = "step_q, split" + (", chroma_ratio" if head > _HEAD_BYTES else "")
         raise BitstreamError(
-            f"{SECTION}: expected at least {_HEAD_BYTES} bytes (step_q, split), got {len(data)}"
+            f"{SECTION}: expected at least {head} bytes ({fields}), got {len(data)}"
         )
     step_q = int.from_bytes(data[:2], "little")
     if step_q == 0:
@@ -234,12 +257,17 @@ def read_layer(data: bytes, base: Frame, version: int = FORMAT_VERSION) -> DctLa
             f"{SECTION}: context split {split_index} at offset 2, expected < "
             f"{len(CONTEXT_SPLITS)}"
         )
+    chroma_ratio = data[_HEAD_BYTES] if head > _HEAD_BYTES else CHROMA_RATIO_ONE
+    if chroma_ratio == 0:
+        raise BitstreamError(
+            f"{SECTION}: chroma_ratio at offset {_HEAD_BYTES} is 0, expected 1..255"
+        )
     split = CONTEXT_SPLITS[split_index]
     classes = tuple(c.ravel() for c in activity_classes(base))
     shapes = layer_shapes(base)
     flats = [np.zeros((nby * nbx, POSITIONS), dtype=np.int32) for nby, nbx in shapes]
-    what = f"{SECTION} (ANS stream at byte {_HEAD_BYTES})"
-    payload = data[_HEAD_BYTES:]
+    what = f"{SECTION} (ANS stream at byte {head})"
+    payload = data[head:]
 
     def work(coder: AnsCoder) -> None:
         heads = _Heads(len(split) + 1)
@@ -262,4 +290,5 @@ def read_layer(data: bytes, base: Frame, version: int = FORMAT_VERSION) -> DctLa
     decode_words(untrim_words(payload, what), work, what, "every cell")
     levels = tuple(f.reshape(nby, nbx, BLOCK, BLOCK) for f, (nby, nbx) in zip(flats, shapes,
                                                                               strict=True))
-    return DctLayer(step_q=step_q, levels=(levels[0], levels[1], levels[2]))
+    return DctLayer(step_q=step_q, levels=(levels[0], levels[1], levels[2]),
+                    chroma_ratio=chroma_ratio)

@@ -26,7 +26,9 @@ integer frequency row, a two-Gaussian mixture from the project's entropy
 tables, whose scale the encoder picks per cell.
 
 Section layout (``dct``) of format version 6; version 7 codes the same levels as
-dvc_edic.dctcontext lays them out, and the writer uses that:
+dvc_edic.dctcontext lays them out, and the writer uses that; version 9 adds a byte
+there, ``chroma_ratio``, and the U and V planes dequantize with
+``chroma_step_q(step_q, chroma_ratio)`` instead of ``step_q``:
 
     u16 step_q          little endian, >= 1 (units of 2**-STEP_FRACTION_BITS sample)
     72 x cell           per cell (plane, band, class), planes outermost, classes
@@ -68,6 +70,11 @@ STEP_FRACTION_BITS = 4  # step_q counts 2**-4 samples: steps from 1/16 sample up
 SHIFT = 2 * COEF_BITS + STEP_FRACTION_BITS
 MAX_LEVEL = 255  # |level| bound: R fits a byte and every product stays inside int64
 MAX_STEP_Q = (1 << 16) - 1  # step_q is a u16
+# Version 9: the chroma planes' step is step_q times chroma_ratio / 64, chroma_ratio a u8
+# (1..255: from 1/64 of the luma step to just under 4 times it).
+CHROMA_RATIO_BITS = 6
+CHROMA_RATIO_ONE = 1 << CHROMA_RATIO_BITS
+MAX_CHROMA_RATIO = 255
 BANDS = 8  # coefficient (i, j) is in band min(i + j, BANDS - 1): band 7 holds the 36 highest
 # Block activity: summed |horizontal| + |vertical| differences inside the block (112 pairs)
 # of the base at 8-bit scale; mean gradient 2 and 8 per pair separate the classes.
@@ -138,14 +145,18 @@ class DctLayer:
 
     step_q: int  # dequantization step in units of 2**-STEP_FRACTION_BITS sample
     levels: tuple[np.ndarray, np.ndarray, np.ndarray]
+    # the chroma planes' step relative to step_q, in 1/CHROMA_RATIO_ONE (format version 9;
+    # CHROMA_RATIO_ONE: the same step, all a stream of an earlier version can carry)
+    chroma_ratio: int = CHROMA_RATIO_ONE
 
     def __post_init__(self) -> None:
-        step = self.step_q
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-            raise InputError(f"DctLayer: step_q must be an integer, got {step!r}")
-        if not 1 <= int(step) <= MAX_STEP_Q:
-            raise InputError(f"DctLayer: step_q must be in [1, {MAX_STEP_Q}], got {step}")
-        object.__setattr__(self, "step_q", int(step))
+        for name, value, top in (("step_q", self.step_q, MAX_STEP_Q),
+                                 ("chroma_ratio", self.chroma_ratio, MAX_CHROMA_RATIO)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InputError(f"DctLayer: {name} must be an integer, got {value!r}")
+            if not 1 <= int(value) <= top:
+                raise InputError(f"DctLayer: {name} must be in [1, {top}], got {value}")
+            object.__setattr__(self, name, int(value))
         if not isinstance(self.levels, (tuple, list)) or len(self.levels) != PLANES:
             raise InputError(f"DctLayer: expected {PLANES} level arrays (y, u, v)")
         out = []
@@ -165,7 +176,7 @@ class DctLayer:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DctLayer):
             return NotImplemented
-        return self.step_q == other.step_q and all(
+        return (self.step_q, self.chroma_ratio) == (other.step_q, other.chroma_ratio) and all(
             a.shape == b.shape and np.array_equal(a, b)
             for a, b in zip(self.levels, other.levels, strict=True)
         )
@@ -175,6 +186,19 @@ class DctLayer:
     @property
     def step(self) -> float:
         return step_samples(self.step_q)
+
+    @property
+    def plane_steps(self) -> tuple[int, int, int]:
+        """The step_q of the y, u and v planes: chroma's follows from chroma_ratio."""
+        chroma = chroma_step_q(self.step_q, self.chroma_ratio)
+        return self.step_q, chroma, chroma
+
+
+def chroma_step_q(step_q: int, ratio: int) -> int:
+    """The chroma planes' step_q: ``(step_q * ratio + 32) >> 6``, kept in [1, MAX_STEP_Q].
+    Integer arithmetic, so encoder and decoder agree; ratio CHROMA_RATIO_ONE gives step_q."""
+    rounded = (step_q * ratio + (CHROMA_RATIO_ONE >> 1)) >> CHROMA_RATIO_BITS
+    return min(max(rounded, 1), MAX_STEP_Q)
 
 
 def step_samples(step_q: int) -> float:
@@ -248,9 +272,9 @@ def apply_layer(base: Frame, layer: DctLayer) -> Frame:
     top = max_sample_value(base.bit_depth)
     dtype = sample_dtype(base.bit_depth)
     planes = []
-    for plane, levels in zip(base.planes, layer.levels, strict=True):
+    for plane, levels, step_q in zip(base.planes, layer.levels, layer.plane_steps, strict=True):
         nby, nbx = levels.shape[:2]
-        res = inverse_transform(levels, layer.step_q)
+        res = inverse_transform(levels, step_q)
         res = res.transpose(0, 2, 1, 3).reshape(nby * BLOCK, nbx * BLOCK)
         out = plane.astype(np.int64) + res[: plane.shape[0], : plane.shape[1]]
         planes.append(np.clip(out, 0, top).astype(dtype))
@@ -354,6 +378,9 @@ def layer_bytes(layer: DctLayer, base: Frame) -> bytes:
     is the layer's real cost.
     """
     check_shapes(layer, base, "layer_bytes")
+    if layer.chroma_ratio != CHROMA_RATIO_ONE:
+        raise InputError(f"layer_bytes: a version-6 section has one step for every plane, "
+                         f"got chroma_ratio {layer.chroma_ratio} (expected {CHROMA_RATIO_ONE})")
     cells = _cell_symbols(layer, activity_classes(base))
     table = bytearray(layer.step_q.to_bytes(_HEAD_BYTES, "little"))
     coded: list[tuple[np.ndarray, int, int]] = []  # (symbols, R, scale) of cells with R > 0

@@ -21,6 +21,14 @@ from dvc_edic.io import Frame, open_video, open_writer
 from dvc_edic.models.preset import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The default run spreads its cases over pytest-xdist workers, one process per core: each
+# worker takes its share of the cores as torch threads, so two workers on two cores do
+# not each start two OpenMP threads that spin against each other. Cases that check
+# thread-count exactness set their own counts.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
 TINY_CODER = {"N": 16, "M": 16, "hyper_N": 16, "enhancement": {"enabled": True, "channels": 8,
                                                                 "blocks": 1}}
 

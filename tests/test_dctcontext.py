@@ -40,7 +40,7 @@ from dvc_edic.dctlayer import (
 from dvc_edic.dctlayer import layer_bytes as layer_bytes_v6
 from dvc_edic.encoder.dctsearch import quantize_layer
 from dvc_edic.entropy.ans import _MODEL, AnsCoder, trim_words
-from dvc_edic.errors import BitstreamError
+from dvc_edic.errors import BitstreamError, InputError
 from tests.test_dctlayer import DEPTHS, SIZES, _pair, _random_layer
 
 # sha256 of the half-widths H(0..63) as little-endian int64: they are the format.
@@ -54,7 +54,10 @@ def _layers(base, rng: np.random.Generator) -> list[DctLayer]:
                                             for s in shapes))  # fmt: skip
     extreme = DctLayer(step_q=1, levels=tuple(
         rng.choice([-MAX_LEVEL, MAX_LEVEL], (*s, BLOCK, BLOCK)).astype(np.int32) for s in shapes))
-    return [zero, extreme] + [_random_layer(rng, base, 24, spread) for spread in (0.2, 2.0, 40.0)]
+    finer_chroma = _random_layer(rng, base, 24, 2.0)
+    finer_chroma = DctLayer(step_q=finer_chroma.step_q, levels=finer_chroma.levels, chroma_ratio=37)
+    return [zero, extreme, finer_chroma] + [_random_layer(rng, base, 24, spread)
+                                            for spread in (0.2, 2.0, 40.0)]
 
 
 @pytest.mark.parametrize("bit_depth", DEPTHS)
@@ -66,14 +69,15 @@ def test_every_layer_round_trips_under_every_split(size: tuple[int, int], bit_de
     for layer in layers + _layers(base, rng):
         classes = tuple(c.ravel() for c in activity_classes(base))
         flats = [lv.reshape(-1, BLOCK * BLOCK) for lv in layer.levels]
-        coded = [dctcontext._split_bytes(flats, classes, layer.step_q, i, FORMAT_VERSION)
+        coded = [dctcontext._split_bytes(flats, classes, layer.step_q, layer.chroma_ratio, i,
+                                         FORMAT_VERSION)
                  for i in range(len(CONTEXT_SPLITS))]  # fmt: skip
         for data in coded:
             assert read_layer(data, base) == layer
         assert layer_bytes(layer, base) == min(coded, key=len)  # the shortest is kept
 
 
-def _independent_bytes(layer: DctLayer, base, split_index: int, head_scale: int) -> bytes:
+def _independent_bytes(layer: DctLayer, base, split_index: int, version: int) -> bytes:
     """The section as the module docstring describes it, coded symbol by symbol with the
     per-symbol model family, written without the module's helpers."""
     split = CONTEXT_SPLITS[split_index]
@@ -113,7 +117,8 @@ def _independent_bytes(layer: DctLayer, base, split_index: int, head_scale: int)
                             costs.append(float((PROB_BITS - np.log2(row[arr + h])).sum()))
                         t = int(np.argmin(costs)) + 1
                     pred = previous_band0 if band == 0 else last[(plane, cls, ctx)]
-                    groups.append(([t - pred + HEAD_HALF], frequency_row(head_scale, HEAD_HALF)))
+                    groups.append(([t - pred + HEAD_HALF],
+                                   frequency_row(DOCUMENTED_HEAD_SCALES[version], HEAD_HALF)))
                     if t:
                         h = half_widths()[t - 1]
                         groups.append(([int(v) + h for v in cell], level_row(t - 1)))
@@ -128,11 +133,13 @@ def _independent_bytes(layer: DctLayer, base, split_index: int, head_scale: int)
         probs = np.tile(row.astype(np.float64), (len(symbols), 1))
         coder.encode_reverse(np.asarray(symbols, dtype=np.int32), _MODEL, probs)
     head = layer.step_q.to_bytes(2, "little") + bytes([split_index])
+    if version >= 9:  # the chroma planes' step ratio
+        head += bytes([layer.chroma_ratio])
     return head + trim_words(coder.get_compressed().astype("<u4").tobytes())
 
 
 # The heads' row by format version, as docs/bitstream.md gives it.
-DOCUMENTED_HEAD_SCALES = {7: 16, 8: 28}
+DOCUMENTED_HEAD_SCALES = {7: 16, 8: 28, 9: 28}
 
 
 @pytest.mark.parametrize("version", sorted(DOCUMENTED_HEAD_SCALES))
@@ -140,23 +147,40 @@ DOCUMENTED_HEAD_SCALES = {7: 16, 8: 28}
 def test_bytes_follow_the_documented_layout(split_index: int, version: int) -> None:
     source, base = _pair(5, 37, 29, 8, "blur")
     layer = quantize_layer(source, base, 1.5, 0.33)
+    if version >= 9:  # chroma at its own step
+        layer = DctLayer(step_q=layer.step_q, levels=layer.levels, chroma_ratio=45)
     classes = tuple(c.ravel() for c in activity_classes(base))
     flats = [lv.reshape(-1, BLOCK * BLOCK) for lv in layer.levels]
-    data = dctcontext._split_bytes(flats, classes, layer.step_q, split_index, version)
-    assert data == _independent_bytes(layer, base, split_index, DOCUMENTED_HEAD_SCALES[version])
+    data = dctcontext._split_bytes(flats, classes, layer.step_q, layer.chroma_ratio, split_index,
+                                   version)
+    assert data == _independent_bytes(layer, base, split_index, version)
     assert read_layer(data, base, version) == layer
 
 
 def test_a_layer_reads_back_only_under_its_own_version() -> None:
-    """Version 8 widened the heads' row: the same layer costs different bytes, and a
-    decoder reading them under the other version's row does not get the layer back."""
+    """Version 8 widened the heads' row and version 9 added the chroma ratio: the same
+    layer costs different bytes, and a decoder reading them as another version's does
+    not get the layer back."""
     source, base = _pair(6, 37, 29, 8, "blur")
     layer = quantize_layer(source, base, 1.5, 0.33)
-    v7, v8 = layer_bytes(layer, base, 7), layer_bytes(layer, base, 8)
-    assert v7 != v8 and layer_bytes(layer, base) == v8
-    for data, other in ((v7, 8), (v8, 7)):
-        with contextlib.suppress(BitstreamError):
-            assert read_layer(data, base, other) != layer
+    coded = {v: layer_bytes(layer, base, v) for v in (7, 8, 9)}
+    assert len(set(coded.values())) == 3 and layer_bytes(layer, base) == coded[9]
+    for version, data in coded.items():
+        assert read_layer(data, base, version) == layer
+        for other in {7, 8, 9} - {version}:
+            with contextlib.suppress(BitstreamError):
+                assert read_layer(data, base, other) != layer
+
+
+def test_a_chroma_step_needs_version_9() -> None:
+    source, base = _pair(6, 37, 29, 8, "blur")
+    layer = quantize_layer(source, base, 1.5, 0.33, chroma_ratio=40)
+    assert read_layer(layer_bytes(layer, base), base) == layer
+    for version in (7, 8):
+        with pytest.raises(InputError, match="chroma_ratio 40"):
+            layer_bytes(layer, base, version)
+    with pytest.raises(InputError, match="chroma_ratio 40"):
+        layer_bytes_v6(layer, base)
 
 
 def test_half_widths_are_pinned_and_reach_every_level() -> None:
@@ -202,16 +226,18 @@ def coded() -> tuple[bytes, object, DctLayer]:
 
 # case: (how the valid section is spoilt, what the error must say)
 CORRUPTIONS = {
-    "empty": (lambda b: bytearray(), "at least 3 bytes"),
-    "two bytes": (lambda b: b[:2], "at least 3 bytes"),
+    "empty": (lambda b: bytearray(), "at least 4 bytes"),
+    "two bytes": (lambda b: b[:2], "at least 4 bytes"),
+    "three bytes": (lambda b: b[:3], "at least 4 bytes"),
     "step zero": (lambda b: b"\0\0" + b[2:], "step_q at offset 0 is 0"),
     "split 3": (lambda b: b[:2] + bytes([len(CONTEXT_SPLITS)]) + b[3:], "context split 3"),
-    "no stream": (lambda b: b[:3], "dct"),
+    "chroma zero": (lambda b: b[:3] + b"\0" + b[4:], "chroma_ratio at offset 3 is 0"),
+    "no stream": (lambda b: b[:4], "dct"),
     "ans cut": (lambda b: b[:-1], "dct"),
     "ans cut 4": (lambda b: b[:-4], "dct"),
     "extra byte": (lambda b: b + b"\x01", "dct"),
     "extra zero": (lambda b: b + b"\0", "zero byte"),
-    "flip first": (lambda b: b[:3] + bytes([b[3] ^ 0x5A]) + b[4:], "dct"),
+    "flip first": (lambda b: b[:4] + bytes([b[4] ^ 0x5A]) + b[5:], "dct"),
     "flip middle": (lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0x5A])
                     + b[len(b) // 2 + 1:], "dct"),
     "flip last": (lambda b: b[:-1] + bytes([b[-1] ^ 0x5A]), "dct"),

@@ -28,6 +28,7 @@ from dvc_edic.dctlayer import (
     DctLayer,
     activity_classes,
     apply_layer,
+    chroma_step_q,
     frequency_row,
     inverse_transform,
     layer_bytes,
@@ -220,6 +221,49 @@ def test_identical_frames_give_an_empty_layer() -> None:
     layer = quantize_layer(source, source, 4.0, 0.33)
     assert all(not a.any() for a in layer.levels)
     assert apply_layer(source, layer) == source
+
+
+def test_chroma_step_follows_the_documented_formula() -> None:
+    """Version 9: chroma's step_q is (step_q * ratio + 32) >> 6, kept in [1, MAX_STEP_Q]."""
+    cases = {(16, 64): 16, (16, 32): 8, (3, 96): 5, (1, 1): 1, (7, 9): 1, (65535, 255): 65535,
+             (100, 255): 398, (1000, 45): 703}
+    for (step_q, ratio), want in cases.items():
+        assert chroma_step_q(step_q, ratio) == want
+        assert DctLayer(step_q=step_q, levels=_zero_levels(), chroma_ratio=ratio).plane_steps == (
+            step_q, want, want)
+    for ratio in (0, 256, 1.5, True):
+        with pytest.raises(InputError, match="chroma_ratio"):
+            DctLayer(step_q=16, levels=_zero_levels(), chroma_ratio=ratio)  # type: ignore[arg-type]
+
+
+def _zero_levels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.zeros((2, 2, 8, 8), np.int32), np.zeros((1, 1, 8, 8), np.int32),
+            np.zeros((1, 1, 8, 8), np.int32))
+
+
+@pytest.mark.parametrize("bit_depth", DEPTHS)
+def test_a_finer_chroma_step_dequantizes_chroma_with_its_own_step(bit_depth: int) -> None:
+    """The same levels with a smaller chroma ratio: luma unchanged, chroma residuals
+    are the inverse transform at chroma's own step, and chroma comes closer."""
+    source, base = _pair(12, 48, 32, bit_depth, "blur")
+    unit = 1 << (bit_depth - 8)
+    plain = quantize_layer(source, base, 6.0 * unit, 0.33)
+    fine = quantize_layer(source, base, 6.0 * unit, 0.33, chroma_ratio=24)
+    assert np.array_equal(plain.levels[0], fine.levels[0])
+    out_plain, out_fine = apply_layer(base, plain), apply_layer(base, fine)
+    assert np.array_equal(out_plain.y, out_fine.y)
+    top = (1 << bit_depth) - 1
+    for plane in (1, 2):
+        levels = fine.levels[plane]
+        nby, nbx = levels.shape[:2]
+        res = inverse_transform(levels, fine.plane_steps[plane])
+        res = res.transpose(0, 2, 1, 3).reshape(nby * 8, nbx * 8)
+        b = base.planes[plane].astype(np.int64)
+        want = np.clip(b + res[: b.shape[0], : b.shape[1]], 0, top)
+        assert np.array_equal(out_fine.planes[plane], want)
+    chroma_sse = [sum(float(((source.planes[i].astype(np.float64) - o.planes[i]) ** 2).sum())
+                      for i in (1, 2)) for o in (out_plain, out_fine)]  # fmt: skip
+    assert chroma_sse[1] < chroma_sse[0]
 
 
 def test_optimal_step_is_the_high_rate_stationary_point() -> None:

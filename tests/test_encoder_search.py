@@ -155,6 +155,29 @@ def test_the_dct_layer_decodes_exactly_and_is_kept_by_cost(tiny_model) -> None:
     assert not any("dct" in {s.name for s in p.sections} for p in BitstreamReader(plain_data))
 
 
+def test_a_finer_chroma_step_travels_in_the_dct_sections(tiny_model) -> None:
+    """Format version 9: the preset's chroma step ratio is written in every dct section
+    (byte 3, in 1/64) and the decoder dequantizes chroma with it, bit-exactly."""
+    frames = carphone_frames(3)
+    base = ALL_MODES.with_overrides(dct_steps=(0.5, 1.0))
+    finer = dataclasses.replace(base, dct=dataclasses.replace(base.dct, chroma_step_ratio=0.5))
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 8.0, -1, settings=finer)
+    data, recons, _ = _code(enc, frames)
+    sections = [s for p in BitstreamReader(data) for s in p.sections if s.name == "dct"]
+    assert sections and all(bytes(s.data)[3] == 32 for s in sections)
+    assert _decode(tiny_model, data) == recons
+
+
+def test_every_preset_codes_chroma_at_its_own_step_and_refuses_a_bad_ratio() -> None:
+    """configs/encoder.yaml gives every preset the measured chroma step ratio, and a ratio
+    the stream's byte cannot carry is refused where the settings are made."""
+    for name in preset_names():
+        assert 0 < load_encoder_settings(name).dct.chroma_step_ratio < 1
+    for ratio in (0.0, -1.0, 4.0):
+        with pytest.raises(ValueError, match="chroma_step_ratio"):
+            DctLayerSettings(chroma_step_ratio=ratio)
+
+
 def test_choice_is_the_lowest_rd_cost(tiny_model) -> None:
     frames = _middle(3)
     enc = SequenceEncoder(tiny_model, _info(frames[0]), 3.0, -1, settings=ALL_MODES)
@@ -202,9 +225,9 @@ def test_a_p_packet_with_half_a_coder_is_refused(tiny_model) -> None:
 
 def test_a_version_6_stream_with_dct_sections_still_decodes(tiny_model, monkeypatch) -> None:
     """Format 6 coded the layer's cells as a raw table (dvc_edic.dctlayer); format 7 codes
-    them in the stream (dvc_edic.dctcontext), and format 8 under a wider heads' row. The
-    decoder reads each by the header's version, so a stream made before a change decodes
-    to what its encoder made."""
+    them in the stream (dvc_edic.dctcontext), format 8 under a wider heads' row, and format
+    9 with a chroma step of its own. The decoder reads each by the header's version, so a
+    stream made before a change decodes to what its encoder made."""
     from dvc_edic import dctcontext, dctlayer
     from dvc_edic.encoder import decision
 
@@ -213,7 +236,8 @@ def test_a_version_6_stream_with_dct_sections_still_decodes(tiny_model, monkeypa
     streams = {}
     writers = {6: dctlayer.layer_bytes,
                7: functools.partial(dctcontext.layer_bytes, version=7),
-               8: decision.layer_bytes}
+               8: functools.partial(dctcontext.layer_bytes, version=8),
+               9: decision.layer_bytes}
     for version, writer in writers.items():
         monkeypatch.setattr(decision, "layer_bytes", writer)
         enc = SequenceEncoder(tiny_model, _info(frames[0]), 8.0, -1, settings=layered)
@@ -282,6 +306,19 @@ def test_cli_preset_and_motion_flags(tiny_model, tmp_path: Path, fresh: bool) ->
         assert len(searched) == 8 and not any(m.startswith("intra") for m in searched)
         assert {m.split("+")[0] for m in searched} == {"learned", "dis", "zero", "block8"}
     assert np.isfinite([f["J"] for f in s["per_frame"]]).all()
+
+
+def test_the_chroma_step_flag_overrides_the_preset_and_refuses_bad_ratios(
+        tmp_path: Path) -> None:
+    medium = load_encoder_settings("medium")
+    plain = medium.with_overrides(chroma_step_ratio=1.0)
+    assert plain.dct == dataclasses.replace(medium.dct, chroma_step_ratio=1.0)
+    both = medium.with_overrides(dct_steps=(1.0,), chroma_step_ratio=0.5)
+    assert (both.dct.step_factors, both.dct.chroma_step_ratio) == ((1.0,), 0.5)
+    src = write_yuv(tmp_path / "clip_176x144_30.yuv", carphone_frames(1))
+    for bad in ("0", "4", "-1", "fine"):
+        result = run_tool("dvc_edic.encode_sequence", src, "--chroma-step", bad, "-q")
+        assert result.returncode == 2 and "--chroma-step" in result.stderr, (bad, result.stderr)
 
 
 def test_intra_frames_may_carry_their_own_quality(tiny_model) -> None:

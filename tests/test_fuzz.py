@@ -56,6 +56,11 @@ def test_corpus_streams_are_real_and_decode_exactly(fuzzer: Fuzzer) -> None:
     # every P layout of format version 3, a packet carrying its own quality, the DCT
     # layer and the in-loop filter
     assert {"mv_y", "res_y", "nomc", "bmv", "ires_z", "ires_y", "q", "dct", "lf"} <= names, names
+    # format 9's chroma step: the dct sections carry a chroma_ratio other than 64
+    ratios = {bytes(s.data)[3] for stream in fuzzer.corpus
+              for p in BitstreamReader(stream.data).read_all() for s in p.sections
+              if s.name == "dct"}
+    assert ratios == {38}, ratios
     for stream in fuzzer.corpus:
         assert decode_stream(fuzzer.model, stream.data) == list(stream.recons)
         packets = BitstreamReader(stream.data).read_all()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, Packet, Section
+from dvc_edic.bitstream.version import FORMAT_VERSION
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import EncoderSettings
 from dvc_edic.encoder.decision import LOOP_FILTER_SUFFIX
@@ -178,7 +179,7 @@ def test_filtered_streams_decode_exactly_across_gops(tiny_model) -> None:
         recons.append(recon)
     writer.finalize()
     reader = BitstreamReader(buf.getvalue())
-    assert reader.header.version == 8
+    assert reader.header.version == FORMAT_VERSION
     packets = list(reader)
     assert sum("lf" in {s.name for s in p.sections} for p in packets) >= 2
     dec = SequenceDecoder(tiny_model, reader.header)

@@ -1,6 +1,6 @@
 """The stream header: everything a decoder must know before the first packet.
 
-Layout (little endian), identical in format versions 1 to 5 (they differ in the packets)::
+Layout (little endian), identical in format versions 1 to 9 (they differ in the packets)::
 
     magic, version, width, height, fps_num, fps_den, bit_depth, chroma,
     representation, matrix, range, frame_count, quality, intra_period,

@@ -1,10 +1,10 @@
 """Format versions: the one the writer produces and the ones the reader still accepts.
 
-Versions 2 to 8 changed only the packets (2: compact sections, P-frame modes;
+Versions 2 to 9 changed only the packets (2: compact sections, P-frame modes;
 3: block motion, intra-coded residuals; 4: lean packet framing; 5: the plain warp
 samples luma at its own resolution; 6: the DCT refinement layer; 7: its entropy
 coding with contexts from decoded levels; 8: the in-loop adaptive filter and
-the layer's wider head row), so header,
+the layer's wider head row; 9: the layer's chroma step), so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 8
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+FORMAT_VERSION = 9
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -41,3 +41,5 @@ CONTEXT_LAYER_VERSION = 7
 LOOP_FILTER_VERSION = 8
 # First version whose ``dct`` heads are coded under a wider row (dvc_edic.dctcontext).
 WIDE_HEAD_VERSION = 8
+# First version whose ``dct`` section carries the chroma planes' step as a ratio to luma's.
+CHROMA_STEP_VERSION = 9

@@ -15,11 +15,14 @@ import numpy as np
 
 from dvc_edic.dctlayer import (
     BLOCK,
+    CHROMA_RATIO_ONE,
     DCT_MATRIX,
+    MAX_CHROMA_RATIO,
     MAX_LEVEL,
     MAX_STEP_Q,
     STEP_FRACTION_BITS,
     DctLayer,
+    chroma_step_q,
     layer_shapes,
     step_samples,
 )
@@ -29,7 +32,8 @@ from dvc_edic.io import Frame
 MAX_DEADZONE = 0.5  # rounding offset of plain rounding; above it levels would overshoot
 
 
-def quantize_layer(source: Frame, base: Frame, step: float, deadzone: float) -> DctLayer:
+def quantize_layer(source: Frame, base: Frame, step: float, deadzone: float,
+                   chroma_ratio: int = CHROMA_RATIO_ONE) -> DctLayer:
     """Levels of the DCT of ``source - base`` quantized with ``step`` (in samples).
 
     ``level = sign(c) * floor(|c| / step + deadzone)``, clipped to +-MAX_LEVEL:
@@ -40,7 +44,7 @@ def quantize_layer(source: Frame, base: Frame, step: float, deadzone: float) -> 
     Outside the plane the error is taken as 0 (the decoder discards the residual
     there), which spends nothing on the padding.
     """
-    return quantize_coefficients(error_coefficients(source, base), step, deadzone)
+    return quantize_coefficients(error_coefficients(source, base), step, deadzone, chroma_ratio)
 
 
 def error_coefficients(source: Frame, base: Frame) -> tuple[np.ndarray, ...]:
@@ -60,9 +64,15 @@ def error_coefficients(source: Frame, base: Frame) -> tuple[np.ndarray, ...]:
     return tuple(coefs)
 
 
+def chroma_ratio_of(chroma_step_ratio: float) -> int:
+    """The stream's chroma_ratio (1/64 units, format version 9) nearest a step ratio."""
+    return min(max(round(chroma_step_ratio * CHROMA_RATIO_ONE), 1), MAX_CHROMA_RATIO)
+
+
 def quantize_coefficients(coefs: tuple[np.ndarray, ...], step: float,
-                          deadzone: float) -> DctLayer:
-    """The layer of ``error_coefficients`` at ``step`` (see quantize_layer)."""
+                          deadzone: float, chroma_ratio: int = CHROMA_RATIO_ONE) -> DctLayer:
+    """The layer of ``error_coefficients`` at ``step`` (see quantize_layer), its chroma
+    planes at the step ``chroma_ratio`` (1/64 units) gives them."""
     if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < math.inf:
         raise InputError(f"quantize_layer: step must be a finite number > 0, got {step!r}")
     if isinstance(deadzone, bool) or not isinstance(deadzone, (int, float)) or not (
@@ -72,12 +82,13 @@ def quantize_coefficients(coefs: tuple[np.ndarray, ...], step: float,
             f"quantize_layer: deadzone must be in [0, {MAX_DEADZONE}], got {deadzone!r}"
         )
     step_q = min(max(round(step * (1 << STEP_FRACTION_BITS)), 1), MAX_STEP_Q)
-    used = step_samples(step_q)
+    steps = (step_q, *[chroma_step_q(step_q, chroma_ratio)] * 2)
     levels = []
-    for coef in coefs:
-        mag = np.floor(np.abs(coef) / used + deadzone)
+    for coef, plane_step_q in zip(coefs, steps, strict=True):
+        mag = np.floor(np.abs(coef) / step_samples(plane_step_q) + deadzone)
         levels.append(np.clip(np.sign(coef) * mag, -MAX_LEVEL, MAX_LEVEL).astype(np.int32))
-    return DctLayer(step_q=step_q, levels=(levels[0], levels[1], levels[2]))
+    return DctLayer(step_q=step_q, levels=(levels[0], levels[1], levels[2]),
+                    chroma_ratio=chroma_ratio)
 
 
 def optimal_step(weight: float) -> float:

@@ -19,7 +19,12 @@ from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.dctcontext import layer_bytes
 from dvc_edic.dctlayer import DctLayer, apply_layer
 from dvc_edic.encoder.blocksearch import search_block_motion
-from dvc_edic.encoder.dctsearch import error_coefficients, optimal_step, quantize_coefficients
+from dvc_edic.encoder.dctsearch import (
+    chroma_ratio_of,
+    error_coefficients,
+    optimal_step,
+    quantize_coefficients,
+)
 from dvc_edic.encoder.loopfit import fit_loop_filter
 from dvc_edic.encoder.motion import estimate_flow
 from dvc_edic.encoder.rdoq import rdo_quantize
@@ -283,15 +288,16 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
             bases.append(best_skip)
     weight = sample_weight(source, lam)
     centre = optimal_step(weight)
+    chroma = chroma_ratio_of(settings.chroma_step_ratio)
     chosen, runner_up, tried = decision.chosen, decision.runner_up, list(decision.tried)
     for base in bases:
         coefs = error_coefficients(source, base.recon)  # once per base, for every step
         for factor in settings.step_factors:
             if settings.rdoq:
                 layer = rdo_quantize(coefs, base.recon, centre * factor, settings.deadzone,
-                                     weight)
+                                     weight, chroma)
             else:
-                layer = quantize_coefficients(coefs, centre * factor, settings.deadzone)
+                layer = quantize_coefficients(coefs, centre * factor, settings.deadzone, chroma)
             other = _layered(base, layer)
             other.price(source, lam)
             tried.append(other)

@@ -27,7 +27,15 @@ from dvc_edic.dctcontext import (
     coded_cells,
     level_bits,
 )
-from dvc_edic.dctlayer import BANDS, MAX_LEVEL, PLANES, DctLayer, activity_classes
+from dvc_edic.dctlayer import (
+    BANDS,
+    CHROMA_RATIO_ONE,
+    MAX_LEVEL,
+    PLANES,
+    DctLayer,
+    activity_classes,
+    step_samples,
+)
 from dvc_edic.encoder.dctsearch import quantize_coefficients
 from dvc_edic.io import Frame
 
@@ -38,7 +46,7 @@ _OUT_OF_REACH = 1e30  # bits of a level beyond a row's half-width, as a finite n
 
 
 def rdo_quantize(coefs: tuple[np.ndarray, ...], base: Frame, step: float, deadzone: float,
-                 weight: float) -> DctLayer:
+                 weight: float, chroma_ratio: int = CHROMA_RATIO_ONE) -> DctLayer:
     """The layer of ``error_coefficients`` at ``step`` whose levels minimise
     ``bits + weight * SSE`` cell by cell (``weight``: bits per squared sample error).
 
@@ -46,17 +54,18 @@ def rdo_quantize(coefs: tuple[np.ndarray, ...], base: Frame, step: float, deadzo
     clipping it keeps; a cell the dead zone leaves all zero stays zero. If the result
     is not cheaper than the start by the same rate model, the start is returned.
     """
-    start = quantize_coefficients(coefs, step, deadzone)
-    used = start.step
+    start = quantize_coefficients(coefs, step, deadzone, chroma_ratio)
+    used = [step_samples(s) for s in start.plane_steps]
     classes = tuple(c.ravel() for c in activity_classes(base))
     starts = [lv.reshape(-1, POSITIONS) for lv in start.levels]
-    magnitude = [np.abs(c).reshape(-1, POSITIONS) / used for c in coefs]
+    magnitude = [np.abs(c).reshape(-1, POSITIONS) / u for c, u in zip(coefs, used, strict=True)]
     signs = [np.sign(c).reshape(-1, POSITIONS).astype(np.int64) for c in coefs]
     start_bits = {sp: _ideal_bits(starts, classes, sp) for sp in CONTEXT_SPLITS}
     split = min(CONTEXT_SPLITS, key=start_bits.__getitem__)
     out = [np.zeros_like(f) for f in starts]
     table = level_bits()
-    per_error = weight * used * used
+    # bits per squared error in steps, per plane (chroma may have its own step)
+    per_error = [weight * u * u for u in used]
     for band, plane, _, _, rows in coded_cells(out, classes, split):
         where = np.ix_(rows, BAND_POSITIONS[band])
         first = starts[plane][where]
@@ -65,7 +74,7 @@ def rdo_quantize(coefs: tuple[np.ndarray, ...], base: Frame, step: float, deadzo
         x = magnitude[plane][where]
         up = np.minimum(np.floor(x + 0.5), MAX_LEVEL).astype(np.int64)
         trials = np.stack([up, np.maximum(up - 1, 0), np.zeros_like(up)])
-        error = per_error * (x[None] - trials) ** 2
+        error = per_error[plane] * (x[None] - trials) ** 2
         scale = best_scale(first)[0]
         for _ in range(_FITS):
             cost = error + table[scale, trials + MAX_LEVEL]
@@ -79,19 +88,21 @@ def rdo_quantize(coefs: tuple[np.ndarray, ...], base: Frame, step: float, deadzo
                 break
             scale = refit
         out[plane][where] = chosen
-    if (_ideal_bits(out, classes, split) + per_error * _squared_error(out, magnitude)
-            >= start_bits[split] + per_error * _squared_error(starts, magnitude)):
+    if (_ideal_bits(out, classes, split) + _weighted_error(out, magnitude, per_error)
+            >= start_bits[split] + _weighted_error(starts, magnitude, per_error)):
         return start  # the rate model missed (white noise, say): keep the dead zone's
     shapes = [lv.shape for lv in start.levels]
     levels = tuple(f.reshape(s) for f, s in zip(out, shapes, strict=True))
-    return DctLayer(step_q=start.step_q, levels=(levels[0], levels[1], levels[2]))
+    return DctLayer(step_q=start.step_q, levels=(levels[0], levels[1], levels[2]),
+                    chroma_ratio=start.chroma_ratio)
 
 
-def _squared_error(flats: list[np.ndarray], magnitude: list[np.ndarray]) -> float:
-    """Squared error of levels ``flats`` in steps (the transform is orthonormal, so the
-    coefficients' error is the samples')."""
-    return sum(float(((m - np.abs(f)) ** 2).sum()) for m, f in zip(magnitude, flats,
-                                                                      strict=True))
+def _weighted_error(flats: list[np.ndarray], magnitude: list[np.ndarray],
+                    per_error: list[float]) -> float:
+    """Bits' worth of the squared error of levels ``flats`` (in steps, each plane at its
+    weight; the transform is orthonormal, so the coefficients' error is the samples')."""
+    return sum(w * float(((m - np.abs(f)) ** 2).sum())
+               for m, f, w in zip(magnitude, flats, per_error, strict=True))
 
 
 def _ideal_bits(flats: list[np.ndarray], classes: tuple[np.ndarray, ...],

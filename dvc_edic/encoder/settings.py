@@ -103,10 +103,15 @@ class DctLayerSettings:
     # levels re-chosen for bits + weight * error under the coder's own cells
     # (dvc_edic.encoder.rdoq), not by the dead zone alone; no preset sets it
     rdoq: bool = False
+    # the chroma planes' step over luma's (format version 9): below 1 codes chroma finer
+    chroma_step_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if any(not (f > 0 and math.isfinite(f)) for f in self.step_factors):
             raise ValueError(f"dct layer step factors must be positive, got {self.step_factors}")
+        if not 0 < self.chroma_step_ratio < 4:
+            raise ValueError(f"dct layer chroma_step_ratio must be in (0, 4), got "
+                             f"{self.chroma_step_ratio}")
         if not 0 <= self.deadzone <= 0.5:
             raise ValueError(f"dct layer deadzone must be in [0, 0.5], got {self.deadzone}")
 
@@ -173,6 +178,7 @@ class EncoderSettings:
         residual_quality_deltas: tuple[float, ...] | None = None,
         dct_steps: tuple[float, ...] | None = None,
         loop_filter: bool | None = None,
+        chroma_step_ratio: float | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -186,7 +192,7 @@ class EncoderSettings:
             "intra_residual": intra_residual,
             "lambda_scale": lambda_scale,
             "residual_quality_deltas": residual_quality_deltas,
-            "dct": None if dct_steps is None else replace(self.dct, step_factors=dct_steps),
+            "dct": _dct_overrides(self.dct, dct_steps, chroma_step_ratio),
             "loop_filter": loop_filter,
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -234,6 +240,14 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         dct=_merged(name, cfg, "dct_layer", p.get("dct_layer", {}), DctLayerSettings),
         loop_filter=bool(p.get("loop_filter", False)),
     )
+
+
+def _dct_overrides(dct: DctLayerSettings, steps: tuple[float, ...] | None,
+                   chroma_step_ratio: float | None) -> DctLayerSettings | None:
+    """The layer's settings with the command line's steps and chroma ratio (None: keep)."""
+    changes = {k: v for k, v in (("step_factors", steps),
+                                 ("chroma_step_ratio", chroma_step_ratio)) if v is not None}
+    return replace(dct, **changes) if changes else None
 
 
 _Settings = TypeVar("_Settings", RefineSettings, BlockSearchSettings, DctLayerSettings)
