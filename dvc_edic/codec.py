@@ -180,11 +180,18 @@ class SequenceEncoder:
 
     def _pattern_quality(self, position: int) -> float:
         """A P-frame's quality under the preset's pattern by GOP position (constant-quality
-        coding): the frames every later one predicts through can be coded better."""
-        offsets = self.settings.p_quality_offsets
-        if not offsets:
+        coding): the frames every later one predicts through can be coded better, and
+        the GOP's last ones, which the next I-frame cuts off, cheaper."""
+        offset = 0.0
+        pattern, tail = self.settings.p_quality_offsets, self.settings.gop_tail_offsets
+        if pattern:
+            offset += pattern[position % len(pattern)]
+        left = self.intra_period - position  # 1: the P-frame just before the next I-frame
+        if tail and self.intra_period > 0 and left <= len(tail):
+            offset += tail[len(tail) - left]
+        if not pattern and not offset:
             return self.quality
-        return self._on_ladder(self.quality + offsets[position % len(offsets)])
+        return self._on_ladder(self.quality + offset)
 
     def _lambda(self, quality: float) -> float:
         """The decisions' lambda at a frame's quality (the stream's is computed once)."""

@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         "hierarchical quality does. Default: the preset's (none)",
     )
     p.add_argument(
+        "--gop-tail-offsets",
+        type=_offsets,
+        default=None,
+        metavar="O1,...,On",
+        help="with --quality and an intra period: code the GOP's last n P-frames at "
+        "--quality + these offsets, the frame before the next I-frame last; fewer frames "
+        "predict from them; write negative ones with '=', e.g. --gop-tail-offsets=-0.5,-1. "
+        "0 turns it off. Default: the preset's",
+    )
+    p.add_argument(
         "--refine-steps",
         type=int,
         default=None,
@@ -303,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         motion=args.motion, intra_fallback=args.intra_fallback,
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
-        p_quality_offsets=args.p_quality_offsets, intra_residual=args.intra_residual,
+        p_quality_offsets=args.p_quality_offsets, gop_tail_offsets=args.gop_tail_offsets,
+        intra_residual=args.intra_residual,
         lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
         dct_steps=args.dct_steps, chroma_step_ratio=args.chroma_step_ratio,
         loop_filter=None if args.loop_filter is None else args.loop_filter == "on",

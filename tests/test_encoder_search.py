@@ -11,6 +11,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
 from dvc_edic.encoder.decision import DCT_SUFFIX, LOOP_FILTER_SUFFIX
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import DctLayerSettings, load_encoder_settings, preset_names
-from dvc_edic.errors import BitstreamError
+from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.weights import load_weights
 from flows import backward_warp
@@ -354,6 +355,34 @@ def test_p_frames_follow_the_quality_pattern_by_gop_position(tiny_model) -> None
     # GOP positions 0 1 2 3 | 0 1: P at odd positions -0.5, at even ones +1; I-frames as set
     assert got == [4.0, 3.5, 5.0, 3.5, 4.0, 3.5]
     assert _decode(tiny_model, data) == recons
+
+
+def test_the_gop_tail_codes_the_last_p_frames_at_their_offsets(tiny_model) -> None:
+    """The tail counts back from the next I-frame, so it lands on the same frames
+    whatever the intra period, adds to the position pattern, and without a period (one
+    I-frame) there is no tail."""
+    from dvc_edic.packets import frame_quality
+
+    frames = _middle(7)
+    base = EncoderSettings("test", ("learned",), skip_residual=False, intra_fallback=False,
+                           dis_preset="ultrafast")
+
+    def qualities(settings: EncoderSettings, period: int) -> list[float]:
+        enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, period, settings=settings)
+        data, recons, _ = _code(enc, frames)
+        assert _decode(tiny_model, data) == recons
+        return [frame_quality(p, 4.0, tiny_model.quality_range) for p in BitstreamReader(data)]
+
+    tail = dataclasses.replace(base, gop_tail_offsets=(-0.5, -1.0))
+    # GOP positions 0 1 2 3 4 | 0 1: the last two P-frames of a 5-frame GOP, and the
+    # second GOP's P-frame is its GOP's second-to-last frame (period 5: 4 frames left)
+    assert qualities(tail, 5) == [4.0, 4.0, 4.0, 3.5, 3.0, 4.0, 4.0]
+    assert qualities(tail, 3) == [4.0, 3.5, 3.0, 4.0, 3.5, 3.0, 4.0]
+    assert qualities(tail, -1) == [4.0] * 7
+    both = dataclasses.replace(tail, p_quality_offsets=(0.0, 1.0))
+    assert qualities(both, 3) == [4.0, 4.5, 3.0, 4.0, 4.5, 3.0, 4.0]
+    with pytest.raises(InputError, match="finite"):
+        dataclasses.replace(base, gop_tail_offsets=(math.nan,))
 
 
 def test_an_intra_coded_residual_decodes_exactly(tiny_model) -> None:

@@ -130,6 +130,9 @@ class EncoderSettings:
     refine: RefineSettings = field(default_factory=RefineSettings)  # of each frame's winner
     # added to --quality for the P-frame at GOP position k: offsets[k % len(offsets)]
     p_quality_offsets: tuple[float, ...] = ()
+    # added to --quality for the GOP's last P-frames, the frame before the next I-frame
+    # last: fewer frames predict through them, so their bits buy less (intra period > 0)
+    gop_tail_offsets: tuple[float, ...] = ()
     block: BlockSearchSettings = field(default_factory=BlockSearchSettings)
     # also code the best prediction's residual with the I-frame coder (format version 3)
     intra_residual: bool = False
@@ -151,6 +154,10 @@ class EncoderSettings:
                 f"encoder preset {self.preset!r}: unknown motion source(s) {unknown}, "
                 f"expected some of {list(MOTION_SOURCES)}"
             )
+        offsets = (*self.p_quality_offsets, *self.gop_tail_offsets, self.intra_quality_offset)
+        if not all(math.isfinite(o) for o in offsets):
+            raise InputError(f"encoder preset {self.preset!r}: quality offsets must be finite "
+                             f"numbers, got {offsets}")
         if self.plain_warp not in PLAIN_WARP_MODES:
             raise InputError(
                 f"encoder preset {self.preset!r}: plain_warp must be one of "
@@ -173,6 +180,7 @@ class EncoderSettings:
         skip_residual: bool | None = None,
         refine_steps: int | None = None,
         p_quality_offsets: tuple[float, ...] | None = None,
+        gop_tail_offsets: tuple[float, ...] | None = None,
         intra_residual: bool | None = None,
         lambda_scale: float | None = None,
         residual_quality_deltas: tuple[float, ...] | None = None,
@@ -189,6 +197,7 @@ class EncoderSettings:
             "skip_residual": skip_residual,
             "refine": None if refine_steps is None else replace(self.refine, steps=refine_steps),
             "p_quality_offsets": p_quality_offsets,
+            "gop_tail_offsets": gop_tail_offsets,
             "intra_residual": intra_residual,
             "lambda_scale": lambda_scale,
             "residual_quality_deltas": residual_quality_deltas,
@@ -232,6 +241,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         plain_warp=str(p.get("plain_warp", PLAIN_WARP_OFF)),
         refine=_merged(name, cfg, "refine", p.get("refine", {}), RefineSettings),
         p_quality_offsets=tuple(float(o) for o in p.get("p_quality_offsets", ())),
+        gop_tail_offsets=tuple(float(o) for o in p.get("gop_tail_offsets", ())),
         block=_merged(name, cfg, "block_motion", p.get("block_motion", {}),
                       BlockSearchSettings),
         intra_residual=bool(p.get("intra_residual", False)),
