@@ -89,14 +89,15 @@ HEAD_HALF = SCALE_LEVELS  # t - p lies in -64..64
 _HEAD_BYTES = 3  # u16 step_q, u8 split
 _CHROMA_BYTES = 1  # from version 9: u8 chroma_ratio after the split
 
-
-def head_bytes(version: int) -> int:
-    """Bytes before the ANS stream in a section of ``version``."""
-    return _HEAD_BYTES + (_CHROMA_BYTES if version >= CHROMA_STEP_VERSION else 0)
 POSITIONS = BLOCK * BLOCK
 # Flat positions of each band, and of all bands below it, within a block (raster order).
 BAND_POSITIONS = tuple(np.flatnonzero(BAND.ravel() == b) for b in range(BANDS))
 _LOWER = tuple(BAND.ravel() < b for b in range(BANDS))
+
+
+def head_bytes(version: int) -> int:
+    """Bytes before the ANS stream in a section of ``version``."""
+    return _HEAD_BYTES + (_CHROMA_BYTES if version >= CHROMA_STEP_VERSION else 0)
 
 
 @lru_cache(maxsize=1)

@@ -189,9 +189,13 @@ class DctLayer:
 
     @property
     def plane_steps(self) -> tuple[int, int, int]:
-        """The step_q of the y, u and v planes: chroma's follows from chroma_ratio."""
-        chroma = chroma_step_q(self.step_q, self.chroma_ratio)
-        return self.step_q, chroma, chroma
+        return plane_step_qs(self.step_q, self.chroma_ratio)
+
+
+def plane_step_qs(step_q: int, ratio: int) -> tuple[int, int, int]:
+    """The step_q of the y, u and v planes: chroma's follows from the ratio."""
+    chroma = chroma_step_q(step_q, ratio)
+    return step_q, chroma, chroma
 
 
 def chroma_step_q(step_q: int, ratio: int) -> int:

@@ -32,6 +32,7 @@ from dvc_edic.cli import (
     status,
 )
 from dvc_edic.encoder.settings import (
+    MAX_CHROMA_STEP_RATIO,
     MOTION_SOURCES,
     PLAIN_WARP_MODES,
     default_preset,
@@ -406,8 +407,9 @@ def _chroma_step(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 4:
-        raise argparse.ArgumentTypeError(f"the chroma step ratio must be in (0, 4), got {text!r}")
+    if not 0 < value < MAX_CHROMA_STEP_RATIO:
+        raise argparse.ArgumentTypeError(
+            f"the chroma step ratio must be in (0, {MAX_CHROMA_STEP_RATIO:g}), got {text!r}")
     return value
 
 

@@ -22,8 +22,8 @@ from dvc_edic.dctlayer import (
     MAX_STEP_Q,
     STEP_FRACTION_BITS,
     DctLayer,
-    chroma_step_q,
     layer_shapes,
+    plane_step_qs,
     step_samples,
 )
 from dvc_edic.errors import InputError
@@ -82,7 +82,7 @@ def quantize_coefficients(coefs: tuple[np.ndarray, ...], step: float,
             f"quantize_layer: deadzone must be in [0, {MAX_DEADZONE}], got {deadzone!r}"
         )
     step_q = min(max(round(step * (1 << STEP_FRACTION_BITS)), 1), MAX_STEP_Q)
-    steps = (step_q, *[chroma_step_q(step_q, chroma_ratio)] * 2)
+    steps = plane_step_qs(step_q, chroma_ratio)
     levels = []
     for coef, plane_step_q in zip(coefs, steps, strict=True):
         mag = np.floor(np.abs(coef) / step_samples(plane_step_q) + deadzone)

@@ -86,6 +86,11 @@ class BlockSearchSettings:
                              f"distortion_weight > 0, got {self}")
 
 
+# The chroma step ratio's open bound: the dct section's u8 counts 1/64 of luma's step
+# (format version 9), so 255/64 is the largest it carries.
+MAX_CHROMA_STEP_RATIO = 4.0
+
+
 @dataclass(frozen=True)
 class DctLayerSettings:
     """Whether and how the encoder adds the DCT refinement layer (format version 6) to a
@@ -109,9 +114,9 @@ class DctLayerSettings:
     def __post_init__(self) -> None:
         if any(not (f > 0 and math.isfinite(f)) for f in self.step_factors):
             raise ValueError(f"dct layer step factors must be positive, got {self.step_factors}")
-        if not 0 < self.chroma_step_ratio < 4:
-            raise ValueError(f"dct layer chroma_step_ratio must be in (0, 4), got "
-                             f"{self.chroma_step_ratio}")
+        if not 0 < self.chroma_step_ratio < MAX_CHROMA_STEP_RATIO:
+            raise ValueError(f"dct layer chroma_step_ratio must be in (0, "
+                             f"{MAX_CHROMA_STEP_RATIO:g}), got {self.chroma_step_ratio}")
         if not 0 <= self.deadzone <= 0.5:
             raise ValueError(f"dct layer deadzone must be in [0, 0.5], got {self.deadzone}")
 
