@@ -37,6 +37,7 @@ from functools import cache
 import numpy as np
 import torch
 
+from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
 from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
 from dvc_edic.bitstream.version import FORMAT_VERSION, LEAN_PACKET_VERSION
 from dvc_edic.entropy.ans import ans_decode, ans_encode
@@ -44,7 +45,6 @@ from dvc_edic.errors import BitstreamError
 
 # The format's constants: changing any of them changes the stream (docs/bitstream.md).
 BLOCK_LOG2_RANGE = (1, 6)  # block sides 2..64 model-grid samples
-PRECISION_LOG2_MAX = 3  # down to 1/8 of a model-grid sample (1/4 luma pixel for yuv420)
 ESCAPE = 64  # residuals with |d| >= ESCAPE leave the Laplace alphabet
 ESCAPE_BASE = 128  # their remainder |d| - ESCAPE: two digits of this base
 MAX_VECTOR = 8191  # |component| bound, in precision units; keeps every residual codable

@@ -265,7 +265,8 @@ class SequenceEncoder:
             others = sorted({self._on_ladder(q + d) for d in deltas})
             decision = search_residual_quality(decision, frame, lam,
                                                [(o, o != self.quality) for o in others])
-        decision = refine_chosen(decision, frame, lam, self.settings.refine)
+        decision = refine_chosen(decision, frame, lam,
+                                 self.settings.refine_for(scheduled == FrameType.I))
         if max_bits is not None:
             decision = within_budget(decision, max_bits)
         decision = try_dct_layer(decision, frame, lam, self.settings.dct, max_bits)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, FrameType, header_size
+from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
@@ -175,6 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
         "it costs less. Default: the preset's",
     )
     p.add_argument(
+        "--intra-refine",
+        type=_intra_refine,
+        default=None,
+        metavar="N[,LR]",
+        help="refine the GOP's I-frames with N steps (at learning rate LR) instead of "
+        "--refine-steps: every later frame of the GOP predicts from them. Default: the "
+        "preset's",
+    )
+    p.add_argument(
+        "--block-precisions",
+        type=_precisions,
+        default=None,
+        metavar="P1,P2,...",
+        help="block motion vectors in 1/2^P model-grid samples (3: quarter-pel luma for "
+        "yuv420, 2: half-pel); each precision listed is searched at every block size and "
+        "coded as a candidate, the first one finest. Default: the preset's",
+    )
+    p.add_argument(
         "--no-skip-residual",
         dest="skip_residual",
         action="store_false",
@@ -314,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         motion=args.motion, intra_fallback=args.intra_fallback,
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
+        intra_refine=args.intra_refine, block_precisions=args.block_precisions,
         p_quality_offsets=args.p_quality_offsets, gop_tail_offsets=args.gop_tail_offsets,
         intra_residual=args.intra_residual,
         lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
@@ -388,6 +408,35 @@ def _offsets(text: str) -> tuple[float, ...]:
             f"expected comma-separated numbers such as 0.75,0,0,0, got {text!r}") from None
     if not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"offsets must be finite numbers, got {text!r}")
+    return values
+
+
+def _intra_refine(text: str) -> tuple[int, float | None]:
+    """--intra-refine: a step count, optionally with a learning rate (e.g. 40,0.003)."""
+    steps_text, _, lr_text = text.partition(",")
+    try:
+        steps = int(steps_text)
+        lr = float(lr_text) if lr_text else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected STEPS or STEPS,LR such as 40,0.003, got {text!r}") from None
+    if steps < 0 or (lr is not None and not (lr > 0 and math.isfinite(lr))):
+        raise argparse.ArgumentTypeError(
+            f"expected steps >= 0 and a positive learning rate, got {text!r}")
+    return steps, lr
+
+
+def _precisions(text: str) -> tuple[int, ...]:
+    """--block-precisions: distinct comma-separated precisions in 0..PRECISION_LOG2_MAX."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 3,2, got {text!r}") from None
+    if len(set(values)) != len(values) or not all(
+            0 <= v <= PRECISION_LOG2_MAX for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct precisions in 0..{PRECISION_LOG2_MAX}, got {text!r}")
     return values
 
 

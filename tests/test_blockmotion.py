@@ -181,6 +181,30 @@ def test_search_prices_every_block_size_coarse_to_fine() -> None:
         assert np.isfinite(f.cost) and f.cost > 0
 
 
+def test_each_extra_precision_gives_every_size_again() -> None:
+    """A shift of one and a half samples: the quarter-sample fields find it exactly, the
+    whole-sample ones cannot; each is its own candidate, with its own cost."""
+    g = torch.Generator().manual_seed(9)
+    low = torch.rand(1, 6, 12, 16, generator=g)
+    ref = torch.nn.functional.interpolate(low, size=(64, 96), mode="bicubic").clamp(0, 1)
+    # cur(p) = ref(p + (1.5, 0)) in model-grid samples (three luma pixels), as the decoder
+    # warps it
+    shift = BlockMotion((np.full((2, 8, 12), 6) * np.array([1, 0])[:, None, None]).astype(np.int32),
+                        3, 2)
+    cur = warp_planes(ref, shift.to_flow(ref), "yuv420")
+    settings = BlockSearchSettings(block_log2=(4, 3), precision_log2=2, extra_precisions=(0,),
+                                   dis_preset="medium", rounds=3)
+    fields = search_block_motion(cur, ref, (64, 96), "yuv420", settings, weight=1e8)
+    assert [(f.motion.block_log2, f.motion.precision_log2) for f in fields] == [
+        (4, 2), (3, 2), (4, 0), (3, 0)]
+    for fine, coarse in zip(fields[:2], fields[2:], strict=True):
+        inner = fine.motion.vectors[:, 1:-1, 1:-2]
+        assert (inner[0] == 6).all() and (inner[1] == 0).all()
+        assert coarse.cost > 2 * fine.cost  # whole samples cannot follow it
+    with pytest.raises(ValueError, match="block motion"):
+        BlockSearchSettings(precision_log2=3, extra_precisions=(4,))
+
+
 @pytest.mark.parametrize("representation", ["yuv420", "rgb"])
 def test_the_search_prediction_matches_the_decoders_warp(representation: str) -> None:
     """The search prices fields with grid_sample; the decoder warps exactly. They must agree

@@ -24,7 +24,12 @@ from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
 from dvc_edic.encoder.decision import DCT_SUFFIX, LOOP_FILTER_SUFFIX
 from dvc_edic.encoder.motion import dis_flow
-from dvc_edic.encoder.settings import DctLayerSettings, load_encoder_settings, preset_names
+from dvc_edic.encoder.settings import (
+    BlockSearchSettings,
+    DctLayerSettings,
+    load_encoder_settings,
+    preset_names,
+)
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.weights import load_weights
@@ -448,3 +453,29 @@ def test_residual_quality_search_keeps_the_lowest_cost_and_decodes_exactly(tiny_
         has_q = "q" in {s.name for s in packet.sections}
         assert has_q == (r["residual_quality"] not in (None, 4.0))
     assert _decode(tiny_model, data) == recons
+
+
+def test_block_fields_at_every_precision_are_candidates_and_decode_exactly(tiny_model) -> None:
+    frames = _middle(3)
+    block = BlockSearchSettings(block_log2=(4, 3), extra_precisions=(2,), size_choice="code")
+    settings = EncoderSettings("test", ("block",), skip_residual=True, intra_fallback=False,
+                               dis_preset="ultrafast", plain_warp="proxy", block=block)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)
+    data, recons, reports = _code(enc, frames)
+    for report in reports[1:]:
+        assert {m.split("+")[0] for m in report["tried"]} == {
+            "block16", "block8", "block16p2", "block8p2"}
+    assert _decode(tiny_model, data) == recons
+
+
+def test_the_block_precisions_flag_overrides_the_preset() -> None:
+    from dvc_edic.encode_sequence import build_parser
+
+    medium = load_encoder_settings("medium")
+    args = build_parser().parse_args(["x.yuv", "--block-precisions", "2,3"])
+    both = medium.with_overrides(block_precisions=args.block_precisions).block
+    assert (both.precision_log2, both.extra_precisions) == (2, (3,))
+    assert both.block_log2 == medium.block.block_log2
+    for bad in ("4", "3,3", "-1", "half"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["x.yuv", "--block-precisions", bad])

@@ -114,3 +114,33 @@ def test_bad_refine_settings_are_refused(tiny_model, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--refine-steps must be 0 or more, got -1"):
         encode_sequence.main([str(src), "-o", str(tmp_path / "s.dvce"), "--refine-steps", "-1",
                               "--threads", str(torch.get_num_threads())])
+
+
+def test_the_gop_i_frames_take_their_own_refinement(shipped_model) -> None:
+    frames = carphone_frames(2)  # I, P
+    settings = EncoderSettings("test", ("zero",), skip_residual=False, intra_fallback=False,
+                               dis_preset="ultrafast", refine=RefineSettings(),
+                               intra_refine=REFINE)
+    assert settings.refine_for(True) == REFINE and settings.refine_for(False).steps == 0
+    enc = SequenceEncoder(shipped_model, _info(frames[0]), 4.0, 2, settings=settings)
+    refined = []
+    for f in frames:
+        enc.encode(f)
+        refined.append(enc.last_decision.report(f)["refined"])
+    assert refined == [True, False]
+
+
+def test_intra_refine_overrides_the_preset_from_the_command_line() -> None:
+    from dvc_edic.encode_sequence import build_parser
+    from dvc_edic.encoder.settings import load_encoder_settings
+
+    medium = load_encoder_settings("medium")
+    args = build_parser().parse_args(["x.yuv", "--intra-refine", "40,0.003"])
+    over = medium.with_overrides(intra_refine=args.intra_refine).refine_for(True)
+    assert (over.steps, over.lr, over.alpha_end) == (40, 0.003, medium.refine.alpha_end)
+    args = build_parser().parse_args(["x.yuv", "--intra-refine", "0"])
+    assert medium.with_overrides(intra_refine=args.intra_refine).refine_for(True).steps == 0
+    assert medium.with_overrides().refine_for(False) == medium.refine
+    for bad in ("-3", "ten", "40,-0.1", "40,nan"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["x.yuv", "--intra-refine", bad])

@@ -24,6 +24,10 @@ DEFAULT_MAX_PIXELS_FRAME = (4096, 2304)  # (width, height) the default area is n
 DEFAULT_MAX_PIXELS = DEFAULT_MAX_PIXELS_FRAME[0] * DEFAULT_MAX_PIXELS_FRAME[1]
 # About 77 hours at 60 fps; far beyond any test sequence, far below the u32 field.
 DEFAULT_MAX_FRAME_COUNT = 1 << 24
+# Finest block motion vector precision the 'bmv' section carries: 1/2^3 of a model-grid
+# sample (1/4 luma pixel for yuv420). A format constant, here so that the encoder's
+# settings can check it without importing the coder.
+PRECISION_LOG2_MAX = 3
 # Model ids are short names such as "edic-cpu-v1".
 DEFAULT_MAX_MODEL_ID_LEN = 64
 # A P-frame stores a handful of sections (MV y/z, residual y/z, side info).

@@ -12,7 +12,7 @@ blocks costs one warp, however many blocks there are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -225,7 +225,8 @@ def search_block_motion(
     weight: float,
 ) -> list[SearchedField]:
     """The block fields for ``x`` (padded model tensor, own samples ``size``) from
-    ``reference``, one per block size of ``settings``, coarsest first.
+    ``reference``, one per block size of ``settings``, coarsest first, and again at
+    each of its extra precisions.
 
     Coarse to fine: each size starts from the next coarser size's field, with the
     DIS flow's block means as a first trial. Large blocks cost few bits and average
@@ -238,13 +239,17 @@ def search_block_motion(
     per_sse = settings.distortion_weight * weight / (x.shape[1] * size[0] * size[1])
     flow = dis_flow(x, reference, representation, settings.dis_preset)
     out: list[SearchedField] = []
-    for log2 in sorted(settings.block_log2, reverse=True):
-        field = _Field(x, reference, size, representation, log2, settings.precision_log2)
-        means = block_means(flow, log2, settings.precision_log2)[0].numpy().astype(np.int32)
-        if out:
-            coarse = out[-1].motion
-            start = _finer(coarse.vectors, coarse.block_log2 - log2, (field.rows, field.cols))
-            out.append(_refine(field, start, [means], per_sse, settings))
-        else:
-            out.append(_refine(field, means, [], per_sse, settings))
+    for precision in (settings.precision_log2, *settings.extra_precisions):
+        at = replace(settings, precision_log2=precision, extra_precisions=())
+        fields: list[SearchedField] = []
+        for log2 in sorted(settings.block_log2, reverse=True):
+            field = _Field(x, reference, size, representation, log2, precision)
+            means = block_means(flow, log2, precision)[0].numpy().astype(np.int32)
+            if fields:
+                coarse = fields[-1].motion
+                start = _finer(coarse.vectors, coarse.block_log2 - log2, (field.rows, field.cols))
+                fields.append(_refine(field, start, [means], per_sse, at))
+            else:
+                fields.append(_refine(field, means, [], per_sse, at))
+        out += fields
     return out

@@ -34,6 +34,7 @@ from dvc_edic.encoder.settings import (
     PLAIN_WARP_OFF,
     PLAIN_WARP_SEARCH,
     SIZE_CHOICE_PROXY,
+    BlockSearchSettings,
     DctLayerSettings,
     EncoderSettings,
 )
@@ -438,6 +439,15 @@ def _with_residual(
     return recode(RefineSettings(), 0.0)
 
 
+def _block_mode(block: BlockMotion, settings: BlockSearchSettings) -> str:
+    """``block16`` for a field of 16-sample blocks; ``block16p2`` when it was searched at
+    one of the extra precisions (here 2: vectors in quarter samples)."""
+    name = f"{BLOCK_SOURCE}{block.block}"
+    if block.precision_log2 == settings.precision_log2:
+        return name
+    return f"{name}p{block.precision_log2}"
+
+
 def _motions(
     model: VideoCodecModel, picture: Picture, reference: torch.Tensor, quality: float,
     settings: EncoderSettings, weight: float,
@@ -452,7 +462,8 @@ def _motions(
                 fields = [min(fields, key=lambda f: f.cost)]
             for searched in fields:
                 block = searched.motion
-                yield Motion(f"{BLOCK_SOURCE}{block.block}", None, block, block.to_flow(reference))
+                yield Motion(_block_mode(block, settings.block), None, block,
+                             block.to_flow(reference))
             continue
         flow = estimate_flow(source, model, picture.x, reference, settings.dis_preset)
         if flow is None:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
 from dvc_edic.config import CONFIG_ROOT, load_yaml
 from dvc_edic.errors import InputError
 
@@ -65,6 +66,9 @@ class BlockSearchSettings:
 
     block_log2: tuple[int, ...] = (3,)  # block sides searched, coarse to fine (model grid)
     precision_log2: int = 3  # vectors in 1/2^p model-grid samples
+    # every block size also searched at these (coarser) precisions, each field a candidate:
+    # half-sample vectors cost fewer bits and blur less, which pays at low rates
+    extra_precisions: tuple[int, ...] = ()
     dis_preset: str = "medium"  # the dense flow the search starts from
     # bits per unit of prediction SSE = distortion_weight * the mode decision's
     distortion_weight: float = 1.0
@@ -75,7 +79,9 @@ class BlockSearchSettings:
     size_choice: str = SIZE_CHOICE_PROXY
 
     def __post_init__(self) -> None:
-        if not self.block_log2 or self.precision_log2 < 0 or self.rounds < 1:
+        precisions = (self.precision_log2, *self.extra_precisions)
+        if (not self.block_log2 or min(precisions) < 0 or max(precisions) > PRECISION_LOG2_MAX
+                or self.rounds < 1):
             raise ValueError(f"block motion needs block sizes, precision >= 0 and rounds >= 1, "
                              f"got {self}")
         if self.search_scale < 0 or self.size_choice not in SIZE_CHOICES:
@@ -133,6 +139,9 @@ class EncoderSettings:
     intra_quality_offset: float = 0.0  # added to --quality for the GOP's I-frames
     plain_warp: str = PLAIN_WARP_OFF
     refine: RefineSettings = field(default_factory=RefineSettings)  # of each frame's winner
+    # of the GOP's scheduled I-frames instead (None: ``refine``): every later frame of the
+    # GOP predicts from them, and there are few of them, so they can take more steps
+    intra_refine: RefineSettings | None = None
     # added to --quality for the P-frame at GOP position k: offsets[k % len(offsets)]
     p_quality_offsets: tuple[float, ...] = ()
     # added to --quality for the GOP's last P-frames, the frame before the next I-frame
@@ -176,6 +185,21 @@ class EncoderSettings:
                 f"dis preset must be one of {list(DIS_PRESETS)}, got {self.dis_preset!r}"
             )
 
+    def refine_for(self, frame_type_is_intra: bool) -> RefineSettings:
+        """The refinement of a frame scheduled as an I-frame (True) or a P-frame."""
+        if frame_type_is_intra and self.intra_refine is not None:
+            return self.intra_refine
+        return self.refine
+
+    def _intra_refine_override(self, steps_lr: tuple[int, float | None] | None
+                               ) -> RefineSettings | None:
+        """--intra-refine STEPS[,LR] over the preset's I-frame refinement (None: keep)."""
+        if steps_lr is None:
+            return None
+        steps, lr = steps_lr
+        base = self.refine_for(True)
+        return replace(base, steps=steps, lr=base.lr if lr is None else lr)
+
     def with_overrides(
         self,
         motion: tuple[str, ...] | None = None,
@@ -184,6 +208,7 @@ class EncoderSettings:
         plain_warp: str | None = None,
         skip_residual: bool | None = None,
         refine_steps: int | None = None,
+        intra_refine: tuple[int, float | None] | None = None,
         p_quality_offsets: tuple[float, ...] | None = None,
         gop_tail_offsets: tuple[float, ...] | None = None,
         intra_residual: bool | None = None,
@@ -192,6 +217,7 @@ class EncoderSettings:
         dct_steps: tuple[float, ...] | None = None,
         loop_filter: bool | None = None,
         chroma_step_ratio: float | None = None,
+        block_precisions: tuple[int, ...] | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -201,6 +227,7 @@ class EncoderSettings:
             "plain_warp": plain_warp,
             "skip_residual": skip_residual,
             "refine": None if refine_steps is None else replace(self.refine, steps=refine_steps),
+            "intra_refine": self._intra_refine_override(intra_refine),
             "p_quality_offsets": p_quality_offsets,
             "gop_tail_offsets": gop_tail_offsets,
             "intra_residual": intra_residual,
@@ -208,6 +235,9 @@ class EncoderSettings:
             "residual_quality_deltas": residual_quality_deltas,
             "dct": _dct_overrides(self.dct, dct_steps, chroma_step_ratio),
             "loop_filter": loop_filter,
+            "block": None if block_precisions is None else replace(
+                self.block, precision_log2=block_precisions[0],
+                extra_precisions=block_precisions[1:]),
         }
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -245,6 +275,8 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
         intra_quality_offset=float(p.get("intra_quality_offset", 0.0)),
         plain_warp=str(p.get("plain_warp", PLAIN_WARP_OFF)),
         refine=_merged(name, cfg, "refine", p.get("refine", {}), RefineSettings),
+        intra_refine=(None if "intra_refine" not in p else
+                      _merged(name, cfg, "refine", p["intra_refine"], RefineSettings)),
         p_quality_offsets=tuple(float(o) for o in p.get("p_quality_offsets", ())),
         gop_tail_offsets=tuple(float(o) for o in p.get("gop_tail_offsets", ())),
         block=_merged(name, cfg, "block_motion", p.get("block_motion", {}),
@@ -273,7 +305,8 @@ def _merged(
 ) -> _Settings:
     """A preset's ``key`` settings: its own keys over the config's shared section of that name."""
     merged = {**cfg.get(key, {}), **own}
-    for name, kind_of in (("block_log2", int), ("step_factors", float)):
+    for name, kind_of in (("block_log2", int), ("extra_precisions", int),
+                          ("step_factors", float)):
         if name in merged:  # YAML gives a list; the settings are hashable
             merged[name] = tuple(kind_of(b) for b in merged[name])
     try:
