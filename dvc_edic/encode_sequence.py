@@ -180,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_intra_refine,
         default=None,
         metavar="N[,LR]",
-        help="refine the GOP's I-frames with N steps (at learning rate LR) instead of "
+        help="refine the GOP's I-frames with N steps (at learning rate LR), apart from "
         "--refine-steps: every later frame of the GOP predicts from them. Default: the "
-        "preset's",
+        "preset's, or --refine-steps' when only that is given",
     )
     p.add_argument(
         "--block-precisions",

@@ -141,6 +141,10 @@ def test_intra_refine_overrides_the_preset_from_the_command_line() -> None:
     args = build_parser().parse_args(["x.yuv", "--intra-refine", "0"])
     assert medium.with_overrides(intra_refine=args.intra_refine).refine_for(True).steps == 0
     assert medium.with_overrides().refine_for(False) == medium.refine
+    off = medium.with_overrides(refine_steps=0)  # alone, it sets the I-frames' too
+    assert off.refine_for(True).steps == 0 and off.refine_for(False).steps == 0
+    apart = medium.with_overrides(refine_steps=0, intra_refine=(5, None))
+    assert (apart.refine_for(True).steps, apart.refine_for(False).steps) == (5, 0)
     for bad in ("-3", "ten", "40,-0.1", "40,nan"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["x.yuv", "--intra-refine", bad])

@@ -82,8 +82,8 @@ class BlockSearchSettings:
         precisions = (self.precision_log2, *self.extra_precisions)
         if (not self.block_log2 or min(precisions) < 0 or max(precisions) > PRECISION_LOG2_MAX
                 or self.rounds < 1):
-            raise ValueError(f"block motion needs block sizes, precision >= 0 and rounds >= 1, "
-                             f"got {self}")
+            raise ValueError(f"block motion needs block sizes, precisions in "
+                             f"0..{PRECISION_LOG2_MAX} and rounds >= 1, got {self}")
         if self.search_scale < 0 or self.size_choice not in SIZE_CHOICES:
             raise ValueError(f"block motion: search_scale >= 0 and size_choice one of "
                              f"{list(SIZE_CHOICES)}, got {self}")
@@ -239,7 +239,11 @@ class EncoderSettings:
                 self.block, precision_log2=block_precisions[0],
                 extra_precisions=block_precisions[1:]),
         }
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        out = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        if refine_steps is not None and intra_refine is None:
+            # --refine-steps alone sets every frame's refinement, the I-frames' too
+            out = replace(out, intra_refine=None)
+        return out
 
 
 @functools.cache
