@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, FrameType, header_size
 from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
@@ -57,6 +57,7 @@ STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
 DEFAULT_INTRA_PERIOD = 12
 KILO = 1000.0
+_Number = TypeVar("_Number", int, float)  # what a comma-separated flag holds
 PERCENT = 100.0
 
 
@@ -399,13 +400,18 @@ def _first_line(inp: Path, out: Path, info: VideoInfo, args: argparse.Namespace)
             f"at {float(info.fps):.6g} fps | preset {args.preset}, {rate}")
 
 
+def _comma_separated(text: str, kind: type[_Number], expected: str) -> tuple[_Number, ...]:
+    """The comma-separated values of a flag, each read by ``kind``; ``expected`` says
+    what a good value looks like when one is not."""
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
 def _offsets(text: str) -> tuple[float, ...]:
     """--p-quality-offsets, --residual-quality-search: comma-separated numbers."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers such as 0.75,0,0,0, got {text!r}") from None
+    values = _comma_separated(text, float, "comma-separated numbers such as 0.75,0,0,0")
     if not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"offsets must be finite numbers, got {text!r}")
     return values
@@ -428,11 +434,7 @@ def _intra_refine(text: str) -> tuple[int, float | None]:
 
 def _precisions(text: str) -> tuple[int, ...]:
     """--block-precisions: distinct comma-separated precisions in 0..PRECISION_LOG2_MAX."""
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 3,2, got {text!r}") from None
+    values = _comma_separated(text, int, "comma-separated integers such as 3,2")
     if len(set(values)) != len(values) or not all(
             0 <= v <= PRECISION_LOG2_MAX for v in values):
         raise argparse.ArgumentTypeError(
