@@ -39,7 +39,7 @@ import torch
 
 from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
 from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
-from dvc_edic.bitstream.version import FORMAT_VERSION, LEAN_PACKET_VERSION
+from dvc_edic.bitstream.version import CUBIC_WARP_VERSION, FORMAT_VERSION, LEAN_PACKET_VERSION
 from dvc_edic.entropy.ans import ans_decode, ans_encode
 from dvc_edic.errors import BitstreamError
 
@@ -58,6 +58,7 @@ _HEAD_BYTES_V3 = 4
 _HEAD_BITS = (("block_log2", 0, 3), ("precision_log2", 3, 2), ("scale_x", 5, 5),
               ("scale_y", 10, 5))
 _HEAD_BYTES = 2
+_CUBIC_BIT = 15  # version 10: the field's plain warp uses the cubic kernel
 _PEAK_LOG2 = 40  # fixed-point precision of the unnormalised Laplace masses
 ALPHABET = 2 * ESCAPE + 1  # symbol = d + ESCAPE, clamped: 0 and 2*ESCAPE are the escapes
 
@@ -70,6 +71,8 @@ class BlockMotion:
     vectors: np.ndarray  # int32 (2, rows, cols)
     block_log2: int
     precision_log2: int
+    # the plain warp samples this field with the cubic kernel, not bilinear (version 10)
+    cubic: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = BLOCK_LOG2_RANGE
@@ -90,6 +93,11 @@ class BlockMotion:
     @property
     def block(self) -> int:
         return 1 << self.block_log2
+
+    @property
+    def kernel(self) -> str:
+        """The plain warp's interpolation kernel (flows.warp.KERNELS)."""
+        return "cubic" if self.cubic else "bilinear"
 
     def to_flow(self, like: torch.Tensor) -> torch.Tensor:
         """The dense backward flow on ``like``'s grid (B=1): each block's vector on each of its
@@ -205,16 +213,21 @@ def encode_block_motion(motion: BlockMotion) -> bytes:
     extra = ans_encode(digits, np.ones((digits.size, ESCAPE_BASE)), trim=True)
     values = (motion.block_log2, motion.precision_log2, *scales)
     head = sum(value << low for value, (_, low, _) in zip(values, _HEAD_BITS, strict=True))
+    head |= int(motion.cubic) << _CUBIC_BIT
     return head.to_bytes(_HEAD_BYTES, "little") + encode_varint(len(main)) + main + extra
 
 
-def _read_head(cursor: PayloadCursor, version: int) -> tuple[int, ...]:
+def _read_head(cursor: PayloadCursor, version: int) -> tuple[tuple[int, ...], bool]:
+    """The head's four fields and the cubic flag."""
     if version < LEAN_PACKET_VERSION:
-        return tuple(cursor.take(_HEAD_BYTES_V3, "head"))
+        return tuple(cursor.take(_HEAD_BYTES_V3, "head")), False
     head = int.from_bytes(cursor.take(_HEAD_BYTES, "head"), "little")
-    if head >> sum(bits for _, _, bits in _HEAD_BITS):
-        raise BitstreamError(f"section 'bmv': head 0x{head:04x} has its top bit set")
-    return tuple(head >> low & ((1 << bits) - 1) for _, low, bits in _HEAD_BITS)
+    cubic = version >= CUBIC_WARP_VERSION and bool(head >> _CUBIC_BIT & 1)
+    if head >> sum(bits for _, _, bits in _HEAD_BITS) != int(cubic):
+        raise BitstreamError(f"section 'bmv': head 0x{head:04x} has its top bit set, which "
+                             f"version {version} leaves zero (the cubic flag came with "
+                             f"version {CUBIC_WARP_VERSION})")
+    return tuple(head >> low & ((1 << bits) - 1) for _, low, bits in _HEAD_BITS), cubic
 
 
 def decode_block_motion(
@@ -223,7 +236,7 @@ def decode_block_motion(
     """The field of a ``bmv`` section of a stream of format ``version`` for a model grid of
     ``size``; a stream error otherwise."""
     cursor = PayloadCursor(memoryview(data), 0, "section 'bmv'")
-    block_log2, precision_log2, scale_x, scale_y = _read_head(cursor, version)
+    (block_log2, precision_log2, scale_x, scale_y), cubic = _read_head(cursor, version)
     for name, s in (("scale_x", scale_x), ("scale_y", scale_y)):
         if s >= SCALE_COUNT:
             raise BitstreamError(f"section 'bmv': {name} {s} is not below {SCALE_COUNT}")
@@ -243,7 +256,7 @@ def decode_block_motion(
     digits = ans_decode(extra, np.ones((2 * escaped.size, ESCAPE_BASE)), trim=trim)
     remainder = digits[0::2].astype(np.int64) * ESCAPE_BASE + digits[1::2]
     d[escaped] = np.sign(d[escaped]) * (ESCAPE + remainder)
-    return BlockMotion(_accumulate(d.reshape(rows, cols, 2)), block_log2, precision_log2)
+    return BlockMotion(_accumulate(d.reshape(rows, cols, 2)), block_log2, precision_log2, cubic)
 
 
 def _accumulate(d: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, FrameType, header_size
-from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
+from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX, WARP_KERNELS
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
     add_common_flags,
@@ -57,7 +57,7 @@ STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
 DEFAULT_INTRA_PERIOD = 12
 KILO = 1000.0
-_Number = TypeVar("_Number", int, float)  # what a comma-separated flag holds
+_Number = TypeVar("_Number", int, float, str)  # what a comma-separated flag holds
 PERCENT = 100.0
 
 
@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="block motion vectors in 1/2^P model-grid samples (3: quarter-pel luma for "
         "yuv420, 2: half-pel); each precision listed is searched at every block size and "
         "coded as a candidate, the first one finest. Default: the preset's",
+    )
+    p.add_argument(
+        "--block-kernels",
+        type=_kernels,
+        default=None,
+        metavar="K1,K2",
+        help="interpolation of the block fields' warp: bilinear, cubic, or both (each "
+        "field takes the one that predicts the frame closer). Default: the preset's",
     )
     p.add_argument(
         "--no-skip-residual",
@@ -335,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         intra_quality_offset=args.intra_quality_offset, plain_warp=args.plain_warp,
         skip_residual=args.skip_residual, refine_steps=args.refine_steps,
         intra_refine=args.intra_refine, block_precisions=args.block_precisions,
+        block_kernels=args.block_kernels,
         p_quality_offsets=args.p_quality_offsets, gop_tail_offsets=args.gop_tail_offsets,
         intra_residual=args.intra_residual,
         lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
@@ -439,6 +448,15 @@ def _precisions(text: str) -> tuple[int, ...]:
             0 <= v <= PRECISION_LOG2_MAX for v in values):
         raise argparse.ArgumentTypeError(
             f"expected distinct precisions in 0..{PRECISION_LOG2_MAX}, got {text!r}")
+    return values
+
+
+def _kernels(text: str) -> tuple[str, ...]:
+    """--block-kernels: distinct comma-separated names of WARP_KERNELS."""
+    values = _comma_separated(text, str, f"comma-separated names among {list(WARP_KERNELS)}")
+    if len(set(values)) != len(values) or not set(values) <= set(WARP_KERNELS):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct kernels among {list(WARP_KERNELS)}, got {text!r}")
     return values
 
 

@@ -1,4 +1,5 @@
-"""Backward bilinear warping, the one sampler every flow user in the codec shares.
+"""Backward warping, the one sampler every flow user in the codec shares: bilinear, and
+a sharper cubic kernel that the block-motion plain warp may choose (format version 10).
 
 The codec warps the decoded reference with the decoded motion on both sides of the
 channel, and the flow estimators warp at every pyramid level; one implementation keeps
@@ -17,11 +18,18 @@ import functools
 import torch
 from torch import Tensor
 
+from dvc_edic.bitstream.limits import WARP_KERNELS
 from dvc_edic.errors import InputError
 
 # Padding modes: "border" replicates the edge pixel (the codec's default, since a
 # replicated edge is a better predictor than black); "zeros" treats the outside as 0.
 PADDING_MODES = ("border", "zeros")
+# Interpolation kernels. "cubic" is Keys' cubic convolution with parameter CUBIC_A over
+# 4 x 4 samples: bilinear interpolation low-passes every fractional position, which
+# costs sharp content (e.g. carphone) 0.4-0.6 dB of block-motion prediction. Part of
+# the format: a stream's decoded samples depend on CUBIC_A (docs/bitstream.md).
+KERNELS = WARP_KERNELS
+CUBIC_A = -0.5
 
 # Number of (H, W, device, dtype) base grids kept. A pyramid uses one per level and
 # training may see a few crop sizes; this bound keeps odd-sized inputs from growing it.
@@ -47,18 +55,25 @@ def _coordinate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border") -> Tensor:
-    """Sample ``x`` at ``p + flow(p)``: out(p) = x(p + flow(p)), bilinear.
+def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border",
+                  kernel: str = "bilinear") -> Tensor:
+    """Sample ``x`` at ``p + flow(p)``: out(p) = x(p + flow(p)), bilinear or cubic.
 
     x: (B, C, H, W); flow: (B, 2, H, W) in pixels, channel 0 horizontal, 1 vertical.
     "border" clamps the sampling position into the image (so the gradient with
     respect to the flow is zero where it points outside, as with grid_sample);
-    "zeros" reads 0 for every neighbour outside the image.
+    "zeros" reads 0 for every neighbour outside the image. The cubic kernel reads
+    the 4 x 4 neighbours of the unclamped position, each clamped into the image (the
+    reference extended by its edge samples, as classical codecs pad it), and needs
+    "border"; ``block_cubic_warp`` computes the same numbers for block translations.
     """
     if padding_mode not in PADDING_MODES:
         raise InputError(
             f"backward_warp: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}"
         )
+    if kernel not in KERNELS or (kernel == "cubic" and padding_mode != "border"):
+        raise InputError(f"backward_warp: kernel must be one of {KERNELS} (cubic with "
+                         f"padding 'border'), got {kernel!r} with {padding_mode!r}")
     if x.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2:
         raise InputError(
             f"backward_warp: expected x (B,C,H,W) and flow (B,2,H,W), "
@@ -74,6 +89,8 @@ def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border") -> Tens
     xs, ys = base_grid(height, width, flow.device, cdtype)
     px = xs + flow[:, 0].to(cdtype)
     py = ys + flow[:, 1].to(cdtype)
+    if kernel == "cubic":
+        return _cubic(x, px, py)
     if padding_mode == "border":
         px = px.clamp(0, width - 1)
         py = py.clamp(0, height - 1)
@@ -111,3 +128,78 @@ def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border") -> Tens
     top = tap(y0, x0) * (1 - wx) + tap(y0, x1) * wx
     bottom = tap(y1, x0) * (1 - wx) + tap(y1, x1) * wx
     return top * (1 - wy) + bottom * wy
+
+
+def cubic_weights(t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Keys' weights of the samples at -1, 0, 1, 2 from a position ``t`` in [0, 1) past
+    sample 0. Each is one fixed sequence of elementwise operations, so every machine
+    and thread count gives the same numbers (no fused or reordered arithmetic), and
+    t = 0 gives exactly (0, 1, 0, 0): integer vectors copy samples bit for bit."""
+    a = CUBIC_A
+    u = 1 - t
+    near0 = ((a + 2) * t - (a + 3)) * t * t + 1  # distance t
+    near1 = ((a + 2) * u - (a + 3)) * u * u + 1  # distance 1 - t
+    far0 = a * t * u * u  # distance 1 + t: a(s^3 - 5s^2 + 8s - 4) = a (s-1)(s-2)^2
+    far1 = a * u * t * t  # distance 2 - t
+    return far0, near0, near1, far1
+
+
+def _cubic(x: Tensor, px: Tensor, py: Tensor) -> Tensor:
+    """4 x 4 cubic convolution at (px, py), each tap clamped into the image; each row's
+    taps summed left to right, then the rows top down."""
+    batch, channels, height, width = x.shape
+    x0f, y0f = torch.floor(px), torch.floor(py)
+    kx = cubic_weights((px - x0f).to(x.dtype).unsqueeze(1))
+    ky = cubic_weights((py - y0f).to(x.dtype).unsqueeze(1))
+    x0, y0 = x0f.long(), y0f.long()
+    flat = x.reshape(batch, channels, height * width)
+    cols = [(x0 + d).clamp(0, width - 1) for d in (-1, 0, 1, 2)]
+    out: Tensor | None = None
+    for dy, weight_y in zip((-1, 0, 1, 2), ky, strict=True):
+        row_base = (y0 + dy).clamp(0, height - 1) * width
+        taps = []
+        for xi in cols:
+            index = (row_base + xi).view(batch, 1, height * width)
+            taps.append(flat.gather(2, index.expand(batch, channels, -1))
+                        .view(batch, channels, height, width))
+        term = _four_taps(taps, kx) * weight_y
+        out = term if out is None else out + term
+    assert out is not None
+    return out
+
+
+def _four_taps(values: list[Tensor], weights: tuple[Tensor, ...]) -> Tensor:
+    """((v0 w0 + v1 w1) + v2 w2) + v3 w3: the one order every cubic path sums in."""
+    return values[0] * weights[0] + values[1] * weights[1] + values[2] * weights[2] \
+        + values[3] * weights[3]
+
+
+def block_cubic_warp(x: Tensor, whole: Tensor, fraction: Tensor, side: int,
+                     size: tuple[int, int]) -> Tensor:
+    """``backward_warp(x, flow, kernel="cubic")`` for a flow that is constant on square
+    blocks, bit for bit, at a fraction of the cost: each block's (side + 3)^2 source
+    patch is gathered once and filtered separably with the block's own four weights
+    per axis, instead of 16 gathers and weight sets per sample.
+
+    x: (B, C, H, W). whole: int64 (2, rows, cols), the integer part of each block's
+    vector (horizontal, vertical; floor); fraction: (2, rows, cols) in [0, 1), its
+    fractional part, exact in x's dtype. Blocks cover the plane in raster order,
+    ``side`` samples a side (the last row and column may stick out); ``size`` (H, W).
+    """
+    height, width = size
+    rows, cols = whole.shape[1:]
+    reach = torch.arange(-1, side + 2, device=x.device)  # taps -1 .. side + 1
+    # source rows and columns of every block's patch, clamped: the edge-extended plane
+    top = torch.arange(rows, device=x.device) * side
+    left = torch.arange(cols, device=x.device) * side
+    ys = ((top[:, None] + whole[1])[..., None] + reach).clamp(0, height - 1)  # (rows, cols, s+3)
+    xs = ((left[None, :] + whole[0])[..., None] + reach).clamp(0, width - 1)
+    patches = x[:, :, ys[..., :, None], xs[..., None, :]]  # (B, C, rows, cols, s+3, s+3)
+    kx = [w[..., None, None] for w in cubic_weights(fraction[0].to(x.dtype))]
+    ky = [w[..., None, None] for w in cubic_weights(fraction[1].to(x.dtype))]
+    across = _four_taps([patches[..., :, i:i + side] for i in range(4)], kx)
+    out = _four_taps([across[..., j:j + side, :] for j in range(4)], ky)
+    # (B, C, rows, side, cols, side) -> the plane
+    batch, channels = x.shape[:2]
+    plane = out.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, rows * side, cols * side)
+    return plane[..., :height, :width]

@@ -11,6 +11,7 @@ import torch
 
 from dvc_edic.bitstream import FrameType, Packet, Section
 from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
+from dvc_edic.bitstream.version import FORMAT_VERSION
 from dvc_edic.blockmotion import (
     ALPHABET,
     ESCAPE,
@@ -28,7 +29,7 @@ from dvc_edic.encoder.settings import BlockSearchSettings
 from dvc_edic.entropy.ans import untrim_words
 from dvc_edic.errors import BitstreamError
 from dvc_edic.packets import p_latents
-from dvc_edic.representation import warp_planes
+from dvc_edic.representation import warp_planes, warp_planes_cubic_blocks
 from flows import backward_warp
 
 # sha256 of every Laplace table (int64, little endian) in index order: pins the format.
@@ -98,13 +99,14 @@ def test_bad_sections_are_stream_errors() -> None:
         data[:-4],  # the escape stream cut short
         ((head & ~0b111) | 7).to_bytes(2, "little") + data[2:],  # block_log2 out of range
         (head & ~0b111).to_bytes(2, "little") + data[2:],  # block_log2 0
-        (head | 1 << 15).to_bytes(2, "little") + data[2:],  # the head's spare bit
         data + b"\x01\x00\x00\x00",
         data + b"\x00",  # an ANS string never ends in a zero byte
     ]
     for d in bad:
         with pytest.raises(BitstreamError):
             decode_block_motion(d, (64, 64))
+    with pytest.raises(BitstreamError, match="cubic flag came with version 10"):
+        decode_block_motion((head | 1 << 15).to_bytes(2, "little") + data[2:], (64, 64), 9)
     # Version 3's head: a byte a field, each checked for its range.
     main = encode_varint(4) + bytes(4)
     for head3 in ([9, 3, 0, 0], [3, 4, 0, 0], [3, 3, SCALE_COUNT, 0]):
@@ -218,6 +220,47 @@ def test_the_search_prediction_matches_the_decoders_warp(representation: str) ->
     field = _Field(ref, ref, (37, 50), representation, 3, 3)
     exact = warp_planes(ref, BlockMotion(vectors, 3, 3).to_flow(ref), representation)
     assert (field.predict(vectors) - exact).abs().max() < 1e-4
+
+
+def test_the_cubic_flag_round_trips_and_the_decoder_warps_with_its_kernel(tiny_model) -> None:
+    """Version 10's head bit 15: the field's plain warp samples with the cubic kernel. The
+    flag travels with the field, and the decoder's prediction is the cubic warp."""
+    v = _field(np.random.default_rng(5), 2, 2, 3.0)
+    cubic = BlockMotion(v, 3, 3, cubic=True)
+    data = encode_block_motion(cubic)
+    assert int.from_bytes(data[:2], "little") >> 15 == 1
+    assert decode_block_motion(data, (16, 16)).cubic
+    assert not decode_block_motion(encode_block_motion(BlockMotion(v, 3, 3)), (16, 16)).cubic
+    pf = tiny_model.pframe
+    ref = torch.rand(1, 6, 16, 16, generator=torch.Generator().manual_seed(6))
+    packet = Packet(FrameType.P, (Section("bmv", (), data), Section("nomc", (), b"")))
+    latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16),
+                        FORMAT_VERSION)
+    decoded = pf.decompress(latents, ref, 1.0, tiny_model.intra)
+    flow = cubic.to_flow(ref)
+    assert torch.equal(decoded, warp_planes(ref, flow, "yuv420", "cubic").clamp(0, 1))
+    assert not torch.equal(decoded, warp_planes(ref, flow, "yuv420").clamp(0, 1))
+
+
+@pytest.mark.parametrize(("size", "block_log2", "precision_log2", "spread"), [
+    ((40, 56), 3, 3, 200),  # whole blocks
+    ((37, 50), 2, 2, 30),  # partial blocks at the right and bottom
+    ((16, 16), 4, 3, 5000),  # vectors far past every edge
+])
+@pytest.mark.parametrize("representation", ["yuv420", "rgb"])
+def test_the_cubic_block_path_is_the_per_sample_warp(size, block_log2, precision_log2, spread,
+                                                     representation) -> None:
+    """The decoder warps a cubic field block by block; the format defines it sample by
+    sample (flows.backward_warp). Every bit must agree, edges included."""
+    g = torch.Generator().manual_seed(block_log2)
+    x = torch.rand(1, 6 if representation == "yuv420" else 3, *size, generator=g)
+    rows, cols = grid_of(size, block_log2)
+    v = torch.randint(-spread, spread, (2, rows, cols), generator=g).numpy().astype(np.int32)
+    motion = BlockMotion(v, block_log2, precision_log2, cubic=True)
+    per_sample = warp_planes(x, motion.to_flow(x), representation, "cubic")
+    blockwise = warp_planes_cubic_blocks(x, torch.from_numpy(v), motion.block, precision_log2,
+                                         representation)
+    assert torch.equal(per_sample, blockwise)
 
 
 def test_the_plain_warp_follows_the_stream_version(tiny_model) -> None:

@@ -20,9 +20,10 @@ import pytest
 import torch
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
+from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
-from dvc_edic.encoder.decision import DCT_SUFFIX, LOOP_FILTER_SUFFIX
+from dvc_edic.encoder.decision import DCT_SUFFIX, LOOP_FILTER_SUFFIX, Picture
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import (
     BlockSearchSettings,
@@ -32,6 +33,7 @@ from dvc_edic.encoder.settings import (
 )
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.representation import warp_planes
 from dvc_edic.weights import load_weights
 from flows import backward_warp
 from tests.conftest import carphone_frames, run_tool, write_yuv
@@ -466,6 +468,47 @@ def test_block_fields_at_every_precision_are_candidates_and_decode_exactly(tiny_
         assert {m.split("+")[0] for m in report["tried"]} == {
             "block16", "block8", "block16p2", "block8p2"}
     assert _decode(tiny_model, data) == recons
+
+
+def test_each_field_takes_the_kernel_that_predicts_closer(tiny_model) -> None:
+    """A frame that is the cubic warp of a sharp reference by a half sample is predicted
+    closer by the cubic kernel, one that is its bilinear warp by the bilinear one; the
+    choice is the field's flag, and the packet decodes to the encoder's reconstruction."""
+    from dvc_edic.encoder.decision import _kernel_choice
+
+    pf = tiny_model.pframe
+    g = torch.Generator().manual_seed(11)
+    ref = torch.rand(1, 6, 32, 48, generator=g)  # sharp: every sample independent
+    half = BlockMotion(np.full((2, 4, 6), 4, dtype=np.int32), 3, 3)  # 1/2 sample each way
+    flow = half.to_flow(ref)
+    both = ("bilinear", "cubic")
+    for kernel in both:
+        x = warp_planes(ref, flow, "yuv420", kernel)
+        picture = Picture(x, (32, 48), lambda t: t)
+        chosen = _kernel_choice(pf, picture, ref, half, flow, both)
+        assert chosen.kernel == kernel
+        assert _kernel_choice(pf, picture, ref, half, flow, ("bilinear",)).kernel == "bilinear"
+    frames = _middle(3)
+    block = BlockSearchSettings(block_log2=(4,), kernels=both)
+    settings = EncoderSettings("test", ("block",), skip_residual=True, intra_fallback=False,
+                               dis_preset="ultrafast", plain_warp="proxy", block=block)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)
+    data, recons, _ = _code(enc, frames)
+    assert _decode(tiny_model, data) == recons
+
+
+def test_the_block_kernels_flag_overrides_the_preset() -> None:
+    from dvc_edic.encode_sequence import build_parser
+
+    medium = load_encoder_settings("medium")
+    assert medium.block.kernels == ("bilinear", "cubic")
+    args = build_parser().parse_args(["x.yuv", "--block-kernels", "cubic"])
+    assert medium.with_overrides(block_kernels=args.block_kernels).block.kernels == ("cubic",)
+    for bad in ("lanczos", "cubic,cubic", ""):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["x.yuv", "--block-kernels", bad])
+    with pytest.raises(ValueError, match="kernels"):
+        BlockSearchSettings(kernels=("nearest",))
 
 
 def test_the_block_precisions_flag_overrides_the_preset() -> None:

@@ -22,7 +22,7 @@ from flows import (
     correlation,
     correlation_torch,
 )
-from flows.warp import base_grid
+from flows.warp import base_grid, cubic_weights
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "models"
 
@@ -151,10 +151,53 @@ def test_base_grid_is_cached() -> None:
     assert c[0].dtype == torch.float64 and c[0] is not a[0]
 
 
+def test_cubic_kernel_copies_integer_shifts_and_keeps_ramps_and_constants() -> None:
+    """The cubic kernel is an interpolator: integer vectors copy samples bit for bit (so a
+    cubic block field at whole samples is the bilinear one), its weights sum to one, and
+    Keys' kernel at a = -0.5 reproduces a linear ramp away from the border."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 3, 19, 27, generator=g)
+    flow = torch.zeros(1, 2, 19, 27)
+    flow[:, 0], flow[:, 1] = 2.0, -3.0
+    assert torch.equal(backward_warp(x, flow, kernel="cubic"), backward_warp(x, flow))
+    t = torch.rand(500, generator=g)
+    assert torch.allclose(sum(cubic_weights(t)), torch.ones(500), atol=1e-6)
+    assert [float(w) for w in cubic_weights(torch.tensor(0.5))] == [-0.0625, 0.5625, 0.5625,
+                                                                      -0.0625]
+    ramp = torch.arange(30.0).view(1, 1, 1, 30).expand(1, 1, 6, 30).contiguous()
+    flow = torch.zeros(1, 2, 6, 30)
+    flow[:, 0] = 0.375
+    out = backward_warp(ramp, flow, kernel="cubic")[0, 0, :, 1:28]
+    assert torch.allclose(out, ramp[0, 0, :, 1:28] + 0.375, atol=1e-5)
+    constant = torch.full((1, 2, 9, 9), 0.3)
+    wild = torch.rand(1, 2, 9, 9, generator=g) * 20 - 10  # far past every border
+    assert torch.allclose(backward_warp(constant, wild, kernel="cubic"), constant, atol=1e-6)
+
+
+def test_cubic_warp_is_the_same_at_any_thread_count() -> None:
+    """The decoder's prediction must not depend on how many threads computed it."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 3, 130, 170, generator=g)
+    flow = torch.rand(1, 2, 130, 170, generator=g) * 16 - 8
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = backward_warp(x, flow, kernel="cubic")
+        torch.set_num_threads(2)
+        two = backward_warp(x, flow, kernel="cubic")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
 def test_warp_rejects_bad_arguments() -> None:
     x = torch.rand(1, 3, 4, 4)
     with pytest.raises(InputError, match="padding_mode"):
         backward_warp(x, torch.zeros(1, 2, 4, 4), "reflection")
+    with pytest.raises(InputError, match="kernel"):
+        backward_warp(x, torch.zeros(1, 2, 4, 4), kernel="lanczos")
+    with pytest.raises(InputError, match="kernel"):
+        backward_warp(x, torch.zeros(1, 2, 4, 4), "zeros", kernel="cubic")
     with pytest.raises(InputError, match="does not match"):
         backward_warp(x, torch.zeros(1, 2, 4, 5))
     with pytest.raises(InputError):

@@ -28,6 +28,9 @@ DEFAULT_MAX_FRAME_COUNT = 1 << 24
 # sample (1/4 luma pixel for yuv420). A format constant, here so that the encoder's
 # settings can check it without importing the coder.
 PRECISION_LOG2_MAX = 3
+# The plain warp's interpolation kernels (flows.warp): bilinear, and from format version
+# 10 the cubic one a block field may flag. Here so that the settings can check names.
+WARP_KERNELS = ("bilinear", "cubic")
 # Model ids are short names such as "edic-cpu-v1".
 DEFAULT_MAX_MODEL_ID_LEN = 64
 # A P-frame stores a handful of sections (MV y/z, residual y/z, side info).

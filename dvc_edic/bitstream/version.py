@@ -4,7 +4,8 @@ Versions 2 to 9 changed only the packets (2: compact sections, P-frame modes;
 3: block motion, intra-coded residuals; 4: lean packet framing; 5: the plain warp
 samples luma at its own resolution; 6: the DCT refinement layer; 7: its entropy
 coding with contexts from decoded levels; 8: the in-loop adaptive filter and
-the layer's wider head row; 9: the layer's chroma step), so header,
+the layer's wider head row; 9: the layer's chroma step; 10: the cubic plain warp of
+block motion), so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 9
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+FORMAT_VERSION = 10
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -43,3 +44,6 @@ LOOP_FILTER_VERSION = 8
 WIDE_HEAD_VERSION = 8
 # First version whose ``dct`` section carries the chroma planes' step as a ratio to luma's.
 CHROMA_STEP_VERSION = 9
+# First version whose ``bmv`` head may set bit 15: the plain warp of that field samples with
+# the cubic kernel (flows.warp.CUBIC_A) instead of bilinear. Same packet layout.
+CUBIC_WARP_VERSION = 10

@@ -375,9 +375,10 @@ def _predictions(
     trained on the flow net's near-zero fields, and on real motion its output is
     far worse than the warp it starts from (5-19 dB on the dev set).
     """
-    warped = pf.plain_warp(reference, motion.flow_hat)
     if motion.block is not None:
+        warped = pf.plain_warp(reference, motion.flow_hat, block=motion.block)
         return warped, [(False, warped)]
+    warped = pf.plain_warp(reference, motion.flow_hat)
     with_mc = pf.predict(reference, motion.flow_hat)
     if plain_warp == PLAIN_WARP_OFF:
         return warped, [(True, with_mc)]
@@ -443,9 +444,22 @@ def _block_mode(block: BlockMotion, settings: BlockSearchSettings) -> str:
     """``block16`` for a field of 16-sample blocks; ``block16p2`` when it was searched at
     one of the extra precisions (here 2: vectors in quarter samples)."""
     name = f"{BLOCK_SOURCE}{block.block}"
-    if block.precision_log2 == settings.precision_log2:
-        return name
-    return f"{name}p{block.precision_log2}"
+    if block.precision_log2 != settings.precision_log2:
+        name += f"p{block.precision_log2}"
+    return f"{name}+cubic" if block.cubic else name
+
+
+def _kernel_choice(
+    pf: PFrameCodec, picture: Picture, reference: torch.Tensor, block: BlockMotion,
+    flow_hat: torch.Tensor, kernels: tuple[str, ...],
+) -> BlockMotion:
+    """The field with the kernel whose plain warp is closer to the frame (the vectors cost
+    the same bits under each): cubic keeps sharp content sharp, bilinear smooths noise."""
+    fields = [replace(block, cubic=k == "cubic") for k in kernels]
+    if len(fields) == 1:
+        return fields[0]
+    return min(fields, key=lambda f: float(picture.mse(pf.plain_warp(reference, flow_hat,
+                                                                      block=f))))
 
 
 def _motions(
@@ -461,9 +475,10 @@ def _motions(
             if settings.block.size_choice == SIZE_CHOICE_PROXY:
                 fields = [min(fields, key=lambda f: f.cost)]
             for searched in fields:
-                block = searched.motion
-                yield Motion(_block_mode(block, settings.block), None, block,
-                             block.to_flow(reference))
+                flow_hat = searched.motion.to_flow(reference)
+                block = _kernel_choice(pf, picture, reference, searched.motion, flow_hat,
+                                       settings.block.kernels)
+                yield Motion(_block_mode(block, settings.block), None, block, flow_hat)
             continue
         flow = estimate_flow(source, model, picture.x, reference, settings.dis_preset)
         if flow is None:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
+from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX, WARP_KERNELS
 from dvc_edic.config import CONFIG_ROOT, load_yaml
 from dvc_edic.errors import InputError
 
@@ -77,6 +77,10 @@ class BlockSearchSettings:
     search_scale: float = 0.0
     # which sizes become candidates: the one of lowest motion cost (proxy), or all (code)
     size_choice: str = SIZE_CHOICE_PROXY
+    # interpolation kernels of the plain warp a field may take (format version 10); with
+    # several, each field takes the one whose warp is closer to the frame (its vectors
+    # cost the same bits under each)
+    kernels: tuple[str, ...] = ("bilinear",)
 
     def __post_init__(self) -> None:
         precisions = (self.precision_log2, *self.extra_precisions)
@@ -87,6 +91,9 @@ class BlockSearchSettings:
         if self.search_scale < 0 or self.size_choice not in SIZE_CHOICES:
             raise ValueError(f"block motion: search_scale >= 0 and size_choice one of "
                              f"{list(SIZE_CHOICES)}, got {self}")
+        if not self.kernels or not set(self.kernels) <= set(WARP_KERNELS):
+            raise ValueError(f"block motion: kernels must be some of {list(WARP_KERNELS)}, "
+                             f"got {list(self.kernels)}")
         if self.dis_preset not in DIS_PRESETS or not self.distortion_weight > 0:
             raise ValueError(f"block motion: dis_preset one of {list(DIS_PRESETS)} and "
                              f"distortion_weight > 0, got {self}")
@@ -218,6 +225,7 @@ class EncoderSettings:
         loop_filter: bool | None = None,
         chroma_step_ratio: float | None = None,
         block_precisions: tuple[int, ...] | None = None,
+        block_kernels: tuple[str, ...] | None = None,
     ) -> EncoderSettings:
         """The preset with the switches the user set on the command line (None: keep)."""
         changes: dict[str, Any] = {
@@ -235,9 +243,7 @@ class EncoderSettings:
             "residual_quality_deltas": residual_quality_deltas,
             "dct": _dct_overrides(self.dct, dct_steps, chroma_step_ratio),
             "loop_filter": loop_filter,
-            "block": None if block_precisions is None else replace(
-                self.block, precision_log2=block_precisions[0],
-                extra_precisions=block_precisions[1:]),
+            "block": _block_overrides(self.block, block_precisions, block_kernels),
         }
         out = replace(self, **{k: v for k, v in changes.items() if v is not None})
         if refine_steps is not None and intra_refine is None:
@@ -301,6 +307,16 @@ def _dct_overrides(dct: DctLayerSettings, steps: tuple[float, ...] | None,
     return replace(dct, **changes) if changes else None
 
 
+def _block_overrides(block: BlockSearchSettings, precisions: tuple[int, ...] | None,
+                     kernels: tuple[str, ...] | None) -> BlockSearchSettings | None:
+    changes: dict[str, Any] = {}
+    if precisions is not None:
+        changes.update(precision_log2=precisions[0], extra_precisions=precisions[1:])
+    if kernels is not None:
+        changes["kernels"] = kernels
+    return replace(block, **changes) if changes else None
+
+
 _Settings = TypeVar("_Settings", RefineSettings, BlockSearchSettings, DctLayerSettings)
 
 
@@ -310,7 +326,7 @@ def _merged(
     """A preset's ``key`` settings: its own keys over the config's shared section of that name."""
     merged = {**cfg.get(key, {}), **own}
     for name, kind_of in (("block_log2", int), ("extra_precisions", int),
-                          ("step_factors", float)):
+                          ("step_factors", float), ("kernels", str)):
         if name in merged:  # YAML gives a list; the settings are hashable
             merged[name] = tuple(kind_of(b) for b in merged[name])
     try:

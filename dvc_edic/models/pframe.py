@@ -25,7 +25,7 @@ from dvc_edic.config import check_int, check_keys
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.layers import ResidualBlock, blocked_stack, conv
-from dvc_edic.representation import warp_planes
+from dvc_edic.representation import warp_planes, warp_planes_cubic_blocks
 from flows import backward_warp, build_flow_estimator
 
 if TYPE_CHECKING:  # the preset module imports MotionCompensationConfig from here
@@ -127,9 +127,15 @@ class PFrameCodec(nn.Module):
         return self.mc(backward_warp(reference, flow_hat), reference, flow_hat)
 
     def plain_warp(self, reference: torch.Tensor, flow_hat: torch.Tensor,
-                   fine: bool = True) -> torch.Tensor:
+                   fine: bool = True, block: BlockMotion | None = None) -> torch.Tensor:
         """The prediction of a packet without MC: the reference warped, plane by plane
-        (``fine``) or as the model tensor (streams before format version 5)."""
+        (``fine``) or as the model tensor (streams before format version 5); a ``block``
+        field flagged cubic (format version 10) is warped block by block, the same
+        numbers as the cubic kernel sample by sample."""
+        if block is not None and block.cubic:
+            return warp_planes_cubic_blocks(reference, torch.from_numpy(block.vectors),
+                                            block.block, block.precision_log2,
+                                            self.representation)
         if fine:
             return warp_planes(reference, flow_hat, self.representation)
         return backward_warp(reference, flow_hat)
@@ -193,7 +199,7 @@ class PFrameCodec(nn.Module):
         if latents.mc:
             prediction = self.predict(reference, flow_hat)
         else:
-            prediction = self.plain_warp(reference, flow_hat, latents.fine_warp)
+            prediction = self.plain_warp(reference, flow_hat, latents.fine_warp, latents.block)
         if latents.residual is None:
             return prediction.clamp(0.0, 1.0)
         if latents.intra_residual:
