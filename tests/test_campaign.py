@@ -24,8 +24,10 @@ from dvc_edic.train.campaign import (
     SECONDS_PER_HOUR,
     Options,
     load_plan,
+    main,
     parser,
     run_campaign,
+    with_overrides,
 )
 from dvc_edic.train.checkpoint import save_checkpoint
 from dvc_edic.train.ema import ema_weights
@@ -161,6 +163,28 @@ def test_sigterm_stops_with_a_checkpoint_a_ledger_row_and_the_compact_file(
     assert rows[-1]["event"] == "stopped by SIGTERM"
     saved = load_checkpoint(state)
     assert saved["stage"] == "1_image" and saved["step"] == int(rows[-1]["step"]) >= 2
+
+
+def test_machine_settings_given_with_set_override_every_stage_of_the_plan(
+        tmp_path: Path) -> None:
+    """train_state/gpu_session.sh runs the CPU's campaign on a lent GPU with its own batch
+    size, workers and data (--set): they come after the plan's own values, in every
+    stage, and the run trains and checkpoints with them."""
+    plan = load_plan(make_plan(tmp_path, ["batch_size=3"]))
+    machine = with_overrides(plan, ["batch_size=2", "num_workers=0"])
+    assert [machine.config(i)["batch_size"] for i in range(2)] == [2, 2]
+    assert plan.config(0)["batch_size"] == 3  # the plan itself is unchanged
+    assert with_overrides(plan, []) is plan
+    state, ledger = tmp_path / "resume.pt", tmp_path / "ledger.csv"
+    argv = ["--hours", "1", "--plan", str(tmp_path / "plan.yaml"), "--state", str(state),
+            "--ledger", str(ledger), "--start", "--compact-to", str(state),
+            "--session-hours", str(STAGE_1_BUDGET_S / SECONDS_PER_HOUR),
+            "--set", "batch_size=2", "--set", "num_workers=0"]
+    assert main(argv) == 0
+    checkpoint = load_checkpoint(tmp_path / "work" / "1_image" / "checkpoint.pt")
+    assert checkpoint["step"] >= 1
+    assert (checkpoint["config"]["batch_size"], checkpoint["config"]["num_workers"]) == (2, 0)
+    assert main([*argv, "--set", "no_such_key=1"]) == 2  # a bad override is a usage error
 
 
 def test_plan_and_state_errors_name_the_file_and_the_values(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,18 @@ class Plan:
         cfg["out_dir"] = str(self.work_dir / entry.stage)
         cfg["validate"] = {**cfg["validate"], "qualities": list(self.qualities), "on_stop": True}
         return normalise_config(cfg, str(entry.config))
+
+
+def with_overrides(plan: Plan, overrides: list[str]) -> Plan:
+    """The plan with KEY=VALUE overrides added to every stage, after the plan's own.
+
+    A lent GPU runs the same campaign as the CPU (same stages, shares, resume file) but
+    with its own batch size, workers and data folders, which would be wrong in the plan.
+    """
+    if not overrides:
+        return plan
+    stages = [replace(s, overrides=[*s.overrides, *overrides]) for s in plan.stages]
+    return replace(plan, stages=stages)
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
@@ -433,6 +445,10 @@ def parser() -> argparse.ArgumentParser:
                    "dvc_edic.train.compact)")
     p.add_argument("--session-hours", type=float, metavar="H",
                    help="stop this session (with a checkpoint) after this many hours")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of every stage's config, after the plan's own "
+                   "(repeatable; values are YAML): the machine's settings, such as "
+                   "device, batch_size or data, that do not belong in the plan")
     p.add_argument("--start", action="store_true",
                    help="when the --state file does not exist, begin the plan's first stage "
                    "from its config's init_from (without it, a missing file is an error)")
@@ -452,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = Options(args.hours, args.session_hours,
                        None if args.compact_to is None else Path(args.compact_to),
                        args.bf16_moments)
-        return run_campaign(load_plan(args.plan), Path(args.state), Path(args.ledger), opts,
+        plan = with_overrides(load_plan(args.plan), args.set)
+        return run_campaign(plan, Path(args.state), Path(args.ledger), opts,
                             fresh_ok=args.start)
     except DvcEdicError as exc:
         print(f"error: {exc}", file=sys.stderr)
