@@ -385,8 +385,11 @@ STAGE_LABELS = {
     "hyper_synthesis": "hyper-synthesis h_s",
     "synthesis": "synthesis g_s",
     "enhancement": "enhancement",
+    "block_motion": "block motion vectors (bmv)",
     "warp": "warping",
     "mc": "MC net",
+    "dct_layer": "DCT refinement layer (levels and inverse transform)",
+    "loop_filter": "in-loop filter",
     "io_read": "I/O: reading packets",
     "io_write": "I/O: writing frames",
     "frame_convert": "tensor ↔ frame conversion",
@@ -415,8 +418,10 @@ def stage_table(before: dict[str, Any], after: dict[str, Any], size: str = TARGE
     lines = ["| stage (ms) | I before | I after | P before | P after | P block+warp |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for stage, label in STAGE_LABELS.items():
-        lines.append(f"| {label} | " + " | ".join(f"{c['stages_ms'][stage]:.0f}" for c in columns)
-                     + " |")  # fmt: skip
+        # a stage added since the older report was measured shows as "-" there
+        cells = [f"{c['stages_ms'][stage]:.0f}" if stage in c["stages_ms"] else "-"
+                 for c in columns]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     overlapped = [f"*{c['overlapped_ms']['gmm_tables']:.0f}*" if c["overlapped_ms"] else "-"
                   for c in columns]  # fmt: skip
     lines.append("| *y tables in worker threads (overlapped, summed over threads)* | "

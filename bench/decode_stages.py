@@ -38,7 +38,14 @@ FUNCTION_STAGES: tuple[tuple[str, str, str], ...] = (
     ("dvc_edic.entropy.coder", "GmmEntropyCoder.decode", "entropy_y"),
     ("dvc_edic.models.pframe", "backward_warp", "warp"),
     ("dvc_edic.models.pframe", "warp_planes", "warp"),
-    ("dvc_edic.codec", "_Pipeline.to_frame", "frame_convert"),
+    ("dvc_edic.codec", "_Pipeline.round_frame", "frame_convert"),
+    ("dvc_edic.codec", "_Pipeline.to_tensor", "frame_convert"),
+    ("dvc_edic.packets", "decode_block_motion", "block_motion"),
+    ("dvc_edic.dctcontext", "read_layer", "dct_layer"),
+    ("dvc_edic.dctlayer", "read_layer", "dct_layer"),
+    ("dvc_edic.dctlayer", "apply_layer", "dct_layer"),
+    ("dvc_edic.codec", "read_section", "loop_filter"),
+    ("dvc_edic.codec", "apply_filters", "loop_filter"),
 )
 # (class, submodule attribute, stage): every instance's submodule is timed by hooks.
 MODULE_STAGES: tuple[tuple[str, str, str, str], ...] = (
@@ -52,7 +59,8 @@ IO_STAGES = ("io_read", "io_write", "frame_convert")
 # Report order: entropy, tables, networks, then I/O.
 STAGES = (
     "entropy_z", "entropy_y", "gmm_quantize", "gmm_tables", "hyper_synthesis", "synthesis",
-    "enhancement", "warp", "mc", *IO_STAGES, OTHER,
+    "enhancement", "block_motion", "warp", "mc", "dct_layer", "loop_filter", *IO_STAGES,
+    OTHER,
 )  # fmt: skip
 
 
