@@ -79,7 +79,7 @@ def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border",
             f"backward_warp: expected x (B,C,H,W) and flow (B,2,H,W), "
             f"got {tuple(x.shape)} and {tuple(flow.shape)}"
         )
-    batch, channels, height, width = x.shape
+    batch, _, height, width = x.shape
     if flow.shape[0] != batch or flow.shape[2:] != x.shape[2:]:
         raise InputError(
             f"backward_warp: flow shape {tuple(flow.shape)} does not match x shape {tuple(x.shape)}"
@@ -95,15 +95,23 @@ def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border",
         px = px.clamp(0, width - 1)
         py = py.clamp(0, height - 1)
 
+    return _bilinear(x, px, py, padding_mode == "zeros")
+
+
+def _bilinear(x: Tensor, px: Tensor, py: Tensor, zeros: bool) -> Tensor:
+    """x (B, C, H, W) sampled bilinearly at positions px, py of any shape (B, *S) (already
+    clamped for "border"): (B, C, *S). The one sequence of operations both the per-sample
+    warp and the block path's edge blocks use, so they agree bit for bit."""
+    batch, channels, height, width = x.shape
+    shape = px.shape[1:]
     x0f = torch.floor(px)
     y0f = torch.floor(py)
-    wx = (px - x0f).to(x.dtype).unsqueeze(1)  # (B, 1, H, W)
+    wx = (px - x0f).to(x.dtype).unsqueeze(1)  # (B, 1, *S)
     wy = (py - y0f).to(x.dtype).unsqueeze(1)
     x0 = x0f.long()
     y0 = y0f.long()
     x1 = x0 + 1
     y1 = y0 + 1
-    zeros = padding_mode == "zeros"
     if not zeros:
         # Positions are clamped, so x1 = W (or y1 = H) only happens with a weight of
         # exactly 0; reading the edge pixel there keeps the product finite and exact.
@@ -111,16 +119,17 @@ def backward_warp(x: Tensor, flow: Tensor, padding_mode: str = "border",
         y1 = y1.clamp(max=height - 1)
 
     flat = x.reshape(batch, channels, height * width)
+    count = px[0].numel()
 
     def tap(yi: Tensor, xi: Tensor) -> Tensor:
-        """x at integer positions (B, C, H, W); in "zeros" mode 0 outside the image."""
+        """x at integer positions (B, C, *S); in "zeros" mode 0 outside the image."""
         if zeros:
             inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
             yi = yi.clamp(0, height - 1)
             xi = xi.clamp(0, width - 1)
-        index = (yi * width + xi).view(batch, 1, height * width)
+        index = (yi * width + xi).view(batch, 1, count)
         values = flat.gather(2, index.expand(batch, channels, -1))
-        values = values.view(batch, channels, height, width)
+        values = values.view(batch, channels, *shape)
         if zeros:
             values = values * inside.unsqueeze(1).to(x.dtype)
         return values
@@ -203,3 +212,49 @@ def block_cubic_warp(x: Tensor, whole: Tensor, fraction: Tensor, side: int,
     batch, channels = x.shape[:2]
     plane = out.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, rows * side, cols * side)
     return plane[..., :height, :width]
+
+
+def block_bilinear_warp(x: Tensor, whole: Tensor, fraction: Tensor, side: int,
+                        size: tuple[int, int]) -> Tensor:
+    """``backward_warp(x, flow)`` (bilinear, "border") for a flow that is constant on
+    square blocks, bit for bit: each block's (side + 1)^2 patch is gathered once and
+    interpolated with the block's own weights. Where some sample of a block reads past
+    the plane, the per-sample warp clamps the position (not the taps), which changes
+    its weights there, so those blocks' samples are computed by the per-sample
+    arithmetic itself. Arguments as ``block_cubic_warp``."""
+    height, width = size
+    rows, cols = whole.shape[1:]
+    reach = torch.arange(0, side + 1, device=x.device)
+    top = torch.arange(rows, device=x.device) * side
+    left = torch.arange(cols, device=x.device) * side
+    first_y, first_x = top[:, None] + whole[1], left[None, :] + whole[0]  # (rows, cols)
+    ys = (first_y[..., None] + reach).clamp(0, height - 1)
+    xs = (first_x[..., None] + reach).clamp(0, width - 1)
+    patches = x[:, :, ys[..., :, None], xs[..., None, :]]  # (B, C, rows, cols, s+1, s+1)
+    wx = fraction[0].to(x.dtype)[..., None, None]
+    wy = fraction[1].to(x.dtype)[..., None, None]
+    across = patches[..., :, :side] * (1 - wx) + patches[..., :, 1:] * wx
+    out = across[..., :side, :] * (1 - wy) + across[..., 1:, :] * wy
+    batch, channels = x.shape[:2]
+    plane = out.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, rows * side, cols * side)
+    plane = plane[..., :height, :width].contiguous()
+    # blocks with a sample whose position leaves the plane (its last own sample counts;
+    # samples past the plane's edge are cropped away)
+    last_y = torch.clamp(top + side, max=height)[:, None] - 1 - top[:, None] + first_y
+    last_x = torch.clamp(left + side, max=width)[None, :] - 1 - left[None, :] + first_x
+    moving_x = fraction[0] > 0
+    moving_y = fraction[1] > 0
+    edge = ((first_x < 0) | (last_x + moving_x.long() > width - 1)
+            | (first_y < 0) | (last_y + moving_y.long() > height - 1))
+    if bool(edge.any()):
+        mask = edge.repeat_interleave(side, 0).repeat_interleave(side, 1)[:height, :width]
+        yy, xx = mask.nonzero(as_tuple=True)
+        rows_of, cols_of = yy // side, xx // side
+        cdtype = _coordinate_dtype(x.dtype)
+        px = (xx.to(cdtype) + whole[0][rows_of, cols_of].to(cdtype)
+              + fraction[0][rows_of, cols_of].to(cdtype)).clamp(0, width - 1)
+        py = (yy.to(cdtype) + whole[1][rows_of, cols_of].to(cdtype)
+              + fraction[1][rows_of, cols_of].to(cdtype)).clamp(0, height - 1)
+        values = _bilinear(x, px.expand(batch, -1), py.expand(batch, -1), zeros=False)
+        plane[:, :, yy, xx] = values
+    return plane

@@ -29,7 +29,7 @@ from dvc_edic.encoder.settings import BlockSearchSettings
 from dvc_edic.entropy.ans import untrim_words
 from dvc_edic.errors import BitstreamError
 from dvc_edic.packets import p_latents
-from dvc_edic.representation import warp_planes, warp_planes_cubic_blocks
+from dvc_edic.representation import warp_planes, warp_planes_blocks
 from flows import backward_warp
 
 # sha256 of every Laplace table (int64, little endian) in index order: pins the format.
@@ -248,18 +248,22 @@ def test_the_cubic_flag_round_trips_and_the_decoder_warps_with_its_kernel(tiny_m
     ((16, 16), 4, 3, 5000),  # vectors far past every edge
 ])
 @pytest.mark.parametrize("representation", ["yuv420", "rgb"])
-def test_the_cubic_block_path_is_the_per_sample_warp(size, block_log2, precision_log2, spread,
-                                                     representation) -> None:
-    """The decoder warps a cubic field block by block; the format defines it sample by
-    sample (flows.backward_warp). Every bit must agree, edges included."""
+@pytest.mark.parametrize("kernel", ["bilinear", "cubic"])
+def test_the_block_path_is_the_per_sample_warp(size, block_log2, precision_log2, spread,
+                                               representation, kernel) -> None:
+    """The decoder warps a block field block by block; the format defines the warp sample
+    by sample (flows.backward_warp). Every bit must agree, edges included (where the
+    bilinear warp clamps positions, its edge blocks take the per-sample arithmetic)."""
     g = torch.Generator().manual_seed(block_log2)
     x = torch.rand(1, 6 if representation == "yuv420" else 3, *size, generator=g)
     rows, cols = grid_of(size, block_log2)
     v = torch.randint(-spread, spread, (2, rows, cols), generator=g).numpy().astype(np.int32)
-    motion = BlockMotion(v, block_log2, precision_log2, cubic=True)
-    per_sample = warp_planes(x, motion.to_flow(x), representation, "cubic")
-    blockwise = warp_planes_cubic_blocks(x, torch.from_numpy(v), motion.block, precision_log2,
-                                         representation)
+    v[:, rows // 2, :] = 0  # whole rows of still blocks, at the edges too
+    v[0, :, 0] = -(1 << precision_log2)  # one sample left: the left edge clamps
+    motion = BlockMotion(v, block_log2, precision_log2, cubic=kernel == "cubic")
+    per_sample = warp_planes(x, motion.to_flow(x), representation, kernel)
+    blockwise = warp_planes_blocks(x, torch.from_numpy(v), motion.block, precision_log2,
+                                   representation, kernel)
     assert torch.equal(per_sample, blockwise)
 
 

@@ -25,7 +25,7 @@ from dvc_edic.config import check_int, check_keys
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC, CodedLatents
 from dvc_edic.models.layers import ResidualBlock, blocked_stack, conv
-from dvc_edic.representation import warp_planes, warp_planes_cubic_blocks
+from dvc_edic.representation import warp_planes, warp_planes_blocks
 from flows import backward_warp, build_flow_estimator
 
 if TYPE_CHECKING:  # the preset module imports MotionCompensationConfig from here
@@ -129,13 +129,12 @@ class PFrameCodec(nn.Module):
     def plain_warp(self, reference: torch.Tensor, flow_hat: torch.Tensor,
                    fine: bool = True, block: BlockMotion | None = None) -> torch.Tensor:
         """The prediction of a packet without MC: the reference warped, plane by plane
-        (``fine``) or as the model tensor (streams before format version 5); a ``block``
-        field flagged cubic (format version 10) is warped block by block, the same
-        numbers as the cubic kernel sample by sample."""
-        if block is not None and block.cubic:
-            return warp_planes_cubic_blocks(reference, torch.from_numpy(block.vectors),
-                                            block.block, block.precision_log2,
-                                            self.representation)
+        (``fine``) or as the model tensor (streams before format version 5). A
+        ``block`` field is warped block by block, the same numbers as sample by sample
+        with its kernel (bilinear, or cubic where format version 10 flags it)."""
+        if block is not None and fine:
+            return warp_planes_blocks(reference, torch.from_numpy(block.vectors), block.block,
+                                      block.precision_log2, self.representation, block.kernel)
         if fine:
             return warp_planes(reference, flow_hat, self.representation)
         return backward_warp(reference, flow_hat)
