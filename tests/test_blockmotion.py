@@ -4,6 +4,7 @@ encoder's search finds real motion."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -205,6 +206,27 @@ def test_each_extra_precision_gives_every_size_again() -> None:
         assert coarse.cost > 2 * fine.cost  # whole samples cannot follow it
     with pytest.raises(ValueError, match="block motion"):
         BlockSearchSettings(precision_log2=3, extra_precisions=(4,))
+
+
+def test_a_cubic_field_searched_again_with_its_kernel_costs_no_more() -> None:
+    """A frame that is the cubic warp of a sharp reference by a quarter sample: the field
+    the bilinear search found, re-searched priced with the cubic warp, keeps its flag and
+    predicts the frame at least as well for no more motion cost."""
+    from dvc_edic.encoder.blocksearch import _KernelField, refine_for_kernel
+
+    g = torch.Generator().manual_seed(12)
+    ref = torch.rand(1, 6, 32, 48, generator=g)
+    true = BlockMotion(np.full((2, 4, 6), 2, dtype=np.int32), 3, 3, cubic=True)
+    cur = warp_planes_blocks(ref, torch.from_numpy(true.vectors), 8, 3, "yuv420", "cubic")
+    settings = BlockSearchSettings(block_log2=(3,), kernel_rounds=2)
+    start = BlockMotion(np.zeros((2, 4, 6), dtype=np.int32), 3, 3, cubic=True)
+    again = refine_for_kernel(cur, ref, (32, 48), "yuv420", start, settings, weight=1e8)
+    assert again.cubic
+    field = _KernelField(cur, ref, (32, 48), "yuv420", 3, 3, "cubic")
+    assert field.sse(again.vectors).sum() < field.sse(start.vectors).sum()
+    assert np.array_equal(again.vectors, true.vectors)  # the true phase, found exactly
+    off = replace(settings, kernel_rounds=0)
+    assert refine_for_kernel(cur, ref, (32, 48), "yuv420", start, off, 1e8) is start
 
 
 @pytest.mark.parametrize("representation", ["yuv420", "rgb"])

