@@ -187,6 +187,32 @@ def test_machine_settings_given_with_set_override_every_stage_of_the_plan(
     assert main([*argv, "--set", "no_such_key=1"]) == 2  # a bad override is a usage error
 
 
+def test_the_gpu_session_script_continues_the_campaign_and_returns_the_state(
+        tmp_path: Path) -> None:
+    """train_state/gpu_session.sh, run on the CPU with the tiny plan: a short segment, then
+    the rest, both of the same campaign, and the resume file back in parts that join to
+    it, with the ledger."""
+    import subprocess
+
+    plan = make_plan(tmp_path, [ENDLESS])
+    state, out = tmp_path / "resume.pt", tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "GPU_PLAN": str(plan), "GPU_STATE": str(state),
+           "GPU_LEDGER": str(tmp_path / "ledger.csv"), "GPU_DATA": str(tmp_path / "none"),
+           "GPU_WHEELS": str(tmp_path / "none"), "GPU_FIRST_MINUTES": "0.02",
+           "GPU_SETS": "device=cpu batch_size=2 num_workers=0 threads=1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(["bash", str(ROOT / "train_state" / "gpu_session.sh"), "0.04"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    parts = sorted(out.glob("resume.pt.part-*"))
+    assert parts and b"".join(p.read_bytes() for p in parts) == state.read_bytes()
+    ends = [r for r in _csv(out / "ledger.csv") if r["event"].startswith("end")]
+    assert [r["event"] for r in ends] == ["end of segment: session limit"] * 2
+    assert int(ends[1]["step"]) > int(ends[0]["step"]) >= 1  # the second went on
+    checkpoint = load_checkpoint(state)
+    assert checkpoint["config"]["batch_size"] == 2 and checkpoint["step"] == int(ends[1]["step"])
+
+
 def test_plan_and_state_errors_name_the_file_and_the_values(tmp_path: Path) -> None:
     good = load_yaml(make_plan(tmp_path))
     bad = tmp_path / "bad.yaml"

@@ -7,40 +7,59 @@
 #   .whl/       wheels the GPU image lacks (compressai, constriction, pytorch-msssim)
 #   .gpu/data/  the training photos as JPEG (q90 / q85), small enough to travel (64 MiB)
 # The campaign is the CPU's own (same plan, stages, shares and resume file); only the
-# machine's settings differ, given with --set. A one-minute segment runs first, so a
-# failure costs a minute, not the lease. The resume file comes back split in parts under
-# 16 MiB (the device returns no larger file): cat "$OUT"/resume.pt.part-* > resume.pt.
+# machine's settings differ, given with --set. A short segment runs first, so a failure
+# costs a minute, not the lease. The resume file comes back split in parts under 16 MiB
+# (the device returns no larger file): cat "$OUT"/resume.pt.part-* > resume.pt.
 #
 #   bash train_state/gpu_session.sh [MINUTES]     (in the repository root; default 7)
+#
+# The environment can point it elsewhere (tests/test_campaign.py runs it on the CPU with
+# the tiny plan): GPU_PLAN, GPU_STATE, GPU_LEDGER, GPU_DATA (a folder holding images/ and
+# images_research/; without it the stage configs' own data), GPU_WHEELS, GPU_SETS (the
+# --set values) and GPU_FIRST_MINUTES (the first segment).
 set -euo pipefail
 minutes="${1:-7}"
 out="${OUT:-runs/gpu_out}"
+plan="${GPU_PLAN:-configs/train/campaign.yaml}"
+state="${GPU_STATE:-train_state/resume.pt}"
+ledger="${GPU_LEDGER:-train_state/ledger.csv}"
+data="${GPU_DATA:-$PWD/.gpu/data}"
+first="${GPU_FIRST_MINUTES:-1}"
+wheels="${GPU_WHEELS:-.whl}"
+read -r -a machine <<< "${GPU_SETS:-device=cuda batch_size=16 num_workers=10 threads=4}"
 mkdir -p "$out"
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
-export HOME=/tmp/gpu_home
-mkdir -p "$HOME/data"
-ln -sfn "$PWD/.gpu/data/images" "$HOME/data/images"
-ln -sfn "$PWD/.gpu/data/images_research" "$HOME/data/images_research"
-nvidia-smi -L || true
+if compgen -G "$wheels/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$wheels"/*.whl
+    export PYTHONPATH="/tmp/site:$PWD"
+fi
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+sets=()
+for value in "${machine[@]}"; do sets+=(--set "$value"); done
+if [ -d "$data/images" ]; then
+    # The photo sources of configs/train/1_image.yaml, without the video clips (too large
+    # to travel; PyAV is not in the GPU image either).
+    export HOME=/tmp/gpu_home
+    mkdir -p "$HOME/data"
+    ln -sfn "$data/images" "$HOME/data/images"
+    ln -sfn "$data/images_research" "$HOME/data/images_research"
+    sets+=(--set "data.train=[{type: images, root: ~/data/images, crop: [256, 256],
+        samples_per_epoch: 4000, holdout: {fraction: 0.1, seed: 0}},
+        {type: images, root: ~/data/images_research, crop: [256, 256],
+        samples_per_epoch: 3000}]")
+fi
+nvidia-smi -L 2>/dev/null || true
 
-# The photo sources of configs/train/1_image.yaml, without the video clips (too large to
-# travel; PyAV is not in the image either).
-photos='[{type: images, root: ~/data/images, crop: [256, 256], samples_per_epoch: 4000,
-          holdout: {fraction: 0.1, seed: 0}},
-         {type: images, root: ~/data/images_research, crop: [256, 256],
-          samples_per_epoch: 3000}]'
 run() {
-    python3 -m dvc_edic.train.campaign --hours 60 --session-hours "$1" \
-        --compact-to train_state/resume.pt \
-        --set device=cuda --set batch_size=16 --set num_workers=10 --set threads=4 \
-        --set "data.train=$photos" 2>&1 | tee -a "$out/campaign.log"
+    python3 -m dvc_edic.train.campaign --hours 60 --session-hours "$1" --plan "$plan" \
+        --state "$state" --ledger "$ledger" --compact-to "$state" --start "${sets[@]}" \
+        2>&1 | tee -a "$out/campaign.log"
 }
-run 0.0167            # one minute: fails fast if anything is off
-run "$(python3 -c "print(max($minutes - 1, 1) / 60)")"
+hours() { python3 -c "print($1 / 60)"; }
+run "$(hours "$first")"  # a short segment: fails fast if anything is off
+run "$(hours "max($minutes - $first, $first)")"
 
-split -b 15M -d train_state/resume.pt "$out/resume.pt.part-"
-cp train_state/ledger.csv "$out/ledger.csv"
-sha256sum train_state/resume.pt | tee "$out/resume.sha256"
+split -b 15M -d "$state" "$out/resume.pt.part-"
+cp "$ledger" "$out/ledger.csv"
+sha256sum "$state" | tee "$out/resume.sha256"
