@@ -26,7 +26,7 @@ from dvc_edic.errors import InputError
 PADDING_MODES = ("border", "zeros")
 # Interpolation kernels. "cubic" is Keys' cubic convolution with parameter CUBIC_A over
 # 4 x 4 samples: bilinear interpolation low-passes every fractional position, which
-# costs sharp content (e.g. carphone) 0.4-0.6 dB of block-motion prediction. Part of
+# costs sharp content (e.g. carphone) 0.35-0.55 dB of block-motion prediction. Part of
 # the format: a stream's decoded samples depend on CUBIC_A (docs/bitstream.md).
 KERNELS = WARP_KERNELS
 CUBIC_A = -0.5
@@ -195,23 +195,33 @@ def block_cubic_warp(x: Tensor, whole: Tensor, fraction: Tensor, side: int,
     fractional part, exact in x's dtype. Blocks cover the plane in raster order,
     ``side`` samples a side (the last row and column may stick out); ``size`` (H, W).
     """
-    height, width = size
-    rows, cols = whole.shape[1:]
-    reach = torch.arange(-1, side + 2, device=x.device)  # taps -1 .. side + 1
-    # source rows and columns of every block's patch, clamped: the edge-extended plane
-    top = torch.arange(rows, device=x.device) * side
-    left = torch.arange(cols, device=x.device) * side
-    ys = ((top[:, None] + whole[1])[..., None] + reach).clamp(0, height - 1)  # (rows, cols, s+3)
-    xs = ((left[None, :] + whole[0])[..., None] + reach).clamp(0, width - 1)
-    patches = x[:, :, ys[..., :, None], xs[..., None, :]]  # (B, C, rows, cols, s+3, s+3)
+    patches = _patches(x, whole, side, -1, side + 2, size)  # taps -1 .. side + 1
     kx = [w[..., None, None] for w in cubic_weights(fraction[0].to(x.dtype))]
     ky = [w[..., None, None] for w in cubic_weights(fraction[1].to(x.dtype))]
     across = _four_taps([patches[..., :, i:i + side] for i in range(4)], kx)
-    out = _four_taps([across[..., j:j + side, :] for j in range(4)], ky)
-    # (B, C, rows, side, cols, side) -> the plane
-    batch, channels = x.shape[:2]
-    plane = out.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, rows * side, cols * side)
-    return plane[..., :height, :width]
+    return _plane(_four_taps([across[..., j:j + side, :] for j in range(4)], ky), size)
+
+
+def _patches(x: Tensor, whole: Tensor, side: int, low: int, high: int,
+             size: tuple[int, int]) -> Tensor:
+    """Every block's source patch, offsets low .. high - 1 around its whole-sample
+    position, rows and columns clamped into the plane (the edge-extended plane):
+    (B, C, rows, cols, high - low, high - low)."""
+    height, width = size
+    rows, cols = whole.shape[1:]
+    reach = torch.arange(low, high, device=x.device)
+    top = torch.arange(rows, device=x.device) * side
+    left = torch.arange(cols, device=x.device) * side
+    ys = ((top[:, None] + whole[1])[..., None] + reach).clamp(0, height - 1)
+    xs = ((left[None, :] + whole[0])[..., None] + reach).clamp(0, width - 1)
+    return x[:, :, ys[..., :, None], xs[..., None, :]]
+
+
+def _plane(blocks: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, C, rows, cols, side, side) blocks laid out as the (B, C, H, W) plane."""
+    batch, channels, rows, cols, side, _ = blocks.shape
+    plane = blocks.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, rows * side, cols * side)
+    return plane[..., : size[0], : size[1]]
 
 
 def block_bilinear_warp(x: Tensor, whole: Tensor, fraction: Tensor, side: int,
@@ -224,20 +234,15 @@ def block_bilinear_warp(x: Tensor, whole: Tensor, fraction: Tensor, side: int,
     arithmetic itself. Arguments as ``block_cubic_warp``."""
     height, width = size
     rows, cols = whole.shape[1:]
-    reach = torch.arange(0, side + 1, device=x.device)
-    top = torch.arange(rows, device=x.device) * side
-    left = torch.arange(cols, device=x.device) * side
-    first_y, first_x = top[:, None] + whole[1], left[None, :] + whole[0]  # (rows, cols)
-    ys = (first_y[..., None] + reach).clamp(0, height - 1)
-    xs = (first_x[..., None] + reach).clamp(0, width - 1)
-    patches = x[:, :, ys[..., :, None], xs[..., None, :]]  # (B, C, rows, cols, s+1, s+1)
+    patches = _patches(x, whole, side, 0, side + 1, size)
     wx = fraction[0].to(x.dtype)[..., None, None]
     wy = fraction[1].to(x.dtype)[..., None, None]
     across = patches[..., :, :side] * (1 - wx) + patches[..., :, 1:] * wx
-    out = across[..., :side, :] * (1 - wy) + across[..., 1:, :] * wy
-    batch, channels = x.shape[:2]
-    plane = out.permute(0, 1, 2, 4, 3, 5).reshape(batch, channels, rows * side, cols * side)
-    plane = plane[..., :height, :width].contiguous()
+    plane = _plane(across[..., :side, :] * (1 - wy) + across[..., 1:, :] * wy, size).contiguous()
+    batch = x.shape[0]
+    top = torch.arange(rows, device=x.device) * side
+    left = torch.arange(cols, device=x.device) * side
+    first_y, first_x = top[:, None] + whole[1], left[None, :] + whole[0]  # (rows, cols)
     # blocks with a sample whose position leaves the plane (its last own sample counts;
     # samples past the plane's edge are cropped away)
     last_y = torch.clamp(top + side, max=height)[:, None] - 1 - top[:, None] + first_y
