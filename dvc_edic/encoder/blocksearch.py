@@ -115,16 +115,19 @@ class _Field:
         return sum(p.sse(motion) for p in self.planes).double().numpy()
 
 
-class _KernelField(_Field):
-    """Per-block prediction errors priced with the decoder's own block warp and a given
-    kernel (representation.warp_planes_blocks): for re-searching a field that takes the
-    cubic kernel, whose best phases differ from bilinear's."""
+class _KernelField:
+    """Per-block prediction errors (what ``_refine`` asks of a field, as ``_Field.sse``)
+    priced with the decoder's own block warp and a given kernel
+    (representation.warp_planes_blocks): for re-searching a field that takes the cubic
+    kernel, whose best phases differ from bilinear's."""
 
     def __init__(self, x: torch.Tensor, reference: torch.Tensor, size: tuple[int, int],
                  representation: str, block_log2: int, precision_log2: int,
                  kernel: str) -> None:
-        super().__init__(x, reference, size, representation, block_log2, precision_log2)
-        self.x, self.reference, self.kernel = x, reference, kernel
+        self.block_log2, self.precision_log2 = block_log2, precision_log2
+        self.rows, self.cols = grid_of(tuple(x.shape[-2:]), block_log2)
+        self.x, self.reference, self.representation = x, reference, representation
+        self.kernel = kernel
         side = 1 << block_log2
         padded = (self.rows * side, self.cols * side)
         self.own = torch.zeros(padded, dtype=x.dtype)
@@ -186,8 +189,8 @@ def _neighbours(v: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def _refine(field: _Field, start: np.ndarray, extra: list[np.ndarray], per_sse: float,
-            settings: BlockSearchSettings) -> SearchedField:
+def _refine(field: _Field | _KernelField, start: np.ndarray, extra: list[np.ndarray],
+            per_sse: float, settings: BlockSearchSettings) -> SearchedField:
     """A rate-constrained descent from ``start`` (``extra``: whole fields also tried per block
     in the first step).
 
