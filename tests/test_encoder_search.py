@@ -485,9 +485,9 @@ def test_each_field_takes_the_kernel_that_predicts_closer(tiny_model) -> None:
     for kernel in both:
         x = warp_planes(ref, flow, "yuv420", kernel)
         picture = Picture(x, (32, 48), lambda t: t)
-        chosen = _kernel_choice(pf, picture, ref, half, flow, both)
+        chosen = _kernel_choice(pf, picture, ref, half, both)
         assert chosen.kernel == kernel
-        assert _kernel_choice(pf, picture, ref, half, flow, ("bilinear",)).kernel == "bilinear"
+        assert _kernel_choice(pf, picture, ref, half, ("bilinear",)).kernel == "bilinear"
     frames = _middle(3)
     block = BlockSearchSettings(block_log2=(4,), kernels=both, kernel_rounds=1)
     settings = EncoderSettings("test", ("block",), skip_residual=True, intra_fallback=False,

@@ -127,19 +127,17 @@ class _KernelField:
         self.block_log2, self.precision_log2 = block_log2, precision_log2
         self.rows, self.cols = grid_of(tuple(x.shape[-2:]), block_log2)
         self.x, self.reference, self.representation = x, reference, representation
-        self.kernel = kernel
-        side = 1 << block_log2
-        padded = (self.rows * side, self.cols * side)
+        self.kernel, self.side = kernel, 1 << block_log2
+        padded = (self.rows * self.side, self.cols * self.side)
         self.own = torch.zeros(padded, dtype=x.dtype)
         self.own[: size[0], : size[1]] = 1.0
         self.pad = (0, padded[1] - x.shape[-1], 0, padded[0] - x.shape[-2])
 
     def sse(self, vectors: np.ndarray) -> np.ndarray:
-        warped = warp_planes_blocks(self.reference, torch.from_numpy(vectors), 1 << self.block_log2,
+        warped = warp_planes_blocks(self.reference, torch.from_numpy(vectors), self.side,
                                     self.precision_log2, self.representation, self.kernel)
         err = F.pad((warped - self.x).square().sum(dim=1)[0], self.pad) * self.own
-        side = 1 << self.block_log2
-        return F.avg_pool2d(err[None, None], side, divisor_override=1)[0, 0].double().numpy()
+        return F.avg_pool2d(err[None, None], self.side, divisor_override=1)[0, 0].double().numpy()
 
 
 def _clamp(vectors: np.ndarray) -> np.ndarray:

@@ -376,8 +376,9 @@ def _predictions(
     far worse than the warp it starts from (5-19 dB on the dev set).
     """
     if motion.block is not None:
-        warped = pf.plain_warp(reference, motion.flow_hat, block=motion.block)
+        warped = pf.block_warp(reference, motion.block)
         return warped, [(False, warped)]
+    assert motion.flow_hat is not None
     warped = pf.plain_warp(reference, motion.flow_hat)
     with_mc = pf.predict(reference, motion.flow_hat)
     if plain_warp == PLAIN_WARP_OFF:
@@ -395,7 +396,8 @@ class Motion:
     mode: str  # the motion source, e.g. "learned", "zero", "block8"
     mv: CodedLatents | None  # the MV coder's latents (None: no mv_* sections)
     block: BlockMotion | None  # block vectors (None: no bmv section)
-    flow_hat: torch.Tensor
+    # the decoded dense flow; None for block motion, which is warped block by block
+    flow_hat: torch.Tensor | None
 
     def latents(self, residual: CodedLatents | None, mc: bool) -> PFrameLatents:
         return PFrameLatents(mv=self.mv, residual=residual, mc=mc, block=self.block)
@@ -451,15 +453,14 @@ def _block_mode(block: BlockMotion, settings: BlockSearchSettings) -> str:
 
 def _kernel_choice(
     pf: PFrameCodec, picture: Picture, reference: torch.Tensor, block: BlockMotion,
-    flow_hat: torch.Tensor, kernels: tuple[str, ...],
+    kernels: tuple[str, ...],
 ) -> BlockMotion:
     """The field with the kernel whose plain warp is closer to the frame (the vectors cost
     the same bits under each): cubic keeps sharp content sharp, bilinear smooths noise."""
     fields = [replace(block, cubic=k == "cubic") for k in kernels]
     if len(fields) == 1:
         return fields[0]
-    return min(fields, key=lambda f: float(picture.mse(pf.plain_warp(reference, flow_hat,
-                                                                      block=f))))
+    return min(fields, key=lambda f: float(picture.mse(pf.block_warp(reference, f))))
 
 
 def _motions(
@@ -475,15 +476,13 @@ def _motions(
             if settings.block.size_choice == SIZE_CHOICE_PROXY:
                 fields = [min(fields, key=lambda f: f.cost)]
             for searched in fields:
-                flow_hat = searched.motion.to_flow(reference)
-                block = _kernel_choice(pf, picture, reference, searched.motion, flow_hat,
+                block = _kernel_choice(pf, picture, reference, searched.motion,
                                        settings.block.kernels)
                 if block.cubic:
                     block = refine_for_kernel(picture.x, reference, picture.size,
                                               model.representation, block, settings.block,
                                               weight)
-                    flow_hat = block.to_flow(reference)
-                yield Motion(_block_mode(block, settings.block), None, block, flow_hat)
+                yield Motion(_block_mode(block, settings.block), None, block, None)
             continue
         flow = estimate_flow(source, model, picture.x, reference, settings.dis_preset)
         if flow is None:

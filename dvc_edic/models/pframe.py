@@ -127,17 +127,19 @@ class PFrameCodec(nn.Module):
         return self.mc(backward_warp(reference, flow_hat), reference, flow_hat)
 
     def plain_warp(self, reference: torch.Tensor, flow_hat: torch.Tensor,
-                   fine: bool = True, block: BlockMotion | None = None) -> torch.Tensor:
+                   fine: bool = True) -> torch.Tensor:
         """The prediction of a packet without MC: the reference warped, plane by plane
-        (``fine``) or as the model tensor (streams before format version 5). A
-        ``block`` field is warped block by block, the same numbers as sample by sample
-        with its kernel (bilinear, or cubic where format version 10 flags it)."""
-        if block is not None and fine:
-            return warp_planes_blocks(reference, torch.from_numpy(block.vectors), block.block,
-                                      block.precision_log2, self.representation, block.kernel)
+        (``fine``) or as the model tensor (streams before format version 5)."""
         if fine:
             return warp_planes(reference, flow_hat, self.representation)
         return backward_warp(reference, flow_hat)
+
+    def block_warp(self, reference: torch.Tensor, block: BlockMotion) -> torch.Tensor:
+        """The plain warp (plane by plane) of a block field, block by block: the same numbers
+        as ``plain_warp`` of its dense flow with its kernel (bilinear, or cubic where
+        format version 10 flags it), without the dense flow."""
+        return warp_planes_blocks(reference, torch.from_numpy(block.vectors), block.block,
+                                  block.precision_log2, self.representation, block.kernel)
 
     @staticmethod
     def finish(prediction: torch.Tensor, residual_hat: torch.Tensor) -> torch.Tensor:
@@ -194,11 +196,13 @@ class PFrameCodec(nn.Module):
         """``intra``: the I-frame coder, which decodes the residual of an ``intra_residual``
         packet (the P-frame codec does not own it)."""
         size = (reference.shape[-2], reference.shape[-1])
-        flow_hat = latents.flow(self, reference, quality)
-        if latents.mc:
-            prediction = self.predict(reference, flow_hat)
+        if latents.block is not None and not latents.mc and latents.fine_warp:
+            prediction = self.block_warp(reference, latents.block)  # no dense flow needed
+        elif latents.mc:
+            prediction = self.predict(reference, latents.flow(self, reference, quality))
         else:
-            prediction = self.plain_warp(reference, flow_hat, latents.fine_warp, latents.block)
+            prediction = self.plain_warp(reference, latents.flow(self, reference, quality),
+                                         latents.fine_warp)
         if latents.residual is None:
             return prediction.clamp(0.0, 1.0)
         if latents.intra_residual:
