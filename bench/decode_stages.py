@@ -38,6 +38,7 @@ FUNCTION_STAGES: tuple[tuple[str, str, str], ...] = (
     ("dvc_edic.entropy.coder", "GmmEntropyCoder.decode", "entropy_y"),
     ("dvc_edic.models.pframe", "backward_warp", "warp"),
     ("dvc_edic.models.pframe", "warp_planes", "warp"),
+    ("dvc_edic.models.pframe", "warp_planes_blocks", "warp"),
     ("dvc_edic.codec", "_Pipeline.round_frame", "frame_convert"),
     ("dvc_edic.codec", "_Pipeline.to_tensor", "frame_convert"),
     ("dvc_edic.packets", "decode_block_motion", "block_motion"),
