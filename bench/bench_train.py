@@ -1,7 +1,8 @@
 """Training speed of stages 1, 5 and 6 of the `cpu` preset: steps/s and megapixels/s.
 
     python -m bench.bench_train [--steps 10] [--warmup 2] [--threads 2] [--data FOLDER] \
-        [--stages 1_image 5_pframe 6_multiframe] [--out bench/results/train.json]
+        [--stages 1_image 5_pframe 6_multiframe] [--memory-formats contiguous channels_last] \
+        [--out bench/results/train.json]
 
 Each stage runs through the real trainer (`dvc_edic.train.train`) with its own
 config from configs/train/: the same crop, batch, task, optimizer and EMA, and
@@ -15,6 +16,11 @@ are switched off or come after the timed steps.
 
 Megapixels/s counts the source pixels of every frame of every batch item
 (batch x frames x crop area): stage 5 feeds 2 frames per item, stage 6 five.
+
+Each stage runs once per memory format of the model's weights (the training config's
+``memory_format``): ``contiguous`` is how the trainer ran before it had the setting,
+``channels_last`` its default since, so one run shows the throughput before and after
+on the same machine, and the speed-up of each stage is printed.
 
 The first --warmup steps (first-call allocations, the data worker starting)
 are run but not timed. The load average is stored with the figures, since
@@ -41,6 +47,7 @@ import torch
 from bench.machine import machine_info
 from dvc_edic.io import Frame, VideoInfo, open_writer
 from dvc_edic.train import load_train_config, train
+from dvc_edic.train.config import MEMORY_FORMATS
 from dvc_edic.train.logs import TRAIN_CSV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,14 +94,15 @@ def _clips_entry(cfg: dict[str, Any], stage: str) -> dict[str, Any]:
 
 
 def bench_stage(stage: str, data: Path, work: Path, steps: int, warmup: int,
-                threads: int) -> dict[str, Any]:
+                threads: int, memory_format: str) -> dict[str, Any]:
     """Train ``warmup + steps`` steps of the stage; the timed steps' figures."""
     cfg = load_train_config(ROOT / "configs" / "train" / f"{stage}.yaml")
     entry = {k: v for k, v in _clips_entry(cfg, stage).items() if k != "holdout"}
     entry["sources"] = [str(data)]
-    out = work / stage
+    out = work / f"{stage}_{memory_format}"
     overrides = {
         "out_dir": str(out), "init_from": None, "steps": warmup + steps, "threads": threads,
+        "memory_format": memory_format,
         "phases": None, "data": {"train": entry, "val": None, "holdout": 0},
         "validate": {**cfg["validate"], "every": 0, "items": 0},
         "checkpoint": {"every_steps": 0, "every_minutes": 0},
@@ -107,7 +115,8 @@ def bench_stage(stage: str, data: Path, work: Path, steps: int, warmup: int,
     crop_h, crop_w = entry["crop"]
     pixels = cfg["batch_size"] * int(entry["frames"]) * crop_h * crop_w
     return {
-        "stage": stage, "batch": cfg["batch_size"], "frames": int(entry["frames"]),
+        "stage": stage, "memory_format": memory_format, "batch": cfg["batch_size"],
+        "frames": int(entry["frames"]),
         "crop": [crop_h, crop_w], "steps": len(seconds), "warmup": warmup,
         "steps_per_s": len(seconds) / sum(seconds),
         "median_step_s": statistics.median(seconds),
@@ -122,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     ap.add_argument("--data", type=Path, help="folder of videos (default: a random clip)")
+    ap.add_argument("--memory-formats", nargs="+", default=["contiguous", "channels_last"],
+                    choices=MEMORY_FORMATS, help="the model's weight layouts to time, in order")
     ap.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
@@ -130,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         work = Path(tmp)
         data = args.data if args.data is not None else random_clip(work)
-        rows = [bench_stage(s, data, work, args.steps, args.warmup, args.threads)
-                for s in args.stages]
+        rows = [bench_stage(s, data, work, args.steps, args.warmup, args.threads, fmt)
+                for s in args.stages for fmt in args.memory_formats]
     result = {
         "machine": machine_info(),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
@@ -139,12 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(args.data) if args.data is not None else "random smooth clip",
         "stages": rows,
     }
-    print(f"{'stage':<14}{'batch x frames x crop':>24}{'steps/s':>10}{'median s/step':>15}"
-          f"{'Mpixel/s':>10}")
+    print(f"{'stage':<14}{'memory format':>15}{'batch x frames x crop':>24}{'steps/s':>10}"
+          f"{'median s/step':>15}{'Mpixel/s':>10}{'vs first':>10}")
+    first: dict[str, float] = {}
     for r in rows:
         shape = f"{r['batch']} x {r['frames']} x {r['crop'][0]}x{r['crop'][1]}"
-        print(f"{r['stage']:<14}{shape:>24}{r['steps_per_s']:>10.3f}"
-              f"{r['median_step_s']:>15.3f}{r['megapixels_per_s']:>10.3f}")
+        speed = first.setdefault(r["stage"], r["megapixels_per_s"])
+        r["speedup_vs_first_format"] = r["megapixels_per_s"] / speed
+        print(f"{r['stage']:<14}{r['memory_format']:>15}{shape:>24}{r['steps_per_s']:>10.3f}"
+              f"{r['median_step_s']:>15.3f}{r['megapixels_per_s']:>10.3f}"
+              f"{r['speedup_vs_first_format']:>9.2f}x")
     print(f"load average before/after: {result['load_average_before_after']}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

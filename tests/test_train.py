@@ -217,6 +217,20 @@ def test_loss_goes_down_on_stage_1(tmp_path: Path) -> None:
     assert sum(last) / 5 < 0.5 * sum(first) / 5, result.losses
 
 
+def test_memory_format_changes_the_speed_not_what_is_learned(tmp_path: Path) -> None:
+    """channels_last (the default) only lays the weights out differently: the same seed
+    gives the same losses as contiguous weights, up to the convolutions' rounding."""
+    common = ["steps=6", "loss.quality=fixed", "loss.fixed_quality=4"]
+    last = train(tiny("1_image", tmp_path / "cl", *common))
+    plain = train(tiny("1_image", tmp_path / "plain", *common, "memory_format=contiguous"))
+    assert len(last.losses) == len(plain.losses) == 6
+    assert max(abs(a - b) / abs(b) for a, b in zip(last.losses, plain.losses, strict=True)) < 1e-3
+    state = torch.load(last.checkpoint, weights_only=True)
+    assert state["config"]["memory_format"] == "channels_last"
+    with pytest.raises(InputError, match="memory_format"):
+        tiny("1_image", tmp_path / "bad", "memory_format=nhwc")
+
+
 @pytest.mark.parametrize(("stage", "stop"), [("5_pframe", 3), ("2_motion", 3)],
                          ids=["pframe", "across-phases"])
 def test_resume_reproduces_the_uninterrupted_losses(tmp_path: Path, stage: str,

@@ -25,6 +25,7 @@ QUALITY_MODES = ("per_sample", "per_batch", "fixed")
 FLOW_SOURCES = ("learned", "dis", "block")  # what the MV coder, MC net and residual coder train on
 REFERENCES = ("original", "intra")
 DECAYS = ("none", "step", "cosine")
+MEMORY_FORMATS = ("channels_last", "contiguous")
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -53,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1,
     "threads": 2,  # torch intra-op threads per process
     "device": "auto",  # auto | cpu | cuda
+    # channels_last | contiguous: the layout of the model's 4-D weights (and so of its
+    # activations) while it trains. Speed only: on 2 CPU cores oneDNN's convolutions run
+    # stage 1's steps 12-17 % faster channels-last (bench/results/train.json)
+    "memory_format": "channels_last",
     "task": None,
     "steps": None,
     "batch_size": 8,  # per process: under torchrun the global batch is N times this
@@ -247,6 +252,7 @@ def normalise_config(raw: dict[str, Any], where: str = "config") -> dict[str, An
         cfg["out_dir"] = str(Path("runs") / str(cfg["stage"]))
     _check_choice(cfg["schedule"]["decay"], DECAYS, f"{where}: schedule.decay")
     _check_choice(cfg["device"], ("auto", "cpu", "cuda"), f"{where}: device")
+    _check_choice(cfg["memory_format"], MEMORY_FORMATS, f"{where}: memory_format")
     _check_choice(cfg["init_weights"], WEIGHT_KINDS, f"{where}: init_weights")
     check_settings(cfg["ema"], where)
     if not isinstance(cfg["threads"], int) or cfg["threads"] < 1:

@@ -71,7 +71,7 @@ _STREAM_QUALITY = 1
 # init_from, init_parts and init_fresh only say where a run started: a resumed run's
 # weights come from its checkpoint whatever they say now.
 _RESUME_SAFE_KEYS = ("steps", "phases", "phase_list", "validate", "checkpoint", "log",
-                     "num_workers", "out_dir", "threads", "device", "nonfinite",
+                     "num_workers", "out_dir", "threads", "device", "memory_format", "nonfinite",
                      "init_from", "init_parts", "init_fresh", "init_weights", "ema")
 # Checkpoint key of a driver's own record (see RunHooks), carried through plain resumes.
 DRIVER_KEY = "campaign"
@@ -348,6 +348,8 @@ class Trainer:
             load_state(self.model, tensors, source=str(resume or init))
         self.trainable = select_trainable(self.model, cfg["trainable"], cfg["freeze"])
         self.model.to(self.ctx.device)
+        if cfg["memory_format"] == "channels_last":
+            self.model.to(memory_format=torch.channels_last)
         apply_modes(self.model)
         # rank 0 alone averages: it alone validates and writes checkpoints, and DDP keeps
         # every rank's parameters identical. Made after the move, so it lives on the device.
