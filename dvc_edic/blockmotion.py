@@ -15,10 +15,22 @@ Section layout (``bmv``, format version 4; docs/bitstream.md):
                         samples), 3-4 precision_log2 (vectors in units of
                         2^-precision_log2 samples), 5-9 scale_x and 10-14
                         scale_y (Laplace scale indices of the horizontal and
-                        vertical residuals), 15 zero
-    varint n            bytes of the main ANS stream
-    bytes[n]            the residuals, x then y per block in raster order
+                        vertical residuals), 15 cubic (version 10; zero before)
+    varint n            bytes of the main ANS stream (version 11: 2n + contexts)
+    [u24 scales]        version 11 with contexts: the scale indices of contexts 1
+                        and 2, 5 bits each: x1, x2, y1, y2 from bit 0; bits 20-23 zero
+    bytes[n]            the residuals, x then y per block in raster order (with
+                        contexts: blocks by anti-diagonal i + j, then by row i)
     rest                the escaped residuals' remainders (second ANS stream)
+
+Contexts (version 11). In a smooth field most residuals are 0, and the rest gather
+where motion changes, at object edges; one table per component prices both alike.
+With contexts each residual takes the table of its context: how many of
+CONTEXT_THRESHOLDS the sum of |d| of its left and top neighbours (same component,
+escapes counting as |d| = ESCAPE, missing neighbours as 0) reaches, context 0 at the
+head's scale. The encoder sets the flag when that makes the section shorter (on small
+fields the extra scales cost more than they save). Every block's neighbours lie on the
+anti-diagonal before its own, so the decoder decodes one anti-diagonal at a time.
 
 Both ANS streams drop the zero high bytes of their last word. Version 3 kept the
 four head fields in a byte each and both streams in whole words.
@@ -39,8 +51,13 @@ import torch
 
 from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX
 from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
-from dvc_edic.bitstream.version import CUBIC_WARP_VERSION, FORMAT_VERSION, LEAN_PACKET_VERSION
-from dvc_edic.entropy.ans import ans_decode, ans_encode
+from dvc_edic.bitstream.version import (
+    CUBIC_WARP_VERSION,
+    FORMAT_VERSION,
+    LEAN_PACKET_VERSION,
+    MV_CONTEXT_VERSION,
+)
+from dvc_edic.entropy.ans import ans_decode, ans_encode, decode_batch, decode_words, untrim_words
 from dvc_edic.errors import BitstreamError
 
 # The format's constants: changing any of them changes the stream (docs/bitstream.md).
@@ -61,6 +78,12 @@ _HEAD_BYTES = 2
 _CUBIC_BIT = 15  # version 10: the field's plain warp uses the cubic kernel
 _PEAK_LOG2 = 40  # fixed-point precision of the unnormalised Laplace masses
 ALPHABET = 2 * ESCAPE + 1  # symbol = d + ESCAPE, clamped: 0 and 2*ESCAPE are the escapes
+# Version 11: a residual's context is how many of these |d_left| + |d_top| reaches (in the
+# field's precision units; from a proxy over the dev set's coded fields, docs/encoder.md).
+CONTEXT_THRESHOLDS = (1, 4)
+CONTEXTS = len(CONTEXT_THRESHOLDS) + 1
+_CONTEXT_SCALE_BITS = 5
+_CONTEXT_SCALES_BYTES = 3  # scales of contexts 1.. of x, then of y, 5 bits each
 
 
 @dataclass(frozen=True)
@@ -201,20 +224,93 @@ def residual_bits(d: np.ndarray, scale_index: int) -> np.ndarray:
     return _bits_table()[scale_index][residual_symbols(d)] + ESCAPE_DIGIT_BITS * escaped
 
 
-def encode_block_motion(motion: BlockMotion) -> bytes:
+def residual_contexts(d: np.ndarray) -> np.ndarray:
+    """Context (0 .. CONTEXTS-1) of each residual of ``d`` (2, rows, cols): how many of
+    CONTEXT_THRESHOLDS the clipped |d| of its left and top neighbours reach together."""
+    a = np.minimum(np.abs(d), ESCAPE)
+    near = np.zeros_like(a)
+    near[:, :, 1:] += a[:, :, :-1]
+    near[:, 1:, :] += a[:, :-1, :]
+    return np.searchsorted(np.asarray(CONTEXT_THRESHOLDS), near, side="right")
+
+
+@cache
+def diagonal_order(rows: int, cols: int) -> np.ndarray:
+    """Raster indices of a rows x cols grid by anti-diagonal i + j, then by row i: the
+    order in which context-coded residuals are stored."""
+    i, j = np.divmod(np.arange(rows * cols), cols)
+    order = np.lexsort((i, i + j))
+    order.flags.writeable = False
+    return order
+
+
+def _context_scales(d: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """(2, CONTEXTS) cheapest table of each component's residuals in each context (0 for
+    an empty context, which costs nothing)."""
+    return np.array([[best_scale(d[c][contexts[c] == k])[0] if (contexts[c] == k).any() else 0
+                      for k in range(CONTEXTS)] for c in range(2)])
+
+
+def field_bits(vectors: np.ndarray, version: int = FORMAT_VERSION) -> float:
+    """Ideal bits of a field's residuals as the section of ``version`` will code them, with
+    the extra scales contexts carry: the encoder's price of a whole field."""
+    d = vectors.astype(np.int64) - predictors(vectors)
+    plain = sum(best_scale(d[c])[1] for c in range(2))
+    if version < MV_CONTEXT_VERSION:
+        return plain
+    contexts = residual_contexts(d)
+    coded = sum(best_scale(d[c][contexts[c] == k])[1]
+                for c in range(2) for k in range(CONTEXTS) if (contexts[c] == k).any())
+    return min(plain, coded + 8 * _CONTEXT_SCALES_BYTES)
+
+
+def encode_block_motion(motion: BlockMotion, version: int = FORMAT_VERSION) -> bytes:
+    """The ``bmv`` section of ``motion`` for a stream of ``version``: from version 11 the
+    shorter of the plain and the context-coded layouts."""
     v = motion.vectors.astype(np.int64)
     d = v - predictors(motion.vectors)
-    scales = [best_scale(d[c])[0] for c in range(2)]
-    flat = d.transpose(1, 2, 0).reshape(-1)  # x, y of each block in raster order
-    tables = np.stack([laplace_freqs(s) for s in scales]).astype(np.float64)
-    main = ans_encode(residual_symbols(flat), tables[np.arange(flat.size) % 2], trim=True)
+    plain = _encode(motion, d, None)
+    if version < MV_CONTEXT_VERSION:
+        return _with_flag(plain, None)
+    with_contexts = _encode(motion, d, residual_contexts(d))
+    return min(_with_flag(plain, False), _with_flag(with_contexts, True), key=len)
+
+
+def _encode(motion: BlockMotion, d: np.ndarray, contexts: np.ndarray | None
+            ) -> tuple[bytes, bytes, bytes, bytes]:
+    """(head, scales of contexts 1.., main stream, escape stream) of a field."""
+    rows, cols = d.shape[1:]
+    tables = np.stack([laplace_freqs(s) for s in range(SCALE_COUNT)]).astype(np.float64)
+    if contexts is None:
+        scales = np.array([[best_scale(d[c])[0]] for c in range(2)])
+        flat = d.transpose(1, 2, 0).reshape(-1)  # x, y of each block in raster order
+        rows_of = scales[np.arange(flat.size) % 2, 0]
+        extra_scales = b""
+    else:
+        scales = _context_scales(d, contexts)
+        order = diagonal_order(rows, cols)
+        flat = d.reshape(2, -1)[:, order].T.reshape(-1)
+        rows_of = scales[np.arange(flat.size) % 2,
+                         contexts.reshape(2, -1)[:, order].T.reshape(-1)]
+        packed = sum(int(s) << (_CONTEXT_SCALE_BITS * n)
+                     for n, s in enumerate([*scales[0, 1:], *scales[1, 1:]]))
+        extra_scales = packed.to_bytes(_CONTEXT_SCALES_BYTES, "little")
+    main = ans_encode(residual_symbols(flat), tables[rows_of], trim=True)
     escaped = np.abs(flat[np.abs(flat) >= ESCAPE]) - ESCAPE
     digits = np.stack([escaped // ESCAPE_BASE, escaped % ESCAPE_BASE], axis=1).reshape(-1)
     extra = ans_encode(digits, np.ones((digits.size, ESCAPE_BASE)), trim=True)
-    values = (motion.block_log2, motion.precision_log2, *scales)
+    values = (motion.block_log2, motion.precision_log2, int(scales[0, 0]), int(scales[1, 0]))
     head = sum(value << low for value, (_, low, _) in zip(values, _HEAD_BITS, strict=True))
     head |= int(motion.cubic) << _CUBIC_BIT
-    return head.to_bytes(_HEAD_BYTES, "little") + encode_varint(len(main)) + main + extra
+    return head.to_bytes(_HEAD_BYTES, "little"), extra_scales, main, extra
+
+
+def _with_flag(parts: tuple[bytes, bytes, bytes, bytes], contexts: bool | None) -> bytes:
+    """The section from ``_encode``'s parts; ``contexts`` None: before version 11 (the
+    varint is the main stream's length alone)."""
+    head, extra_scales, main, extra = parts
+    length = len(main) if contexts is None else 2 * len(main) + int(contexts)
+    return head + encode_varint(length) + extra_scales + main + extra
 
 
 def _read_head(cursor: PayloadCursor, version: int) -> tuple[tuple[int, ...], bool]:
@@ -244,19 +340,67 @@ def decode_block_motion(
     if not lo <= block_log2 <= hi or precision_log2 > PRECISION_LOG2_MAX:
         raise BitstreamError(f"section 'bmv': block_log2 {block_log2} (expected {lo}..{hi}) or "
                              f"precision_log2 {precision_log2} (expected 0..{PRECISION_LOG2_MAX})")
-    main = bytes(cursor.take(cursor.varint("main stream length"), "main stream"))
+    length = cursor.varint("main stream length")
+    contexts = version >= MV_CONTEXT_VERSION and bool(length & 1)
+    if version >= MV_CONTEXT_VERSION:
+        length >>= 1
+    scales = np.array([[scale_x], [scale_y]])
+    if contexts:
+        packed = int.from_bytes(cursor.take(_CONTEXT_SCALES_BYTES, "context scales"), "little")
+        extra_bits = 2 * (CONTEXTS - 1) * _CONTEXT_SCALE_BITS
+        if packed >> extra_bits:
+            raise BitstreamError(f"section 'bmv': context scales 0x{packed:06x} set bits above "
+                                 f"bit {extra_bits - 1}, which must be zero")
+        more = [packed >> (_CONTEXT_SCALE_BITS * n) & (SCALE_COUNT - 1)
+                for n in range(2 * (CONTEXTS - 1))]
+        scales = np.array([[scale_x, *more[:CONTEXTS - 1]], [scale_y, *more[CONTEXTS - 1:]]])
+    main = bytes(cursor.take(length, "main stream"))
     extra = bytes(cursor.take(len(data) - cursor.pos, "escape stream"))
     rows, cols = grid_of(size, block_log2)
     count = 2 * rows * cols
-    tables = np.stack([laplace_freqs(scale_x), laplace_freqs(scale_y)]).astype(np.float64)
     trim = version >= LEAN_PACKET_VERSION
-    symbols = ans_decode(main, tables[np.arange(count) % 2], trim=trim).astype(np.int64)
-    d = symbols - ESCAPE
+    if contexts:
+        d = _decode_in_contexts(main, scales, rows, cols)
+    else:
+        tables = np.stack([laplace_freqs(scale_x), laplace_freqs(scale_y)]).astype(np.float64)
+        symbols = ans_decode(main, tables[np.arange(count) % 2], trim=trim).astype(np.int64)
+        d = symbols - ESCAPE
     escaped = np.flatnonzero(np.abs(d) == ESCAPE)
     digits = ans_decode(extra, np.ones((2 * escaped.size, ESCAPE_BASE)), trim=trim)
     remainder = digits[0::2].astype(np.int64) * ESCAPE_BASE + digits[1::2]
     d[escaped] = np.sign(d[escaped]) * (ESCAPE + remainder)
+    if contexts:  # stored by anti-diagonal: back to raster order
+        raster = np.empty_like(d)
+        raster.reshape(-1, 2)[diagonal_order(rows, cols)] = d.reshape(-1, 2)
+        d = raster
     return BlockMotion(_accumulate(d.reshape(rows, cols, 2)), block_log2, precision_log2, cubic)
+
+
+def _decode_in_contexts(main: bytes, scales: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The residual symbols - ESCAPE (escapes still at +-ESCAPE) of a context-coded main
+    stream, in its anti-diagonal order; one batch per anti-diagonal."""
+    tables = np.stack([laplace_freqs(s) for s in range(SCALE_COUNT)]).astype(np.float64)
+    grid = np.zeros((2, rows, cols), dtype=np.int64)  # clipped residuals decoded so far
+    out = np.empty(2 * rows * cols, dtype=np.int64)
+    thresholds = np.asarray(CONTEXT_THRESHOLDS)
+    what = "section 'bmv' (main stream)"
+
+    def work(coder) -> None:
+        start = 0
+        for k in range(rows + cols - 1):
+            i = np.arange(max(0, k - cols + 1), min(k, rows - 1) + 1)
+            j = k - i
+            near = np.zeros((2, i.size), dtype=np.int64)
+            near += np.where(j > 0, np.abs(grid[:, i, np.maximum(j - 1, 0)]), 0)
+            near += np.where(i > 0, np.abs(grid[:, np.maximum(i - 1, 0), j]), 0)
+            table = scales[np.arange(2)[:, None], np.searchsorted(thresholds, near, side="right")]
+            symbols = decode_batch(coder, tables[table.T.reshape(-1)]).astype(np.int64) - ESCAPE
+            grid[:, i, j] = symbols.reshape(-1, 2).T
+            out[start:start + symbols.size] = symbols
+            start += symbols.size
+
+    decode_words(untrim_words(main, what), work, what, f"all {out.size} residuals")
+    return out
 
 
 def _accumulate(d: np.ndarray) -> np.ndarray:

@@ -15,15 +15,19 @@ from dvc_edic.bitstream.packet import PayloadCursor, encode_varint
 from dvc_edic.bitstream.version import FORMAT_VERSION
 from dvc_edic.blockmotion import (
     ALPHABET,
+    CONTEXT_THRESHOLDS,
     ESCAPE,
     MAX_VECTOR,
     SCALE_COUNT,
     TOTAL_FREQ_LOG2,
     BlockMotion,
     decode_block_motion,
+    diagonal_order,
     encode_block_motion,
+    field_bits,
     grid_of,
     laplace_freqs,
+    residual_contexts,
 )
 from dvc_edic.encoder.blocksearch import search_block_motion
 from dvc_edic.encoder.settings import BlockSearchSettings
@@ -35,6 +39,7 @@ from flows import backward_warp
 
 # sha256 of every Laplace table (int64, little endian) in index order: pins the format.
 TABLES_SHA256 = "1abc75eb63e49aec1447dcb6f0970ff349f429c57bbba656411f635e822bbd5a"
+CONTEXT_SECTION_SHA256 = "2f962ae09a84f35e"  # sha256 prefix of the pinned section
 
 
 def _field(rng: np.random.Generator, rows: int, cols: int, scale: float) -> np.ndarray:
@@ -80,6 +85,72 @@ def test_tables_are_valid_and_pinned() -> None:
     assert digest == TABLES_SHA256
 
 
+def _edged_field(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Pans of a few regions with a little jitter: residuals 0 inside a region, large
+    along its edges (what contexts are for)."""
+    v = np.zeros((2, rows, cols), dtype=np.int32)
+    for _ in range(6):
+        r, c = rng.integers(0, rows), rng.integers(0, cols)
+        v[:, r:, c:] = rng.integers(-40, 40, size=(2, 1, 1))
+    jitter = rng.random((2, rows, cols)) < 0.05
+    return v + jitter * rng.integers(-2, 3, size=(2, rows, cols)).astype(np.int32)
+
+
+@pytest.mark.parametrize(("size", "block_log2", "precision_log2"), [
+    ((240, 360), 3, 3), ((61, 37), 2, 2), ((8, 300), 2, 3), ((300, 8), 2, 1), ((1, 1), 3, 3),
+])
+def test_context_coded_fields_round_trip_and_the_shorter_layout_is_written(
+        size, block_log2, precision_log2) -> None:
+    rng = np.random.default_rng(11)
+    rows, cols = grid_of(size, block_log2)
+    for v in (_edged_field(rng, rows, cols), _field(rng, rows, cols, 2.0),
+              _field(rng, rows, cols, 200.0)):
+        motion = BlockMotion(v, block_log2, precision_log2, cubic=bool(rng.integers(0, 2)))
+        v10, v11 = encode_block_motion(motion, 10), encode_block_motion(motion, 11)
+        back = decode_block_motion(v11, size, 11)
+        assert np.array_equal(back.vectors, v) and back.cubic == motion.cubic
+        assert len(v11) <= len(v10) + 1  # the flag rides in the length varint
+
+
+def test_contexts_pay_on_a_field_of_moving_regions() -> None:
+    motion = BlockMotion(_edged_field(np.random.default_rng(3), 30, 45), 3, 3)
+    plain, coded = encode_block_motion(motion, 10), encode_block_motion(motion, 11)
+    assert len(coded) < 0.95 * len(plain)
+    assert field_bits(motion.vectors, 11) < field_bits(motion.vectors, 10)
+
+
+def test_contexts_count_the_left_and_top_residuals_and_order_by_anti_diagonal() -> None:
+    d = np.zeros((2, 3, 4), dtype=np.int64)
+    d[0, 1, 1] = 1  # its right and lower neighbours see 1: context 1
+    d[1, 0, 2] = -ESCAPE - 500  # an escape counts as |d| = ESCAPE: context 2 below it
+    ctx = residual_contexts(d)
+    assert ctx[0, 1, 2] == ctx[0, 2, 1] == 1 and ctx[0].sum() == 2
+    assert ctx[1, 1, 2] == ctx[1, 0, 3] == len(CONTEXT_THRESHOLDS) and ctx[1].sum() == 4
+    order = diagonal_order(3, 4)
+    i, j = np.divmod(order, 4)
+    assert sorted(order.tolist()) == list(range(12))
+    assert np.all(np.diff(i + j) >= 0) and (i[:3].tolist(), j[:3].tolist()) == ([0, 0, 1],
+                                                                                  [0, 1, 0])
+
+
+def test_a_context_coded_section_is_pinned_and_checked() -> None:
+    """The version-11 layout, byte for byte: a change here is a format change."""
+    motion = BlockMotion(_edged_field(np.random.default_rng(5), 20, 30), 3, 3, cubic=True)
+    data = encode_block_motion(motion, 11)
+    assert hashlib.sha256(data).hexdigest()[:16] == CONTEXT_SECTION_SHA256
+    cursor = PayloadCursor(memoryview(data)[2:], 2, "test")
+    assert cursor.varint("n") & 1  # the contexts flag
+    scales_at = 2 + cursor.pos
+    bad = bytearray(data)
+    bad[scales_at + 2] |= 0x10  # bit 20 of the context scales
+    with pytest.raises(BitstreamError, match="context scales"):
+        decode_block_motion(bytes(bad), (160, 240), 11)
+    assert np.array_equal(decode_block_motion(data, (160, 240), 11).vectors, motion.vectors)
+    for cut in (data[:scales_at + 1], data[:-1], data + b"\x07"):
+        with pytest.raises(BitstreamError):
+            decode_block_motion(cut, (160, 240), 11)
+
+
 def test_to_flow_spreads_each_vector_over_its_block() -> None:
     v = np.array([[[8, -4]], [[2, 0]]], dtype=np.int32)  # one row of two blocks
     flow = BlockMotion(v, 2, 2).to_flow(torch.zeros(1, 6, 3, 7))
@@ -118,7 +189,7 @@ def test_bad_sections_are_stream_errors() -> None:
 def test_a_version_3_section_still_decodes() -> None:
     """Version 3 kept the head a byte a field and the ANS words whole."""
     v = _field(np.random.default_rng(2), 6, 5, 3.0)
-    data = encode_block_motion(BlockMotion(v, 2, 2))
+    data = encode_block_motion(BlockMotion(v, 2, 2), 10)  # versions 4-10: the same layout
     head = int.from_bytes(data[:2], "little")
     fields = [head >> low & ((1 << bits) - 1) for low, bits in ((0, 3), (3, 2), (5, 5), (10, 5))]
     cursor = PayloadCursor(memoryview(data)[2:], 2, "test")
@@ -132,7 +203,8 @@ def test_a_version_3_section_still_decodes() -> None:
 
 def test_p_packet_refuses_version_3_parts_in_older_streams_and_doubled_parts(tiny_model) -> None:
     pf = tiny_model.pframe
-    bmv = Section("bmv", (), encode_block_motion(BlockMotion(np.zeros((2, 2, 2), np.int32), 3, 3)))
+    zero = BlockMotion(np.zeros((2, 2, 2), np.int32), 3, 3)
+    bmv = Section("bmv", (), encode_block_motion(zero, 10))  # versions 4-10: the same layout
     packet = Packet(FrameType.P, (bmv,))
     latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16), 4)
     assert latents.block is not None
@@ -297,8 +369,8 @@ def test_the_plain_warp_follows_the_stream_version(tiny_model) -> None:
     ref = torch.rand(1, 6, 16, 16, generator=g)
     # one luma pixel to the right and one up: half a model-grid sample
     block = BlockMotion(np.array([[[4, 4]], [[-4, -4]]], np.int32).repeat(2, axis=1), 3, 3)
-    packet = Packet(FrameType.P, (Section("bmv", (), encode_block_motion(block)),
-                                  Section("nomc", (), b"")))
+    packet = Packet(FrameType.P, (Section("bmv", (), encode_block_motion(block, 10)),
+                                  Section("nomc", (), b"")))  # versions 4-10: one layout
     decoded = {}
     for version in (4, 5):
         latents = p_latents(packet, pf.mv_coder, pf.residual_coder, tiny_model.intra, (16, 16),

@@ -117,8 +117,13 @@ def _independent_bytes(layer: DctLayer, base, split_index: int, version: int) ->
                             costs.append(float((PROB_BITS - np.log2(row[arr + h])).sum()))
                         t = int(np.argmin(costs)) + 1
                     pred = previous_band0 if band == 0 else last[(plane, cls, ctx)]
-                    groups.append(([t - pred + HEAD_HALF],
-                                   frequency_row(DOCUMENTED_HEAD_SCALES[version], HEAD_HALF)))
+                    if version in DOCUMENTED_HEAD_GROUPS:  # a row and an offset per group
+                        scale, offset = DOCUMENTED_HEAD_GROUPS[version][
+                            0 if band == 0 else 1 if pred == 0 else 2]
+                        pred = min(max(pred + offset, 0), SCALE_LEVELS)
+                    else:
+                        scale = DOCUMENTED_HEAD_SCALES[version]
+                    groups.append(([t - pred + HEAD_HALF], frequency_row(scale, HEAD_HALF)))
                     if t:
                         h = half_widths()[t - 1]
                         groups.append(([int(v) + h for v in cell], level_row(t - 1)))
@@ -138,11 +143,13 @@ def _independent_bytes(layer: DctLayer, base, split_index: int, version: int) ->
     return head + trim_words(coder.get_compressed().astype("<u4").tobytes())
 
 
-# The heads' row by format version, as docs/bitstream.md gives it.
+# The heads' row by format version, as docs/bitstream.md gives it; from version 11 a
+# (scale, predictor offset) for band 0, for p = 0 and for p > 0.
 DOCUMENTED_HEAD_SCALES = {7: 16, 8: 28, 9: 28}
+DOCUMENTED_HEAD_GROUPS = {11: ((42, 3), (4, 0), (36, -3))}
 
 
-@pytest.mark.parametrize("version", sorted(DOCUMENTED_HEAD_SCALES))
+@pytest.mark.parametrize("version", [*sorted(DOCUMENTED_HEAD_SCALES), 11])
 @pytest.mark.parametrize("split_index", range(len(CONTEXT_SPLITS)))
 def test_bytes_follow_the_documented_layout(split_index: int, version: int) -> None:
     source, base = _pair(5, 37, 29, 8, "blur")
@@ -158,16 +165,17 @@ def test_bytes_follow_the_documented_layout(split_index: int, version: int) -> N
 
 
 def test_a_layer_reads_back_only_under_its_own_version() -> None:
-    """Version 8 widened the heads' row and version 9 added the chroma ratio: the same
+    """Version 8 widened the heads' row, version 9 added the chroma ratio and version 11
+    grouped the heads: the same
     layer costs different bytes, and a decoder reading them as another version's does
     not get the layer back."""
     source, base = _pair(6, 37, 29, 8, "blur")
     layer = quantize_layer(source, base, 1.5, 0.33)
-    coded = {v: layer_bytes(layer, base, v) for v in (7, 8, 9)}
-    assert len(set(coded.values())) == 3 and layer_bytes(layer, base) == coded[9]
+    coded = {v: layer_bytes(layer, base, v) for v in (7, 8, 9, 11)}
+    assert len(set(coded.values())) == 4 and layer_bytes(layer, base) == coded[11]
     for version, data in coded.items():
         assert read_layer(data, base, version) == layer
-        for other in {7, 8, 9} - {version}:
+        for other in {7, 8, 9, 11} - {version}:
             with contextlib.suppress(BitstreamError):
                 assert read_layer(data, base, other) != layer
 

@@ -233,10 +233,11 @@ def test_a_p_packet_with_half_a_coder_is_refused(tiny_model) -> None:
 
 def test_a_version_6_stream_with_dct_sections_still_decodes(tiny_model, monkeypatch) -> None:
     """Format 6 coded the layer's cells as a raw table (dvc_edic.dctlayer); format 7 codes
-    them in the stream (dvc_edic.dctcontext), format 8 under a wider heads' row, and format
-    9 with a chroma step of its own. The decoder reads each by the header's version, so a
-    stream made before a change decodes to what its encoder made."""
-    from dvc_edic import dctcontext, dctlayer
+    them in the stream (dvc_edic.dctcontext), format 8 under a wider heads' row, format
+    9 with a chroma step of its own, and format 11 with its heads in groups. The decoder
+    reads each by the header's version, so a stream made before a change decodes to what
+    its encoder made."""
+    from dvc_edic import blockmotion, dctcontext, dctlayer, packets
     from dvc_edic.encoder import decision
 
     frames = carphone_frames(3)
@@ -245,9 +246,14 @@ def test_a_version_6_stream_with_dct_sections_still_decodes(tiny_model, monkeypa
     writers = {6: dctlayer.layer_bytes,
                7: functools.partial(dctcontext.layer_bytes, version=7),
                8: functools.partial(dctcontext.layer_bytes, version=8),
-               9: decision.layer_bytes}
+               9: functools.partial(dctcontext.layer_bytes, version=9),
+               11: decision.layer_bytes}
+    current_bmv = packets.encode_block_motion
     for version, writer in writers.items():
         monkeypatch.setattr(decision, "layer_bytes", writer)
+        # block motion as versions 4-10 lay it out (version 11 may code it in contexts)
+        monkeypatch.setattr(packets, "encode_block_motion", current_bmv if version == 11 else
+                            functools.partial(blockmotion.encode_block_motion, version=10))
         enc = SequenceEncoder(tiny_model, _info(frames[0]), 8.0, -1, settings=layered)
         enc.header = dataclasses.replace(enc.header, version=version)
         data, recons, _ = _code(enc, frames)

@@ -24,7 +24,7 @@ from bench.fuzz_campaign import (
 from dvc_edic.bitstream import FORMAT_VERSION, BitstreamReader, FrameType, Header, Packet, Section
 from dvc_edic.bitstream.header import FIELD_OFFSETS
 from dvc_edic.bitstream.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_PIXELS_FRAME, DEFAULT_MAX_SIDE
-from dvc_edic.bitstream.packet import SYNC
+from dvc_edic.bitstream.packet import SYNC, PayloadCursor
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.edic import EDIC
 from dvc_edic.weights import weights_hash
@@ -61,6 +61,12 @@ def test_corpus_streams_are_real_and_decode_exactly(fuzzer: Fuzzer) -> None:
               for p in BitstreamReader(stream.data).read_all() for s in p.sections
               if s.name == "dct"}
     assert ratios == {38}, ratios
+    # format 11's block-motion layouts: residuals in contexts (bit 0 of the length varint)
+    # and with one table per component
+    flags = {PayloadCursor(memoryview(bytes(s.data))[2:], 2, "bmv").varint("n") & 1
+             for stream in fuzzer.corpus for p in BitstreamReader(stream.data).read_all()
+             for s in p.sections if s.name == "bmv"}
+    assert flags == {0, 1}, flags
     for stream in fuzzer.corpus:
         assert decode_stream(fuzzer.model, stream.data) == list(stream.recons)
         packets = BitstreamReader(stream.data).read_all()

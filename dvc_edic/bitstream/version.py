@@ -5,7 +5,8 @@ Versions 2 to 9 changed only the packets (2: compact sections, P-frame modes;
 samples luma at its own resolution; 6: the DCT refinement layer; 7: its entropy
 coding with contexts from decoded levels; 8: the in-loop adaptive filter and
 the layer's wider head row; 9: the layer's chroma step; 10: the cubic plain warp of
-block motion), so header,
+block motion; 11: block-motion residuals in contexts, the layer's heads in groups),
+so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 10
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+FORMAT_VERSION = 11
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -47,3 +48,9 @@ CHROMA_STEP_VERSION = 9
 # First version whose ``bmv`` head may set bit 15: the plain warp of that field samples with
 # the cubic kernel (flows.warp.CUBIC_A) instead of bilinear. Same packet layout.
 CUBIC_WARP_VERSION = 10
+# First version whose ``bmv`` section may code its residuals in contexts: each residual's
+# table chosen by its left and top neighbours' (dvc_edic.blockmotion.CONTEXT_THRESHOLDS).
+MV_CONTEXT_VERSION = 11
+# First version whose ``dct`` heads take one of three rows and predictors by what predicts
+# them (dvc_edic.dctcontext.HEAD_GROUPS).
+GROUPED_HEAD_VERSION = 11

@@ -22,6 +22,7 @@ from dvc_edic.blockmotion import (
     MAX_VECTOR,
     BlockMotion,
     best_scale,
+    field_bits,
     grid_of,
     predictors,
     residual_bits,
@@ -228,8 +229,7 @@ def _refine(field: _Field | _KernelField, start: np.ndarray, extra: list[np.ndar
                 error = np.where(better, trial_error, error)
                 best_cost = np.minimum(trial_cost, best_cost)
             current = best.astype(np.int32)
-    d = current.astype(np.int64) - predictors(current)
-    bits = sum(best_scale(d[c])[1] for c in range(2))
+    bits = field_bits(current)
     motion = BlockMotion(current, field.block_log2, field.precision_log2)
     return SearchedField(motion, float(per_sse * error.sum() + bits))
 

@@ -103,6 +103,13 @@ def decode_rows(
     return out
 
 
+def decode_batch(coder: AnsCoder, rows: np.ndarray) -> np.ndarray:
+    """The next ``len(rows)`` symbols from a decoder that :func:`decode_words` handed over,
+    symbol i under row i (float64): for callers whose rows depend on what they decoded
+    before, so that they cannot give all rows up front."""
+    return coder.decode(_MODEL, np.ascontiguousarray(rows, dtype=np.float64))
+
+
 def decode_words(data: bytes, work: Callable[[AnsCoder], None], what: str,
                  symbols: str) -> None:
     """Run ``work`` on a decoder over ``data`` (whole words), then check that every word
