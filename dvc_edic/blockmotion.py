@@ -57,7 +57,14 @@ from dvc_edic.bitstream.version import (
     LEAN_PACKET_VERSION,
     MV_CONTEXT_VERSION,
 )
-from dvc_edic.entropy.ans import ans_decode, ans_encode, decode_batch, decode_words, untrim_words
+from dvc_edic.entropy.ans import (
+    AnsCoder,
+    ans_decode,
+    ans_encode,
+    decode_batch,
+    decode_words,
+    untrim_words,
+)
 from dvc_edic.errors import BitstreamError
 
 # The format's constants: changing any of them changes the stream (docs/bitstream.md).
@@ -191,10 +198,18 @@ def laplace_freqs(scale_index: int) -> np.ndarray:
 
 
 @cache
+def _freq_table() -> np.ndarray:
+    """(SCALE_COUNT, ALPHABET) every table's frequencies as float64 rows, as the ANS coder
+    takes them (indexed by scale index; read-only)."""
+    table = np.stack([laplace_freqs(i) for i in range(SCALE_COUNT)]).astype(np.float64)
+    table.flags.writeable = False
+    return table
+
+
+@cache
 def _bits_table() -> np.ndarray:
     """(SCALE_COUNT, ALPHABET) ideal code lengths, for the encoder's choices."""
-    freqs = np.stack([laplace_freqs(i) for i in range(SCALE_COUNT)]).astype(np.float64)
-    return TOTAL_FREQ_LOG2 - np.log2(freqs)
+    return TOTAL_FREQ_LOG2 - np.log2(_freq_table())
 
 
 ESCAPE_DIGIT_BITS = 2 * math.log2(ESCAPE_BASE)
@@ -244,11 +259,13 @@ def diagonal_order(rows: int, cols: int) -> np.ndarray:
     return order
 
 
-def _context_scales(d: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+def _context_fit(d: np.ndarray, contexts: np.ndarray) -> tuple[np.ndarray, float]:
     """(2, CONTEXTS) cheapest table of each component's residuals in each context (0 for
-    an empty context, which costs nothing)."""
-    return np.array([[best_scale(d[c][contexts[c] == k])[0] if (contexts[c] == k).any() else 0
-                      for k in range(CONTEXTS)] for c in range(2)])
+    an empty context, which costs nothing), and the residuals' bits under them."""
+    fits = [[best_scale(d[c][contexts[c] == k]) if (contexts[c] == k).any() else (0, 0.0)
+             for k in range(CONTEXTS)] for c in range(2)]
+    return (np.array([[scale for scale, _ in row] for row in fits]),
+            sum(bits for row in fits for _, bits in row))
 
 
 def field_bits(vectors: np.ndarray, version: int = FORMAT_VERSION) -> float:
@@ -258,9 +275,7 @@ def field_bits(vectors: np.ndarray, version: int = FORMAT_VERSION) -> float:
     plain = sum(best_scale(d[c])[1] for c in range(2))
     if version < MV_CONTEXT_VERSION:
         return plain
-    contexts = residual_contexts(d)
-    coded = sum(best_scale(d[c][contexts[c] == k])[1]
-                for c in range(2) for k in range(CONTEXTS) if (contexts[c] == k).any())
+    coded = _context_fit(d, residual_contexts(d))[1]
     return min(plain, coded + 8 * _CONTEXT_SCALES_BYTES)
 
 
@@ -280,14 +295,13 @@ def _encode(motion: BlockMotion, d: np.ndarray, contexts: np.ndarray | None
             ) -> tuple[bytes, bytes, bytes, bytes]:
     """(head, scales of contexts 1.., main stream, escape stream) of a field."""
     rows, cols = d.shape[1:]
-    tables = np.stack([laplace_freqs(s) for s in range(SCALE_COUNT)]).astype(np.float64)
     if contexts is None:
         scales = np.array([[best_scale(d[c])[0]] for c in range(2)])
         flat = d.transpose(1, 2, 0).reshape(-1)  # x, y of each block in raster order
         rows_of = scales[np.arange(flat.size) % 2, 0]
         extra_scales = b""
     else:
-        scales = _context_scales(d, contexts)
+        scales = _context_fit(d, contexts)[0]
         order = diagonal_order(rows, cols)
         flat = d.reshape(2, -1)[:, order].T.reshape(-1)
         rows_of = scales[np.arange(flat.size) % 2,
@@ -295,7 +309,7 @@ def _encode(motion: BlockMotion, d: np.ndarray, contexts: np.ndarray | None
         packed = sum(int(s) << (_CONTEXT_SCALE_BITS * n)
                      for n, s in enumerate([*scales[0, 1:], *scales[1, 1:]]))
         extra_scales = packed.to_bytes(_CONTEXT_SCALES_BYTES, "little")
-    main = ans_encode(residual_symbols(flat), tables[rows_of], trim=True)
+    main = ans_encode(residual_symbols(flat), _freq_table()[rows_of], trim=True)
     escaped = np.abs(flat[np.abs(flat) >= ESCAPE]) - ESCAPE
     digits = np.stack([escaped // ESCAPE_BASE, escaped % ESCAPE_BASE], axis=1).reshape(-1)
     extra = ans_encode(digits, np.ones((digits.size, ESCAPE_BASE)), trim=True)
@@ -362,8 +376,8 @@ def decode_block_motion(
     if contexts:
         d = _decode_in_contexts(main, scales, rows, cols)
     else:
-        tables = np.stack([laplace_freqs(scale_x), laplace_freqs(scale_y)]).astype(np.float64)
-        symbols = ans_decode(main, tables[np.arange(count) % 2], trim=trim).astype(np.int64)
+        rows_of = np.array([scale_x, scale_y])[np.arange(count) % 2]
+        symbols = ans_decode(main, _freq_table()[rows_of], trim=trim).astype(np.int64)
         d = symbols - ESCAPE
     escaped = np.flatnonzero(np.abs(d) == ESCAPE)
     digits = ans_decode(extra, np.ones((2 * escaped.size, ESCAPE_BASE)), trim=trim)
@@ -379,13 +393,12 @@ def decode_block_motion(
 def _decode_in_contexts(main: bytes, scales: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """The residual symbols - ESCAPE (escapes still at +-ESCAPE) of a context-coded main
     stream, in its anti-diagonal order; one batch per anti-diagonal."""
-    tables = np.stack([laplace_freqs(s) for s in range(SCALE_COUNT)]).astype(np.float64)
     grid = np.zeros((2, rows, cols), dtype=np.int64)  # clipped residuals decoded so far
     out = np.empty(2 * rows * cols, dtype=np.int64)
     thresholds = np.asarray(CONTEXT_THRESHOLDS)
     what = "section 'bmv' (main stream)"
 
-    def work(coder) -> None:
+    def work(coder: AnsCoder) -> None:
         start = 0
         for k in range(rows + cols - 1):
             i = np.arange(max(0, k - cols + 1), min(k, rows - 1) + 1)
@@ -394,7 +407,8 @@ def _decode_in_contexts(main: bytes, scales: np.ndarray, rows: int, cols: int) -
             near += np.where(j > 0, np.abs(grid[:, i, np.maximum(j - 1, 0)]), 0)
             near += np.where(i > 0, np.abs(grid[:, np.maximum(i - 1, 0), j]), 0)
             table = scales[np.arange(2)[:, None], np.searchsorted(thresholds, near, side="right")]
-            symbols = decode_batch(coder, tables[table.T.reshape(-1)]).astype(np.int64) - ESCAPE
+            symbols = decode_batch(coder, _freq_table()[table.T.reshape(-1)]).astype(np.int64)
+            symbols -= ESCAPE
             grid[:, i, j] = symbols.reshape(-1, 2).T
             out[start:start + symbols.size] = symbols
             start += symbols.size
