@@ -166,13 +166,20 @@ class SequenceEncoder:
     def intra_fallback(self) -> bool:
         return self.settings.intra_fallback
 
+    @property
+    def intra_offset(self) -> float:
+        """What the scheduled I-frames add to their quality: the preset's offset, except
+        when every frame is an I-frame (intra period 1, still images), where no P-frame
+        predicts from them and the offset would only shift the ladder (and code the top
+        two qualities alike, as the ladder's end clamps both)."""
+        return 0.0 if self.intra_period == 1 else self.settings.intra_quality_offset
+
     def _intra_quality(self, quality: float | None = None) -> float:
         """The GOP's I-frames are coded better: every frame of the GOP predicts from them.
 
         ``quality``: the frame's (None: the stream's), to which the offset is added.
         """
-        return self._on_ladder(
-            (self.quality if quality is None else quality) + self.settings.intra_quality_offset)
+        return self._on_ladder((self.quality if quality is None else quality) + self.intra_offset)
 
     def _on_ladder(self, quality: float) -> float:
         """An offset quality clamped to the ladder, as the header's grid stores it."""

@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   settings=settings)
         control = _rate_controller(
             args, header_size(encoder.header) * BITS_PER_BYTE, info, args.intra_period,
-            settings.intra_quality_offset, model.quality_range, _frame_total(info, args),
+            encoder.intra_offset, model.quality_range, _frame_total(info, args),
         )
         frames: Iterable[Frame] = reader
         if control is not None:

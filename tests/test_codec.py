@@ -14,6 +14,7 @@ import torch
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import EncoderSettings
+from dvc_edic.encoder.settings import load_encoder_settings
 from dvc_edic.errors import WeightsError
 from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.models.video import VideoCodecModel
@@ -310,3 +311,24 @@ def test_paper_preset_codes_a_short_sequence_exactly() -> None:
     data, recons, _, header = _encode(model, frames)
     assert header.model_id == model.model_id and model.model_id.startswith("dvc_edic-paper-v1-")
     assert all(d == r for d, r in zip(_decode(model, data), recons, strict=True))
+
+
+def test_all_intra_codes_each_quality_as_asked(tiny_model) -> None:
+    """With intra period 1 (and so for still images) no P-frame predicts from the I-frames,
+    so the preset's intra quality offset must not apply: quality 7 and 8 were once the same
+    stream, both clamped to the top of the ladder."""
+    from dvc_edic import image
+
+    f = smooth_frame(48, 64, 5)
+    rgb = np.ascontiguousarray(np.stack([f.y, f.u.repeat(2, 0).repeat(2, 1),
+                                         f.v.repeat(2, 0).repeat(2, 1)], axis=-1))
+    settings = load_encoder_settings().with_overrides(intra_quality_offset=1.0)
+    info = VideoInfo(f.y.shape[1], f.y.shape[0], Fraction(25), 8)
+    top = tiny_model.quality_range.high
+    assert SequenceEncoder(tiny_model, info, top - 1, 1, settings=settings).intra_offset == 0
+    assert SequenceEncoder(tiny_model, info, top - 1, 12, settings=settings).intra_offset == 1
+    streams = {q: image.encode_image(rgb, tiny_model, q)[0] for q in (top - 1, top)}
+    assert streams[top - 1] != streams[top]
+    for data in streams.values():  # the I packet carries no quality of its own
+        (packet,) = BitstreamReader(data).read_all()
+        assert "q" not in {s.name for s in packet.sections}
