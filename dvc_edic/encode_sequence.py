@@ -13,12 +13,12 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, FrameType, header_size
+from dvc_edic.bitstream import BITS_PER_BYTE, BitstreamWriter, header_size
 from dvc_edic.bitstream.limits import PRECISION_LOG2_MAX, WARP_KERNELS
 from dvc_edic.cli import (
     UNTRAINED_NOTE,
@@ -57,6 +57,8 @@ STREAM_SUFFIX = ".dvce"
 DEFAULT_QUALITY = 4.0
 DEFAULT_INTRA_PERIOD = 12
 KILO = 1000.0
+# --bitrate/--bpp code the first frames aside first, to measure an I- and a P-frame
+PROBE_FRAMES = 2
 _Number = TypeVar("_Number", int, float, str)  # what a comma-separated flag holds
 PERCENT = 100.0
 
@@ -308,7 +310,7 @@ def _check_rate_flags(args: argparse.Namespace) -> None:
 
 def _rate_controller(
     args: argparse.Namespace, header_bits: int, info: VideoInfo, intra_period: int,
-    intra_offset: float, qualities: QualityRange, frames: int | None,
+    quality_offset: Callable[[int], float], qualities: QualityRange, frames: int | None,
 ) -> RateController | None:
     """The controller for --bitrate/--bpp (None with --quality)."""
     if args.bitrate is None and args.bpp is None:
@@ -323,7 +325,7 @@ def _rate_controller(
         bits_per_frame = args.bpp * pixels
     return RateController(
         load_ratecontrol_settings(), bits_per_frame, pixels, intra_period, qualities,
-        frame_count=frames, intra_offset=intra_offset, spent_bits=header_bits,
+        frame_count=frames, quality_offset=quality_offset, spent_bits=header_bits,
     )
 
 
@@ -373,17 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   settings=settings)
         control = _rate_controller(
             args, header_size(encoder.header) * BITS_PER_BYTE, info, args.intra_period,
-            encoder.intra_offset, model.quality_range, _frame_total(info, args),
+            encoder.quality_offset, model.quality_range, _frame_total(info, args),
         )
         frames: Iterable[Frame] = reader
         if control is not None:
             rest = iter(reader)
-            first = next(rest, None)
-            frames = rest
-            if first is not None:  # measure what the first frame costs, rather than guess
-                probe = control.settings.prior_quality
-                control.calibrate(FrameType.I, probe, encoder.intra_bits(first, probe))
-                frames = itertools.chain([first], rest)
+            head = list(itertools.islice(rest, PROBE_FRAMES))
+            # measure what an I- and a P-frame cost on this content, rather than guess
+            for ftype, coded, bits in encoder.probe(head, control.settings.prior_quality):
+                control.calibrate(ftype, coded, bits)
+            frames = itertools.chain(head, rest)
             # The header holds the controller's first choice (the header's size does not
             # depend on it); frames coded at another quality carry their own.
             encoder = SequenceEncoder(model, info, control.next_quality(), args.intra_period,

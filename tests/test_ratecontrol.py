@@ -166,11 +166,15 @@ def test_per_frame_qualities_decode_exactly(tiny_model) -> None:
 
 
 def test_the_streams_quality_given_per_frame_changes_nothing(tiny_model) -> None:
-    frames = carphone_frames(2)
+    """A frame given the stream's quality is coded as constant-quality coding codes it,
+    GOP pattern included: the controller's choice means what --quality means."""
+    frames = carphone_frames(4)
+    settings = replace(FAST, intra_quality_offset=1.0, gop_tail_offsets=(0.5, -0.5))
 
     def stream(per_frame: float | None) -> bytes:
-        enc = SequenceEncoder(tiny_model, _info(frames[0]), 3.5, intra_period=12,
-                              settings=FAST)
+        enc = SequenceEncoder(tiny_model, _info(frames[0]), 3.5, intra_period=3,
+                              settings=settings)
+        assert [enc.quality_offset(i) for i in range(4)] == [1.0, 0.5, -0.5, 1.0]
         buf = io.BytesIO()
         writer = BitstreamWriter(buf, enc.header)
         for f in frames:
@@ -179,6 +183,32 @@ def test_the_streams_quality_given_per_frame_changes_nothing(tiny_model) -> None
         return buf.getvalue()
 
     assert stream(None) == stream(3.5)
+
+
+def test_the_controller_plans_each_frame_at_its_offset_quality() -> None:
+    offsets = {0: 1.0, 1: 0.5, 2: -1.0}
+    settings = load_ratecontrol_settings()
+    rc = RateController(settings, 8000.0, PIXELS, intra_period=12, qualities=QUALITIES,
+                        frame_count=3, quality_offset=offsets.__getitem__)
+    rc.calibrate(FrameType.P, 3.0, 4000.0)  # a probe: it counts probe_inter_scale times
+    assert [rc.coded_quality(3.0, i) for i in range(3)] == [4.0, 3.5, 2.0]
+    assert rc.predict(3.0, FrameType.I, 0) == rc.intra.predict(4.0)
+    assert rc.predict(3.0, FrameType.P, 2) == pytest.approx(
+        4000.0 * settings.probe_inter_scale * math.exp(rc.inter.gain(2.0) - rc.inter.gain(3.0)))
+    assert rc.coded_quality(7.5, 0) == QUALITIES.high  # clamped to the ladder
+
+
+def test_the_probe_codes_aside_and_measures_both_frame_types(tiny_model) -> None:
+    frames = carphone_frames(2)
+    enc = SequenceEncoder(tiny_model, _info(frames[0]), 3.0, intra_period=12, settings=FAST)
+    got = enc.probe(frames, 4.5)
+    assert enc.index == 0  # nothing of the probe stays in the encoder
+    fresh = SequenceEncoder(tiny_model, _info(frames[0]), 4.5, intra_period=12,
+                            settings=FAST.with_overrides(refine_steps=0))
+    packets = [fresh.encode(f)[0] for f in frames]
+    assert got == [(p.frame_type, frame_quality(p, 4.5, QUALITIES), len(p.to_bytes()) * 8)
+                   for p in packets]
+    assert [t for t, _, _ in got] == [FrameType.I, FrameType.P]
 
 
 # Frames of the CLI check: with block motion carphone's P-frames cost 6-50 % of an
@@ -208,7 +238,9 @@ def test_bitrate_lands_near_the_target_with_the_shipped_weights(
     assert s["kbps"] == pytest.approx(150.0, rel=0.15)
     assert rc["error_percent"] == pytest.approx((s["kbps"] - 150.0) / 1.5)
     qualities = [f["quality"] for f in s["per_frame"]]
-    assert len(set(qualities)) > 1 and rc["quality_min"] <= min(qualities)
+    # the report is of the controller's choices; frames add their GOP position's offset
+    assert len(set(qualities)) > 1
+    assert rc["quality_min"] <= rc["quality_mean"] <= rc["quality_max"]
     assert "target 150.0 kbps: achieved" in capsys.readouterr().out
     assert _encode_cli(tmp_path, "--quality", "3", "--frames", "1")["rate_control"] is None
 

@@ -5,13 +5,14 @@ units' ladder), and how many bits a quality costs depends on the content by a
 factor of five or more. So the controller learns it while coding:
 
 - **A size model per frame type.** ``ln(bits)`` rises with the quality at a
-  slope that falls from about 0.25 per level at quality 1 to 0.1-0.17 at the
-  top of the ladder on the development set, for I- and P-frames alike: the
-  model's slope goes linearly between two such values (from the config), and
-  its scale is re-estimated from every coded frame's real size, averaged over
-  recent frames in bits rather than in log-bits, because what must add up is
-  the sum of the bits (a P-frame that skips its residual costs 60 bytes, the
-  next one 800: an average of logs would underestimate the sum).
+  slope that differs by frame type and along the ladder: on the development set
+  I-frames gain 0.2-0.3 ln-bits a level, P-frames 0.15-0.35 at the bottom (a
+  skipped residual costs the same at any quality) and about 0.55 above. The
+  model's slope goes linearly between knots from the config, and its scale is
+  re-estimated from every coded frame's real size, averaged over recent frames
+  in bits rather than in log-bits, because what must add up is the sum of the
+  bits (a P-frame that skips its residual costs 60 bytes, the next one 800: an
+  average of logs would underestimate the sum).
 - **A plan over the next frames.** The next frame's quality is the one at which
   the model predicts that the next ``payback_frames`` frames (or the rest of
   the sequence, if fewer), with their GOP types, cost their share of the
@@ -20,21 +21,24 @@ factor of five or more. So the controller learns it while coding:
   end of a sequence of known length the plan covers exactly the frames left,
   so what remains of the error is only what the last frames missed by. The plan
   includes the I-frames in it, so the bits for an I-frame are set aside before
-  it comes.
+  it comes, and each frame at the quality the encoder will code it at: the
+  controller's choice plus the frame's offset by GOP position (the I-frames',
+  the GOP tail's), so a choice means what the same constant ``--quality`` means.
 - **A bounded step.** Quality moves by at most ``max_step`` from one frame to
   the next: a single odd frame (a scene cut, a skipped residual) must not swing
-  the quality of the frames after it. The first frame of each type is free: the
-  prior it replaces is only a guess.
+  the quality of the frames after it. The first frame of a type that neither the
+  probe nor the stream has shown is free: the prior it replaces is only a guess.
 
 The controller never looks at pixels and does not depend on the encoder's
 preset: it sees only the qualities and the bytes that came out, of the coded
-frames and of one probe (``calibrate``: the CLI codes the first frame aside as
-an I-frame, so the first quality is not a guess).
+frames and of a probe (``calibrate``: the CLI codes the first two frames aside,
+an I- and a P-frame, so the first quality is not a guess).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +57,15 @@ class RateControlSettings:
     """The controller's tuning numbers (``ratecontrol:`` in configs/encoder.yaml)."""
 
     # d ln(bits) / d quality of I-frames at quality 1 and at the top level (linear between)
-    slope_intra: tuple[float, float]
-    slope_inter: tuple[float, float]  # the same for P-frames
+    # d ln(bits) / d quality of I-frames at knots spread evenly over the ladder (two or more,
+    # the first at quality 1, the last at the top; linear in between)
+    slope_intra: tuple[float, ...]
+    slope_inter: tuple[float, ...]  # the same for P-frames
     prior_bpp: float  # I-frame bits per pixel at prior_quality, before any frame is coded
     prior_quality: float
     inter_to_intra: float  # P-frame / I-frame bits at one quality, before any P is coded
+    # a probed P-frame's bits are taken as this x what it cost (see ``calibrate``)
+    probe_inter_scale: float
     smoothing_intra: float  # weight of the newest I-frame in the I size model (0, 1]
     smoothing_inter: float  # the same for P-frames
     payback_frames: int  # the error so far is repaid over this many frames (or the rest)
@@ -70,6 +78,7 @@ class RateControlSettings:
         positive = {
             "slope_intra": min(self.slope_intra), "slope_inter": min(self.slope_inter),
             "prior_bpp": self.prior_bpp, "inter_to_intra": self.inter_to_intra,
+            "probe_inter_scale": self.probe_inter_scale,
             "max_step": self.max_step,
         }
         for name, value in positive.items():
@@ -96,11 +105,12 @@ class RateControlSettings:
     def from_config(cls, cfg: dict[str, Any]) -> RateControlSettings:
         try:
             return cls(
-                slope_intra=_pair(cfg["slope"]["I"]),
-                slope_inter=_pair(cfg["slope"]["P"]),
+                slope_intra=_knots(cfg["slope"]["I"]),
+                slope_inter=_knots(cfg["slope"]["P"]),
                 prior_bpp=float(cfg["prior"]["bpp"]),
                 prior_quality=float(cfg["prior"]["quality"]),
                 inter_to_intra=float(cfg["prior"]["inter_to_intra"]),
+                probe_inter_scale=float(cfg["prior"]["probe_inter_scale"]),
                 smoothing_intra=float(cfg["smoothing"]["I"]),
                 smoothing_inter=float(cfg["smoothing"]["P"]),
                 payback_frames=int(cfg["payback_frames"]),
@@ -112,21 +122,23 @@ class RateControlSettings:
             raise InputError(f"ratecontrol settings {cfg!r}: missing or bad key: {exc}") from exc
 
 
-def _pair(value: Any) -> tuple[float, float]:
-    low, high = value
-    return float(low), float(high)
+def _knots(value: Any) -> tuple[float, ...]:
+    knots = tuple(float(v) for v in value)
+    if len(knots) < 2:
+        raise ValueError(f"a slope needs 2 or more knots, got {value!r}")
+    return knots
 
 
 class SizeModel:
     """``bits(q) = scale * exp(G(q))`` for one frame type; the scale is learnt.
 
-    G rises from 0 at quality 1 with a slope going linearly from ``slope[0]`` at
-    quality 1 to ``slope[1]`` at the top of ``qualities``, so ``scale`` is the bits
-    at quality 1. ``scale`` is None until a frame of the type is seen or a prior is
+    G rises from 0 at quality 1 with a slope that goes linearly between knots spread
+    evenly from quality 1 to the top of ``qualities``, so ``scale`` is the bits at
+    quality 1. ``scale`` is None until a frame of the type is seen or a prior is
     set: the controller then predicts from another model (a P-frame from the I-frame's).
     """
 
-    def __init__(self, slope: tuple[float, float], qualities: QualityRange, smoothing: float,
+    def __init__(self, slope: tuple[float, ...], qualities: QualityRange, smoothing: float,
                  scale: float | None = None) -> None:
         self.slope = slope
         self.low = qualities.low
@@ -136,22 +148,38 @@ class SizeModel:
         self.frames = 0  # frames observed
 
     def gain(self, quality: float) -> float:
-        """G(q) = ln(bits(q) / bits(1))."""
+        """G(q) = ln(bits(q) / bits(1)): the integral of the slope from quality 1 to q."""
         t = quality - self.low
-        low, high = self.slope
-        return low * t + (high - low) * t * t / (2.0 * self.span)
+        pieces = len(self.slope) - 1
+        width = self.span / pieces
+        total = 0.0
+        for j in range(pieces):
+            start = j * width
+            if t <= start:
+                break
+            d = t - start if j == pieces - 1 else min(t - start, width)
+            low, high = self.slope[j], self.slope[j + 1]
+            total += low * d + (high - low) * d * d / (2.0 * width)
+        return total
 
     def predict(self, quality: float) -> float:
         assert self.scale is not None
         return self.scale * math.exp(self.gain(quality))
 
     def observe(self, quality: float, bits: float) -> None:
-        """Fold one coded frame in: its size, brought back to quality 1 by the slope."""
+        """Fold one coded frame in: its size, brought back to quality 1 by the slope.
+
+        The first frames are averaged with equal weights (the n-th weighs 1/n) until
+        that falls to ``smoothing``: a probe or the first frame of a type is one
+        sample, and the frame after an I-frame costs a half or less of the GOP's
+        average P-frame on the dev set, so no one frame should set the scale for long.
+        """
         seen = bits * math.exp(-self.gain(quality))
         if self.frames == 0 or self.scale is None:
             self.scale = seen  # the prior was only a guess: the first real frame replaces it
         else:
-            self.scale += self.smoothing * (seen - self.scale)
+            weight = max(self.smoothing, 1.0 / (self.frames + 1))
+            self.scale += weight * (seen - self.scale)
         self.frames += 1
 
 
@@ -172,7 +200,7 @@ class RateController:
         intra_period: int,
         qualities: QualityRange,
         frame_count: int | None = None,
-        intra_offset: float = 0.0,
+        quality_offset: Callable[[int], float] | None = None,
         spent_bits: float = 0.0,
     ) -> None:
         if not bits_per_frame > 0:
@@ -182,7 +210,7 @@ class RateController:
         self.intra_period = intra_period
         self.qualities = qualities
         self.frame_count = frame_count
-        self.intra_offset = intra_offset
+        self.quality_offset = quality_offset or _no_offset
         self.spent_bits = float(spent_bits)
         self.index = 0  # frames coded so far
         self.last_quality: float | None = None
@@ -199,27 +227,27 @@ class RateController:
     def _model(self, ftype: FrameType) -> SizeModel:
         return self.intra if ftype == FrameType.I else self.inter
 
-    def coded_quality(self, quality: float, ftype: FrameType) -> float:
-        """The quality a frame of this type is coded at when the controller picks ``quality``."""
-        if ftype == FrameType.I:
-            quality += self.intra_offset
-        return self.qualities.clamp(quality)
+    def coded_quality(self, quality: float, index: int) -> float:
+        """The quality frame ``index`` is coded at when the controller picks ``quality``: the
+        encoder adds its offset by GOP position (the I-frames', the GOP's tail)."""
+        return self.qualities.clamp(quality + self.quality_offset(index))
 
-    def predict(self, quality: float, ftype: FrameType) -> float:
-        """Predicted bits of one frame of ``ftype`` at the controller's ``quality``."""
-        q = self.coded_quality(quality, ftype)
+    def predict(self, quality: float, ftype: FrameType, index: int) -> float:
+        """Predicted bits of frame ``index``, of ``ftype``, at the controller's ``quality``."""
+        q = self.coded_quality(quality, index)
         if ftype == FrameType.I:
             return self.intra.predict(q)
         if self.inter.scale is None:  # no P-frame yet: the I-frame model, scaled
             return self.settings.inter_to_intra * self.intra.predict(q)
         return self.inter.predict(q)
 
-    def window(self) -> list[FrameType]:
-        """The GOP types of the frames the next plan covers."""
+    def window(self) -> list[tuple[int, FrameType]]:
+        """The indices and GOP types of the frames the next plan covers."""
         span = self.settings.payback_frames
         if self.frame_count is not None:
             span = max(1, min(span, self.frame_count - self.index))
-        return [frame_type(self.index + i, self.intra_period) for i in range(span)]
+        return [(i, frame_type(i, self.intra_period))
+                for i in range(self.index, self.index + span)]
 
     def plan_bits(self) -> float:
         """What the next plan (the window's frames) may spend: their share of the target
@@ -241,7 +269,7 @@ class RateController:
         budget = self.plan_bits()
 
         def cost(q: float) -> float:
-            return sum(self.predict(q, t) for t in types)
+            return sum(self.predict(q, t, i) for i, t in types)
 
         lo, hi = self.qualities.low, self.qualities.high
         if cost(lo) >= budget:
@@ -253,7 +281,7 @@ class RateController:
                 mid = 0.5 * (lo + hi)
                 lo, hi = (mid, hi) if cost(mid) < budget else (lo, mid)
             q = 0.5 * (lo + hi)
-        if self.last_quality is not None and self._model(types[0]).frames > 0:
+        if self.last_quality is not None and self._model(types[0][1]).frames > 0:
             step = self.settings.max_step
             q = min(max(q, self.last_quality - step), self.last_quality + step)
         return quantize_quality(q)
@@ -275,15 +303,25 @@ class RateController:
     def calibrate(self, ftype: FrameType, coded: float, bits: float) -> None:
         """Learn the size of a frame coded aside, not into the stream: a probe.
 
-        The CLI codes the first frame as an I-frame at ``prior.quality`` before
-        choosing its quality, so the first frame's size is measured, not guessed
-        (the dev set's I-frames differ by 5x in bits per pixel).
+        The CLI codes the first two frames aside at ``prior.quality`` (an I- and a
+        P-frame, SequenceEncoder.probe) before choosing the first quality, so both
+        types' sizes are measured, not guessed: the dev set's I-frames differ by 5x
+        in bits per pixel, and its P-frames cost 2-20 % of an I-frame.
+
+        The probed P-frame is the GOP's first, one sample of a cost that swings
+        with each frame's residual decision: the dev set's P-frames average 0.35 to
+        3.5 times the first one's bits (median 1.3). So it counts
+        ``probe_inter_scale`` times: erring high costs less than erring low, since a
+        P-frame skipping its residual costs about the same at any quality, so the
+        P-frames cannot repay an I-frame that the plan overpaid.
         """
+        if ftype == FrameType.P:
+            bits *= self.settings.probe_inter_scale
         self._model(ftype).observe(coded, bits)
 
     def update(self, ftype: FrameType, chosen: float, coded: float, bits: float) -> None:
         """Learn from one coded frame: the quality the controller chose for it, the
-        quality it was coded at (an I-frame's carries the intra offset) and its bits.
+        quality it was coded at (with its GOP position's offset) and its bits.
 
         ``ftype`` is the packet's own type: an intra fallback at a P position
         teaches the I model.
@@ -292,3 +330,7 @@ class RateController:
         self.spent_bits += bits
         self.index += 1
         self.last_quality = chosen
+
+
+def _no_offset(index: int) -> float:
+    return 0.0
