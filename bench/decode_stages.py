@@ -48,6 +48,11 @@ FUNCTION_STAGES: tuple[tuple[str, str, str], ...] = (
     ("dvc_edic.codec", "read_section", "loop_filter"),
     ("dvc_edic.codec", "apply_filters", "loop_filter"),
 )
+# Stages of newer decoders only: where an older checkout lacks the name, it is skipped
+# (that decoder has no such work), so the same harness still measures it.
+NEWER_FUNCTION_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("dvc_edic.entropy.coder", "window_rows", "gmm_tables"),  # format 12's y rows
+)
 # (class, submodule attribute, stage): every instance's submodule is timed by hooks.
 MODULE_STAGES: tuple[tuple[str, str, str, str], ...] = (
     ("dvc_edic.models.edic", "EDIC", "h_s", "hyper_synthesis"),
@@ -143,7 +148,9 @@ def instrument(model: nn.Module, timer: StageTimer) -> Iterator[StageTimer]:
     """Time ``model``'s decoder stages into ``timer`` until the block ends."""
     undo: list[Callable[[], None]] = []
     try:
-        for module, path, stage in FUNCTION_STAGES:
+        newer = [(m, p, s) for m, p, s in NEWER_FUNCTION_STAGES
+                 if hasattr(importlib.import_module(m), p)]  # fmt: skip
+        for module, path, stage in (*FUNCTION_STAGES, *newer):
             owner, name, original = _resolve(module, path)
             wrapped = (
                 staticmethod(_timed(original.__func__, timer, stage))

@@ -168,9 +168,8 @@ def _coder_latents(
     z_data = z.data
     if version >= LEAN_PACKET_VERSION:
         z_data = untrim_words(z_data, f"section {z.name!r}")
-    return CodedLatents(
-        z=z_data, y=y.data, z_shape=z.shape or z_shape, y_shape=y.shape or y_shape
-    )
+    return CodedLatents(z=z_data, y=y.data, z_shape=z.shape or z_shape,
+                        y_shape=y.shape or y_shape, version=version)  # fmt: skip
 
 
 def _check_only(packet: Packet, prefixes: tuple[str, ...]) -> None:

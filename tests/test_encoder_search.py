@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType, header_size
+from dvc_edic.bitstream.version import Y_WINDOW_VERSION
 from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
@@ -33,6 +34,7 @@ from dvc_edic.encoder.settings import (
 )
 from dvc_edic.errors import BitstreamError, InputError
 from dvc_edic.io import Frame, VideoInfo
+from dvc_edic.models.edic import EDIC
 from dvc_edic.representation import warp_planes
 from dvc_edic.weights import load_weights
 from flows import backward_warp
@@ -262,6 +264,39 @@ def test_a_version_6_stream_with_dct_sections_still_decodes(tiny_model, monkeypa
         assert _decode(tiny_model, data) == recons
         streams[version] = data
     assert len(set(streams.values())) == len(streams)
+
+
+def test_a_version_11_stream_keeps_its_y_coding(tiny_model, monkeypatch) -> None:
+    """Format 12 codes y under per-element windows (dvc_edic.entropy.window); a format 11
+    stream's y, one row of 2R+1 per element, still decodes by the old path to what its
+    encoder made, and each decodes to its encoder's reconstruction with 1 and 2 threads.
+    The intra coder's analysis is scaled up so that y is not all at its centres (R = 0,
+    nothing coded), as the untrained tiny model's would be."""
+    last = [m for m in tiny_model.intra.g_a if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(30)
+        last.bias.mul_(30)
+    frames = carphone_frames(2)
+    current = EDIC.compress_latents
+    streams = {}
+    for version in (Y_WINDOW_VERSION - 1, Y_WINDOW_VERSION):
+        monkeypatch.setattr(EDIC, "compress_latents",
+                            functools.partialmethod(current, version=version))  # fmt: skip
+        enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1)
+        enc.header = dataclasses.replace(enc.header, version=version)
+        data, recons, _ = _code(enc, frames)
+        assert BitstreamReader(data).header.version == version
+        before = torch.get_num_threads()
+        try:
+            for threads in (1, 2):  # the y stage splits its work over threads
+                torch.set_num_threads(threads)
+                assert _decode(tiny_model, data) == recons
+        finally:
+            torch.set_num_threads(before)
+        streams[version] = [p.section("y").data for p in BitstreamReader(data)
+                            if p.frame_type == FrameType.I]  # fmt: skip
+    old, new = streams[Y_WINDOW_VERSION - 1][0], streams[Y_WINDOW_VERSION][0]
+    assert old[0] == new[0] > 0 and old != new  # the same R, coded two ways
 
 
 def test_version_1_stream_still_decodes() -> None:

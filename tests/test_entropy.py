@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from dvc_edic.bitstream.version import FORMAT_VERSION, MV_CONTEXT_VERSION, Y_WINDOW_VERSION
 from dvc_edic.entropy import (
     GmmConfig,
     GmmEntropyCoder,
@@ -20,6 +21,7 @@ from dvc_edic.entropy import (
     dequantize_gmm,
     gmm_likelihood,
     quantize_gmm,
+    tables,
 )
 from dvc_edic.entropy.ans import ans_decode, ans_encode
 from dvc_edic.entropy.grids import (
@@ -30,6 +32,7 @@ from dvc_edic.entropy.grids import (
     WEIGHT_EXP_BITS,
     phi_table,
     scale_grid,
+    scale_reach,
     weight_exp_table,
 )
 from dvc_edic.entropy.quantize import QUANTIZE_SPAN, centres
@@ -39,6 +42,14 @@ from dvc_edic.entropy.tables import (
     component_cdf_table,
     ideal_code_length,
     mixture_frequencies,
+    window_frequencies,
+)
+from dvc_edic.entropy.window import (
+    WindowConfig,
+    escape_row,
+    window_config,
+    window_plan,
+    window_widths,
 )
 from dvc_edic.errors import BitstreamError, InputError
 
@@ -52,6 +63,11 @@ def _preset_cfg(name: str = "cpu") -> GmmConfig:
 
 CFG = _preset_cfg()
 CFG1 = dataclasses.replace(CFG, mixtures=1)
+# The last format whose y rows span the whole tensor, and both y layouts to test.
+OLD_VERSION = Y_WINDOW_VERSION - 1
+assert OLD_VERSION == MV_CONTEXT_VERSION
+Y_VERSIONS = pytest.mark.parametrize("version", [OLD_VERSION, FORMAT_VERSION],
+                                     ids=lambda v: f"v{v}")
 
 
 def _params(
@@ -170,7 +186,7 @@ def test_golden_hashes_pin_the_format() -> None:
         scale_idx=np.stack([i % 64, (i * 5) % 64, 63 - i % 64], axis=1).astype(np.int32),
     )
     sym = centres(q, CFG) + (i % 9) - 4
-    data, _ = GmmEntropyCoder(CFG).encode(sym, q)
+    data, _ = GmmEntropyCoder(CFG).encode(sym, q, OLD_VERSION)
     # quantize_gmm on fixed floats (dyadic, so the inputs themselves are exact).
     x = torch.from_numpy(((np.arange(3 * 500) * 7919) % 4001 - 2000) / 64.0).float()
     x = x.reshape(1, 3, 500, 1, 1)
@@ -180,7 +196,36 @@ def test_golden_hashes_pin_the_format() -> None:
     assert got == GOLDEN
 
 
+def test_golden_hash_pins_the_windowed_format() -> None:
+    """Format 12's bytes for fixed integer inputs whose windows take many widths, with
+    escapes and elements at R; a change here breaks format 12 streams."""
+    n = 6000
+    i = np.arange(n, dtype=np.int64)
+    heavy = (i * 7) % 120 + 90
+    light = (i * 13) % 40 + 1
+    q = QuantizedGmm(
+        weights=np.stack([heavy, light, 256 - heavy - light], axis=1).astype(np.int32),
+        means=np.stack([(i * 37) % 801 - 400, (i * 11) % 97, -(i % 50)], axis=1).astype(np.int32),
+        scale_idx=np.stack([i % 40, (i * 5) % 30, (i * 3) % 25], axis=1).astype(np.int32),
+    )
+    sym = centres(q, CFG) + ((i * 7919) % 11) - 5
+    sym[::97] += ((i[::97] * 31) % 121) - 60  # outliers: R = 65, escapes
+    coder = GmmEntropyCoder(CFG)
+    data, coded = coder.encode(sym, q, Y_WINDOW_VERSION)
+    assert np.array_equal(coded, sym) and data[0] == 65
+    plan = window_plan(q, 65, CFG, Y_WINDOW_VERSION)
+    assert len(set(plan.width.tolist())) >= 5  # the test covers many windows
+    assert np.array_equal(coder.decode(data, q, Y_WINDOW_VERSION), sym)
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_WINDOWED
+    # The settings the bytes were made with (configs/bitstream.yaml): editing them breaks
+    # every format 12 stream, so they are pinned here with the bytes.
+    assert window_config(Y_WINDOW_VERSION) == WindowConfig(WINDOW_CLASSES_12, 2.5)
+
+
+WINDOW_CLASSES_12 = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80,
+                     96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896)
 # Recomputed only on purpose, together with a stream format version bump.
+GOLDEN_WINDOWED = "6a0f361c5f50be8631284715e4dd504666cdf256f214fb32e462ad783c2cefa7"
 GOLDEN = (
     "394ce188d9a4407b5f546f7f4377b91b2b4282d6e901246cbd44b47a8db32838",
     "e3fa4620290fde4ab2e1901521a1ab29e129df7a0fab0ce27585b46a06a12038",
@@ -308,13 +353,18 @@ def test_frequencies_match_reference(cfg: GmmConfig) -> None:
     means[0, :, :50] += 4000.0  # far from zero
     means[0, 0, 50:60] = -400.0  # components far from the centre, beyond the support
     q = quantize_gmm(logits, means, scales, cfg)
-    for half in (1, 7, 40):
-        freq = mixture_frequencies(q, centres(q, cfg), half, 0, n, cfg)
+    c = centres(q, cfg)
+    for half in (1, 2, 7, 40):
+        freq = mixture_frequencies(q, c, half, 0, n, cfg)
         assert np.array_equal(freq, _reference_frequencies(q, cfg, half))
         assert freq.min() >= 1 and np.all(freq.sum(axis=1) == 1 << cfg.prob_bits)
+        # Format 12's rows of one window width: the same integers, from the inner edges.
+        rows = window_frequencies(q, c, half, cfg, np.float32)
+        assert rows.dtype == np.float32 and np.array_equal(rows, freq)
 
 
-def test_entropy_stage_identical_across_thread_counts() -> None:
+@Y_VERSIONS
+def test_entropy_stage_identical_across_thread_counts(version: int) -> None:
     """quantize_gmm and the y coder split their work over threads (entropy.parallel): with
     several quantisation spans and coder chunks, both the pool and the in-order hand-over
     run, and must give the same integers and bytes as one thread."""
@@ -329,9 +379,9 @@ def test_entropy_stage_identical_across_thread_counts() -> None:
             torch.set_num_threads(threads)
             q = quantize_gmm(*params, CFG)
             coder = GmmEntropyCoder(CFG)
-            data, coded = coder.encode(centres(q, CFG) + offsets, q)
+            data, coded = coder.encode(centres(q, CFG) + offsets, q, version)
             freq = mixture_frequencies(q, centres(q, CFG), 20, 0, 5000, CFG)
-            results.append((q, freq, data, coded, coder.decode(data, q)))
+            results.append((q, freq, data, coded, coder.decode(data, q, version)))
     finally:
         torch.set_num_threads(before)
     (q1, f1, d1, c1, o1), (q2, f2, d2, c2, o2) = results
@@ -355,21 +405,24 @@ def test_entropy_stage_identical_across_thread_counts() -> None:
         (CFG1, 3.0, (0.0, 1.5), 700.0),
     ],
 )
-def test_round_trip_exact(cfg: GmmConfig, spread: float, log_scale: tuple, offset: float) -> None:
+@Y_VERSIONS
+def test_round_trip_exact(cfg: GmmConfig, spread: float, log_scale: tuple, offset: float,
+                          version: int) -> None:  # fmt: skip
     rng = np.random.default_rng(4)
     n = 6000
     q = quantize_gmm(*_params(rng, n, cfg.mixtures, spread, log_scale, offset), cfg)
     sym = _sample(q, cfg, rng)
     coder = GmmEntropyCoder(cfg)
-    data, coded = coder.encode(sym, q)
+    data, coded = coder.encode(sym, q, version)
     assert coded.dtype == np.int32 and coded.shape == (n,)
     c = centres(q, cfg)
     inside = np.abs(sym - c) <= cfg.max_half_width
     assert np.array_equal(coded[inside], sym[inside])
-    assert np.array_equal(coder.decode(data, q), coded)
+    assert np.array_equal(coder.decode(data, q, version), coded)
 
 
-def test_clamping_and_degenerate_sizes() -> None:
+@Y_VERSIONS
+def test_clamping_and_degenerate_sizes(version: int) -> None:
     rng = np.random.default_rng(5)
     n = 500
     q = quantize_gmm(*_params(rng, n, 3), CFG)
@@ -378,17 +431,21 @@ def test_clamping_and_degenerate_sizes() -> None:
     sym = c.copy()
     sym[7] += 10**6
     sym[8] -= 300
-    data, coded = coder.encode(sym.astype(np.float64), q)  # integer-valued floats are fine
+    data, coded = coder.encode(sym.astype(np.float64), q, version)  # integer floats are fine
     assert data[0] == CFG.max_half_width
     assert coded[7] == c[7] + CFG.max_half_width and coded[8] == c[8] - CFG.max_half_width
     assert np.array_equal(np.delete(coded, [7, 8]), np.delete(c, [7, 8]))
-    assert np.array_equal(coder.decode(data, q), coded)
+    assert np.array_equal(coder.decode(data, q, version), coded)
     # Every symbol at its centre: R = 0, only the header is written.
-    data, coded = coder.encode(c, q)
-    assert data == b"\x00" and np.array_equal(coder.decode(data, q), c)
+    data, coded = coder.encode(c, q, version)
+    assert data == b"\x00" and np.array_equal(coder.decode(data, q, version), c)
     empty = QuantizedGmm(*(np.zeros((0, 3), dtype=np.int32) for _ in range(3)))
-    data, coded = coder.encode(np.zeros(0, dtype=np.int64), empty)
-    assert coded.size == 0 and coder.decode(data, empty).size == 0
+    data, coded = coder.encode(np.zeros(0, dtype=np.int64), empty, version)
+    assert data == b"\x00" and coded.size == 0
+    assert coder.decode(data, empty, version).size == 0
+    for bad in (b"\x01", b"\x00\x01", b"\x01\x01"):  # R > 0 or a payload: nothing to code
+        with pytest.raises(BitstreamError):
+            coder.decode(bad, empty, version)
     with pytest.raises(InputError):
         coder.encode(np.zeros(n + 1, dtype=np.int64), q)
     with pytest.raises(InputError):
@@ -451,6 +508,97 @@ def test_memory_stays_bounded() -> None:
     assert peak < 200 * 2**20
 
 
+# ----------------------------------------------------------------------------- windows (format 12)
+
+
+def _one_element(weights: list[int], means: list[int], scales: list[int]) -> QuantizedGmm:
+    return QuantizedGmm(*(np.asarray([a], dtype=np.int32) for a in (weights, means, scales)))
+
+
+def test_window_widths_follow_the_live_components_reach() -> None:
+    wcfg = window_config(Y_WINDOW_VERSION)
+    reach = scale_reach(CFG, wcfg.reach_sigmas)
+    step = 1 << CFG.mean_step_log2
+
+    def width(weights: list[int], means: list[int], scales: list[int], half: int = 500) -> int:
+        q = _one_element(weights, means, scales)
+        return int(window_widths(q, centres(q, CFG), half, CFG, wcfg)[0])
+
+    def above(r: int) -> int:  # the smallest class above a reach of r
+        return min(c for c in wcfg.classes if c > r)
+
+    assert reach[0] == 1 and width([256, 0, 0], [5 * step, 0, 0], [0, 0, 0]) == above(1)
+    assert width([256, 0, 0], [0, 0, 0], [40, 0, 0]) == above(int(reach[40]))
+    # A light component 20 symbols away widens the window; a weightless one does not.
+    far = [200, 56, 0], [0, 20 * step, 0], [0, 0, 0]
+    assert width(*far) == above(20 + int(reach[0]))
+    assert width([256, 0, 0], [0, 20 * step, -90 * step], [0, 63, 63]) == above(1)
+    # Reaches beyond the largest class, and windows wider than the tensor's R, take R.
+    assert width([255, 1, 0], [0, 9000 * step, 0], [0, 0, 0]) == 500
+    assert width(*far, half=7) == 7
+
+
+def test_windowed_coding_escapes_outliers_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Symbols beyond their window are coded as the window's end plus an escape distance;
+    sampled symbols and outliers alike decode exactly, for little rate, and how the coder
+    cuts them into chunks changes no byte."""
+    rng = np.random.default_rng(12)
+    n = 40_000
+    q = quantize_gmm(*_params(rng, n, 3, mean_spread=2.0, log_scale=(-0.5, 1.0)), CFG)
+    c = centres(q, CFG)
+    coder = GmmEntropyCoder(CFG)
+    sym = _sample(q, CFG, rng)
+    plain, _ = coder.encode(sym, q, OLD_VERSION)
+    windowed, coded = coder.encode(sym, q, Y_WINDOW_VERSION)
+    assert np.array_equal(coded, sym)
+    assert len(windowed) <= 1.005 * len(plain)  # what escapes cost, and they are rare
+    out = rng.choice(n, 300, replace=False)
+    sym[out] += rng.choice([-1, 1], 300) * rng.integers(5, 120, 300)
+    data, coded = coder.encode(sym, q, Y_WINDOW_VERSION)
+    half = int(np.abs(sym - c).max())
+    plan = window_plan(q, half, CFG, Y_WINDOW_VERSION)
+    offset = (sym - c)[plan.order]
+    escaped = (np.abs(offset) >= plan.width) & (plan.width < half)
+    assert escaped.sum() >= 200 and np.any(np.abs(offset) > plan.width + 30)
+    assert np.array_equal(coded, sym)
+    assert np.array_equal(coder.decode(data, q, Y_WINDOW_VERSION), sym)
+    monkeypatch.setattr(tables, "CHUNK_CELLS", 100)  # chunks of 2 to 49 elements
+    assert len(window_plan(q, half, CFG, Y_WINDOW_VERSION).spans) > 1000
+    assert coder.encode(sym, q, Y_WINDOW_VERSION)[0] == data
+    assert np.array_equal(coder.decode(data, q, Y_WINDOW_VERSION), sym)
+    monkeypatch.undo()
+    # The same symbols in format 11 are other bytes, and each decodes by its own version.
+    old, _ = coder.encode(sym, q, OLD_VERSION)
+    assert old != data and np.array_equal(coder.decode(old, q, OLD_VERSION), sym)
+
+
+def test_escape_row_is_exp_golomb_shaped_and_exact() -> None:
+    row = escape_row(1023)
+    bits = np.floor(np.log2(np.arange(1, 1024))).astype(np.int64)
+    assert np.all(row == np.rint(row)) and row.min() >= 1 and row.sum() < 2**24
+    assert np.array_equal(row, 4.0 ** (bits.max() - bits) * row[-1])
+    assert escape_row(2).tolist() == row[:2].tolist()
+
+
+def test_window_config_is_read_by_version_and_checked() -> None:
+    wcfg = window_config(Y_WINDOW_VERSION)
+    assert window_config(Y_WINDOW_VERSION + 5) == wcfg  # the newest entry at or below
+    assert list(wcfg.classes) == sorted(set(wcfg.classes)) and wcfg.reach_sigmas > 0
+    with pytest.raises(InputError, match="no y_window entry"):
+        window_config(OLD_VERSION)
+    for classes in ((), (0, 1), (2, 2)):
+        with pytest.raises(InputError, match="increasing half-widths"):
+            WindowConfig(classes, 2.5)
+    good = {"classes": [1, 2, 4], "reach_sigmas": 3}
+    assert WindowConfig.from_dict(good, "y_window.12") == WindowConfig((1, 2, 4), 3.0)
+    for bad in ({"classes": [2, 1], "reach_sigmas": 3}, {"classes": [0, 1], "reach_sigmas": 3},
+                {"classes": [1, 5000], "reach_sigmas": 3}, {"classes": [], "reach_sigmas": 3},
+                {"classes": [1], "reach_sigmas": 0}, {"classes": [1], "reach_sigmas": "3"},
+                {"classes": [1]}, {**good, "extra": 1}):
+        with pytest.raises(InputError):
+            WindowConfig.from_dict(bad, "y_window.12")
+
+
 # ----------------------------------------------------------------------------- corrupt input
 
 
@@ -467,13 +615,16 @@ def test_ans_strings_hold_nothing_but_their_symbols() -> None:
             ans_decode(bad, rows, trim=True)
 
 
-def test_corrupted_streams_raise_bitstream_error_only() -> None:
+@Y_VERSIONS
+def test_corrupted_streams_raise_bitstream_error_only(version: int) -> None:
     rng = np.random.default_rng(10)
     n = 2000
     q = quantize_gmm(*_params(rng, n, 3), CFG)
     coder = GmmEntropyCoder(CFG)
-    data, coded = coder.encode(_sample(q, CFG, rng), q)
-    assert np.array_equal(coder.decode(data, q), coded)
+    sym = _sample(q, CFG, rng)
+    sym[::50] += rng.integers(-40, 41, size=sym[::50].size)  # escapes in format 12
+    data, coded = coder.encode(sym, q, version)
+    assert np.array_equal(coder.decode(data, q, version), coded)
     cases = [data[:i] for i in range(0, len(data), max(1, len(data) // 25))]
     cases += [
         bytes(rng.integers(0, 256, size=rng.integers(0, 2 * len(data)), dtype=np.uint8))
@@ -486,7 +637,7 @@ def test_corrupted_streams_raise_bitstream_error_only() -> None:
     cases += [data + b"\x01", data + b"\x00", b"", b"\x00\x01"]
     for bad in cases:
         try:
-            out = coder.decode(bad, q)
+            out = coder.decode(bad, q, version)
         except BitstreamError:
             continue
         assert out.shape == (n,) and out.dtype == np.int32

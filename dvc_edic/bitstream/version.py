@@ -5,8 +5,8 @@ Versions 2 to 9 changed only the packets (2: compact sections, P-frame modes;
 samples luma at its own resolution; 6: the DCT refinement layer; 7: its entropy
 coding with contexts from decoded levels; 8: the in-loop adaptive filter and
 the layer's wider head row; 9: the layer's chroma step; 10: the cubic plain warp of
-block motion; 11: block-motion residuals in contexts, the layer's heads in groups),
-so header,
+block motion; 11: block-motion residuals in contexts, the layer's heads in groups;
+12: y coded under short windows), so header,
 packet and codec code all branch on these numbers; keeping them here gives them
 one definition.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 # Bump on any layout change. Writers write FORMAT_VERSION; readers accept every
 # version in READABLE_VERSIONS, so streams made before a bump keep decoding.
-FORMAT_VERSION = 11
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+FORMAT_VERSION = 12
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 # First version whose sections are (id, varint length, data) without a shape.
 COMPACT_SECTIONS_VERSION = 2
 # First version whose packets may leave out parts (P modes) or carry a quality.
@@ -54,3 +54,7 @@ MV_CONTEXT_VERSION = 11
 # First version whose ``dct`` heads take one of three rows and predictors by what predicts
 # them (dvc_edic.dctcontext.HEAD_GROUPS).
 GROUPED_HEAD_VERSION = 11
+# First version whose GMM-coded latents (every ``y`` section) code each element under a
+# short window of symbols sized from its own mixture, with escapes beyond it, instead of
+# the tensor's whole support (dvc_edic.entropy.window). Same packet layout.
+Y_WINDOW_VERSION = 12

@@ -23,7 +23,8 @@ the symbols are cut into chunks does not change the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import constriction
 import numpy as np
@@ -40,6 +41,9 @@ _MODEL = constriction.stream.model.Categorical(perfect=False)
 SECTION = "entropy-coded section"  # what errors call the data unless the caller names it
 # rows(start, stop): the frequency rows (stop - start, L) of symbols start .. stop-1.
 Rows = Callable[[int, int], np.ndarray]
+Spans = Sequence[tuple[int, int]]  # (start, stop) of consecutive chunks of symbols
+# then(coder, symbols): reads what a section codes after its symbols, knowing them.
+Then = Callable[[AnsCoder, np.ndarray], None]
 
 
 def fixed_model(freqs: np.ndarray) -> constriction.stream.model.Categorical:
@@ -70,13 +74,7 @@ def untrim_words(data: bytes, what: str = SECTION) -> bytes:
 
 def encode_rows(symbols: np.ndarray, rows: Rows, step: int, *, trim: bool = False) -> bytes:
     """Code ``symbols`` (N,), symbol i under row i of ``rows``, built ``step`` symbols at a time."""
-    coder = AnsCoder()
-    symbols = np.ascontiguousarray(symbols, dtype=np.int32)
-    spans = chunks(symbols.size, step)[::-1]
-    for (start, stop), probs in zip(spans, in_order(rows, spans), strict=True):
-        coder.encode_reverse(symbols[start:stop], _MODEL, probs)
-    data = coder.get_compressed().astype("<u4").tobytes()
-    return trim_words(data) if trim else data
+    return encode_spans(symbols, rows, chunks(np.size(symbols), step), trim=trim)
 
 
 def decode_rows(
@@ -84,6 +82,29 @@ def decode_rows(
 ) -> np.ndarray:
     """Inverse of :func:`encode_rows` for ``count`` symbols (int32); ``what`` names the
     section in errors. Any inconsistency becomes a BitstreamError."""
+    return decode_spans(data, count, rows, chunks(count, step), trim=trim, what=what)
+
+
+def encode_spans(symbols: np.ndarray, rows: Rows, spans: Spans, *, trim: bool = False,
+                 then: Sequence[tuple[np.ndarray, Any]] = ()) -> bytes:  # fmt: skip
+    """Code ``symbols`` (N,), symbol i under row i of ``rows``, built one span at a time
+    (``spans`` cover 0..N-1 in order); then each (symbols, model) of ``then`` in turn."""
+    coder = AnsCoder()
+    for more, model in reversed(then):  # a stack: what is decoded last goes in first
+        coder.encode_reverse(np.ascontiguousarray(more, dtype=np.int32), model)
+    symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+    backwards = list(spans)[::-1]
+    for (start, stop), probs in zip(backwards, in_order(rows, backwards), strict=True):
+        coder.encode_reverse(symbols[start:stop], _MODEL, probs)
+    data = coder.get_compressed().astype("<u4").tobytes()
+    return trim_words(data) if trim else data
+
+
+def decode_spans(data: bytes, count: int, rows: Rows, spans: Spans, *, trim: bool = False,
+                 what: str = SECTION, then: Then | None = None) -> np.ndarray:  # fmt: skip
+    """Inverse of :func:`encode_spans` for ``count`` symbols (int32): ``then(coder,
+    symbols)`` reads what followed them. Any inconsistency becomes a BitstreamError
+    naming ``what``."""
     if trim:
         data = untrim_words(data, what)
     elif len(data) % WORD_BYTES:
@@ -93,11 +114,12 @@ def decode_rows(
         if data:  # nothing coded writes nothing: bytes here are not this coder's
             raise BitstreamError(f"{what}: {len(data)} bytes where no symbol is coded")
         return out
-    spans = chunks(count, step)
 
     def work(coder: AnsCoder) -> None:
         for (start, stop), probs in zip(spans, in_order(rows, spans), strict=True):
             out[start:stop] = coder.decode(_MODEL, probs)
+        if then is not None:
+            then(coder, out)
 
     decode_words(data, work, what, f"all {count} symbols")
     return out

@@ -18,6 +18,8 @@ Tables (all built once, lazily, and cached):
   turns quantized logit differences into mixture weights without a float ``exp``.
 - ``scale_grid(cfg)``: the log-spaced scales, their fixed-point inverses (for integer z
   computation) and the float decision boundaries used by ``quantize_gmm``.
+- ``scale_reach(cfg, k)``: ceil(k * sigma_i) per level, for the y coder's windows
+  (dvc_edic.entropy.window).
 """
 
 from __future__ import annotations
@@ -105,17 +107,24 @@ class ScaleGrid:
     boundaries: np.ndarray  # float64 (levels - 1,), sqrt(sigma_i * sigma_i+1): nearest in log
 
 
+def _sigmas(cfg: GmmConfig) -> list[Decimal]:
+    """The grid's scales in ``decimal`` (call inside a DECIMAL_DIGITS context)."""
+    levels = cfg.scale_levels
+    lo = Decimal(repr(float(cfg.scale_min)))
+    hi = Decimal(repr(float(cfg.scale_max)))
+    log_ratio = (hi / lo).ln()
+    sig = [lo * (log_ratio * i / (levels - 1)).exp() for i in range(levels)]
+    sig[-1] = hi
+    return sig
+
+
 @lru_cache(maxsize=16)
 def scale_grid(cfg: GmmConfig) -> ScaleGrid:
     """Build the scale grid of ``cfg`` exactly (see module docstring)."""
     levels = cfg.scale_levels
     with localcontext() as ctx:
         ctx.prec = DECIMAL_DIGITS
-        lo = Decimal(repr(float(cfg.scale_min)))
-        hi = Decimal(repr(float(cfg.scale_max)))
-        log_ratio = (hi / lo).ln()
-        sig = [lo * (log_ratio * i / (levels - 1)).exp() for i in range(levels)]
-        sig[-1] = hi
+        sig = _sigmas(cfg)
         unit = Decimal(2) ** INV_SCALE_BITS
         inverse = [_round_int(unit / s) for s in sig]
         half_width = [
@@ -128,3 +137,14 @@ def scale_grid(cfg: GmmConfig) -> ScaleGrid:
         half_width=np.asarray(half_width, dtype=np.int64),
         boundaries=np.asarray(bounds, dtype=np.float64),
     )
+
+
+@lru_cache(maxsize=16)
+def scale_reach(cfg: GmmConfig, sigmas: float) -> np.ndarray:
+    """ceil(sigmas * sigma_i) for every level i (int64), exactly: how far from its mean a
+    component of that scale keeps all but its far tails (dvc_edic.entropy.window)."""
+    with localcontext() as ctx:
+        ctx.prec = DECIMAL_DIGITS
+        times = Decimal(repr(float(sigmas)))
+        reach = [int((s * times).to_integral_value(rounding=ROUND_CEILING)) for s in _sigmas(cfg)]
+    return np.asarray(reach, dtype=np.int64)

@@ -23,6 +23,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
+from dvc_edic.bitstream.version import FORMAT_VERSION
 from dvc_edic.config import check_bool, check_int, check_keys
 from dvc_edic.entropy import GmmEntropyCoder, gmm_likelihood, quantize_gmm
 from dvc_edic.entropy.zcoder import decode_z, encode_z, z_likelihoods, z_medians
@@ -87,12 +88,14 @@ class CoderConfig:
 
 @dataclass(frozen=True)
 class CodedLatents:
-    """What one EDIC coder writes for one picture: two byte strings and their shapes."""
+    """What one EDIC coder writes for one picture: two byte strings and their shapes, and
+    the format version that says how y is coded (GmmEntropyCoder)."""
 
     z: bytes
     y: bytes
     z_shape: tuple[int, int, int]
     y_shape: tuple[int, int, int]
+    version: int = FORMAT_VERSION
 
 
 def _analysis(cfg: CoderConfig) -> nn.Sequential:
@@ -233,17 +236,17 @@ class EDIC(nn.Module):
 
     @torch.no_grad()
     def compress_latents(
-        self, y: torch.Tensor, z: torch.Tensor, quality: float
+        self, y: torch.Tensor, z: torch.Tensor, quality: float, version: int = FORMAT_VERSION
     ) -> tuple[CodedLatents, torch.Tensor]:
-        """Round and code (y, z); returns the bytes and the decoder's reconstruction."""
+        """Round and code (y, z) as format ``version`` does; returns the bytes and the
+        decoder's reconstruction."""
         z_bytes, z_hat = encode_z(z, self.z_bottleneck)
         q = quantize_gmm(*self._mixture(z_hat, (y.shape[-2], y.shape[-1])), self.entropy_cfg)
         symbols = torch.round(y).to(torch.int64).cpu().numpy().reshape(-1)
-        y_bytes, coded = self._coder.encode(symbols, q)
+        y_bytes, coded = self._coder.encode(symbols, q, version)
         y_hat = torch.from_numpy(coded.astype("float32")).reshape(y.shape)
-        latents = CodedLatents(
-            z=z_bytes, y=y_bytes, z_shape=tuple(z.shape[1:]), y_shape=tuple(y.shape[1:])
-        )
+        latents = CodedLatents(z=z_bytes, y=y_bytes, z_shape=tuple(z.shape[1:]),
+                               y_shape=tuple(y.shape[1:]), version=version)  # fmt: skip
         return latents, self.reconstruct(y_hat, quality)
 
     def compress(self, x: torch.Tensor, quality: float) -> tuple[CodedLatents, torch.Tensor]:
@@ -290,6 +293,6 @@ class EDIC(nn.Module):
         z_hat = decode_z(latents.z, latents.z_shape, self.z_bottleneck)
         m, h, w = latents.y_shape
         q = quantize_gmm(*self._mixture(z_hat, (h, w)), self.entropy_cfg)
-        symbols = self._coder.decode(latents.y, q)
+        symbols = self._coder.decode(latents.y, q, latents.version)
         y_hat = torch.from_numpy(symbols.astype("float32")).reshape(1, m, h, w)
         return self.reconstruct(y_hat, quality)
