@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import multiprocessing
 import random
@@ -46,7 +45,7 @@ from pathlib import Path
 import torch
 
 from bench.bench_sequence import amplify_analysis
-from dvc_edic.bitstream import BitstreamReader, BitstreamWriter
+from dvc_edic.bitstream import BitstreamReader
 from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS
 from dvc_edic.bitstream.packet import FIXED_SECTION_BYTES, LEAN_SECTION_ORDER, U8, U32
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
@@ -56,7 +55,7 @@ from dvc_edic.errors import BitstreamError, WeightsError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.weights import weights_hash
-from tests.conftest import carphone_frames, smooth_frame, tiny_preset
+from tests.conftest import carphone_frames, encode_in_memory, smooth_frame, tiny_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASES = 10_000
@@ -450,15 +449,7 @@ def encode_stream(
                                   chooser=cycle_modes())
     else:
         encoder = SequenceEncoder(model, info, quality, intra_period, settings=FULL_P)
-    buf = io.BytesIO()
-    writer = BitstreamWriter(buf, encoder.header)
-    recons = []
-    for frame in frames:
-        packet, recon = encoder.encode(frame)
-        writer.write_packet(packet)
-        recons.append(recon)
-    writer.finalize()
-    return buf.getvalue(), recons
+    return encode_in_memory(encoder, frames)
 
 
 def _spec_frames(spec: StreamSpec) -> list[Frame]:

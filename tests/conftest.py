@@ -104,6 +104,22 @@ def carphone_frames(count: int) -> list[Frame]:
         return list(reader)
 
 
+def encode_in_memory(encoder, frames: list[Frame]) -> tuple[bytes, list[Frame]]:
+    """The stream a ``SequenceEncoder`` codes ``frames`` into, in memory, and its
+    reconstructions."""
+    from dvc_edic.bitstream import BitstreamWriter
+
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, encoder.header)
+    recons = []
+    for frame in frames:
+        packet, recon = encoder.encode(frame)
+        writer.write_packet(packet)
+        recons.append(recon)
+    writer.finalize()
+    return buf.getvalue(), recons
+
+
 def write_yuv(path: Path, frames: list[Frame], fps: int = 30) -> Path:
     from fractions import Fraction
 

@@ -42,8 +42,16 @@ def _randomised(module: nn.Module, seed: int) -> nn.Module:
 
 
 def _both_paths(module: nn.Module, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.enable_grad():  # the training path
-        plain = module(*inputs).detach()
+    """(the training path at one thread, the inference path at the current count): inference
+    gives the one-thread numbers at every count (tests/test_thread_exact.py), training
+    does not promise to."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():  # the training path
+            plain = module(*inputs).detach()
+    finally:
+        torch.set_num_threads(before)
     with torch.inference_mode():
         fast = module(*inputs)
     return plain, fast

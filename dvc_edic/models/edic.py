@@ -29,7 +29,14 @@ from dvc_edic.entropy import GmmEntropyCoder, gmm_likelihood, quantize_gmm
 from dvc_edic.entropy.zcoder import decode_z, encode_z, z_likelihoods, z_medians
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.gain import GainUnit
-from dvc_edic.models.layers import GDN, AttentionBlock, EnhancementNet, conv, upsample
+from dvc_edic.models.layers import (
+    GDN,
+    AttentionBlock,
+    EnhancementNet,
+    conv,
+    one_thread_for,
+    upsample,
+)
 
 if TYPE_CHECKING:  # the preset module imports CoderConfig from here
     from dvc_edic.models.preset import Preset
@@ -173,12 +180,19 @@ class EDIC(nn.Module):
 
     # ----------------------------------------------------------------- shared
     def _mixture(self, z_hat: torch.Tensor, y_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-        """Mixture logits, means and scales, each (B, K, M, h, w), cropped to y's size."""
+        """Mixture logits, means and scales, each (B, K, M, h, w), cropped to y's size.
+
+        The softplus runs in one thread for inference: its rounding depends on where
+        torch splits the tensor between threads, and a scale one ulp off can fall
+        in another cell of the grid the entropy coder quantises it to.
+        """
         p = self.h_s(z_hat)[..., : y_size[0], : y_size[1]]
         b, _, h, w = p.shape
         k, m = self.entropy_cfg.mixtures, self.cfg.M
         logits, means, scales = p.reshape(b, 3, k, m, h, w).unbind(dim=1)
-        return logits, means, nn.functional.softplus(scales)
+        with one_thread_for(scales):
+            scales = nn.functional.softplus(scales)
+        return logits, means, scales
 
     def reconstruct(self, y_hat: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
         """The decoder's synthesis from dequantized y (in the gained domain)."""

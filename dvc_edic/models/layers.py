@@ -6,8 +6,9 @@ configuration, never by copied layer code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,50 @@ UPSAMPLE_FACTOR = 2
 # 360 MiB) and took within 10 % of the plain path's time; from 16 channels the
 # blocked path is both smaller and faster.
 BLOCKED_MIN_WIDTH = 16
+# GDN's channel mixing (rows x C by C x C) runs in one thread below this many
+# multiply-adds, where it costs well under a millisecond: MKL splits the sum over the
+# channels across threads for products of few rows (measured: C = 128 with 1 row and
+# C = 192 with up to 7 rows at 2-8 threads; the cpu preset's 48 and 64 channels never
+# did), which makes the result depend on the thread count. Larger products split their
+# rows, bit-exact at 1 to 8 threads up to the 1080p decoder's 130,560 rows.
+ONE_THREAD_MIX_MACS = 1 << 24
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch on ``n`` threads inside the block; its thread count is restored after.
+
+    Setting the count costs well under a microsecond, and oneDNN keeps its
+    kernels for the other counts (measured), so the layers below may step down to
+    one thread for a single small operation.
+    """
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _several_threads(x: torch.Tensor) -> bool:
+    """Whether inference (no autograd) on CPU tensor ``x`` runs on more than one thread."""
+    return torch.get_num_threads() > 1 and not torch.is_grad_enabled() and x.device.type == "cpu"
+
+
+def one_thread_for(x: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    """One torch thread for the block where inference on ``x`` runs on several, so its
+    numbers are those of ``--threads 1``; nothing changes for training (autograd on).
+
+    For steps whose kernels round differently with the thread count: torch splits an
+    elementwise op over threads in chunks, and within each chunk runs the vectorised
+    kernel on whole vectors and the scalar one on the tail, which for softplus and
+    sigmoid rounds differently (measured); where the chunks start depends on the count.
+    Reductions and BLAS can likewise split their sums.
+    """
+    return _threads(1) if _several_threads(x) else contextlib.nullcontext()
 
 
 @functools.cache
@@ -56,6 +101,11 @@ def blocked_path(x: torch.Tensor, layers: Sequence[nn.Conv2d]) -> bool:
     it uses another kernel, whose sums round differently, and only for stacks at
     least :data:`BLOCKED_MIN_WIDTH` channels wide. Training needs autograd,
     which blocked tensors do not support, so it keeps the plain path.
+
+    The decision is the one torch makes at one thread, whatever the thread count,
+    so that every count takes the path ``--threads 1`` takes (oneDNN's kernels
+    give the same bits at every count, see :class:`Conv2d`; the plain path's
+    :class:`Conv2d` steps down to one thread wherever torch would not use them).
     """
     if (
         torch.is_grad_enabled()
@@ -68,11 +118,10 @@ def blocked_path(x: torch.Tensor, layers: Sequence[nn.Conv2d]) -> bool:
     ):
         return False
     b, _, h, w = x.shape
-    threads = torch.get_num_threads()
     return all(
         _plain_conv_uses_onednn(
             tuple(layer.weight.shape), layer.stride, layer.padding, layer.dilation,
-            layer.groups, (b, layer.in_channels, h, w), threads,
+            layer.groups, (b, layer.in_channels, h, w), 1,
         )
         for layer in layers
     )  # fmt: skip
@@ -88,19 +137,62 @@ def _plain_conv_uses_onednn(
     input_shape: tuple[int, ...],
     threads: int,
 ) -> bool:
-    """Whether torch's ``conv2d`` runs oneDNN for this problem (it depends on the sizes
-    and, for 1x1 kernels, the thread count); False where torch cannot say."""
+    """Whether torch's ``conv2d`` of a float32 input runs oneDNN for this problem at
+    ``threads`` threads (it depends on the sizes and, for 1x1 kernels, the thread
+    count); False where torch cannot say."""
     select = getattr(torch._C, "_select_conv_backend", None)
-    if select is None or isinstance(padding, str) or any(s != 1 for s in stride):
+    if select is None or isinstance(padding, str):
         return False
     try:
-        backend = select(
-            torch.empty(input_shape), torch.empty(weight_shape), None, list(stride),
-            list(padding), list(dilation), False, [0] * len(stride), groups, None,
-        )  # fmt: skip
+        with _threads(threads):
+            backend = select(
+                torch.empty(input_shape), torch.empty(weight_shape), None, list(stride),
+                list(padding), list(dilation), False, [0] * len(stride), groups, None,
+            )  # fmt: skip
     except (RuntimeError, TypeError):
         return False
     return str(backend).rsplit(".", 1)[-1] == "Mkldnn"
+
+
+def _conv_needs_one_thread(layer: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether inference of ``layer`` on ``x`` must run in one thread to give the
+    numbers it gives at one thread (see :class:`Conv2d`)."""
+    if not _several_threads(x):
+        return False
+    if x.dtype != torch.float32 or x.dim() != 4 or not torch.backends.mkldnn.enabled:
+        return True
+    problem = (tuple(layer.weight.shape), layer.stride, layer.padding, layer.dilation,
+               layer.groups, tuple(x.shape))  # fmt: skip
+    return not (
+        _plain_conv_uses_onednn(*problem, torch.get_num_threads())
+        and _plain_conv_uses_onednn(*problem, 1)
+    )
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose inference output does not depend on torch's thread count.
+
+    torch runs a CPU float32 convolution with oneDNN when the input is large
+    enough, and otherwise (a 3x3 kernel on up to 20,480 input samples, as in h_s
+    and g_s on small pictures, or a 1x1 kernel at one thread) with im2col and
+    MKL's sgemm, which splits the long sum over input channels and taps across
+    threads for small outputs: h_s's last layer on a 3x3 z gave other floats at 2
+    threads, enough to move a mixture parameter to another grid cell and break the
+    ANS decode of a stream coded at 1. oneDNN's kernels gave the same bits as at
+    one thread for every layer the decoder runs, at 2 to 8 and 16 threads from
+    64x64 to 1920x1080 and at 2 and 3 up to 4096x2304 (measured; oneDNN does not
+    promise it).
+    So where inference would not run oneDNN at both the current count and one
+    thread, the layer runs in one thread, as ``--threads 1`` runs it; the
+    backend decision is cached per shape. These are the small layers: their time
+    does not show at 1080p. Training (autograd on) is unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _conv_needs_one_thread(self, x):
+            with _threads(1):
+                return super().forward(x)
+        return super().forward(x)
 
 
 def blocked_conv(
@@ -117,9 +209,9 @@ def blocked_conv(
     )  # fmt: skip
 
 
-def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+def conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> Conv2d:
     """'Same' convolution; with stride 2 it halves (ceil) the spatial size."""
-    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
+    return Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
 
 
 def upsample(in_ch: int, out_ch: int, kernel: int) -> nn.Sequential:
@@ -161,7 +253,9 @@ class GDN(_CompressaiGDN):
     compressai computes the normaliser with a 1x1 convolution, whose oneDNN
     kernel is not always independent of the thread count; a channels-last
     matrix product over many pixels is, which keeps decoding bit-exact for
-    any --threads. Parameters and maths are unchanged.
+    any --threads. A product over few pixels is not (MKL then splits its sums),
+    so inference runs those in one thread (:data:`ONE_THREAD_MIX_MACS`).
+    Parameters and maths are unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +278,10 @@ class GDN(_CompressaiGDN):
         """
         _, c, h, w = x.shape
         squares = (x * x).view(c, h * w).t()  # (HW, C): F.linear's view of the permuted squares
-        norm = torch.mm(squares, gamma.t()).add_(beta)
+        small = h * w * c * c < ONE_THREAD_MIX_MACS
+        with one_thread_for(x) if small else contextlib.nullcontext():
+            norm = torch.mm(squares, gamma.t())
+        norm.add_(beta)
         norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         out.view(c, h * w).copy_(norm.t())
@@ -201,16 +298,22 @@ class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.squeeze = nn.Conv2d(channels, hidden, 1)
-        self.excite = nn.Conv2d(hidden, channels, 1)
+        self.squeeze = Conv2d(channels, hidden, 1)
+        self.excite = Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The per-channel factors (B, C, 1, 1) that :meth:`forward` multiplies ``x`` by."""
-        g = x.mean(dim=(2, 3), keepdim=True)
-        return torch.sigmoid(self.excite(torch.relu(self.squeeze(g))))
+        """The per-channel factors (B, C, 1, 1) that :meth:`forward` multiplies ``x`` by.
+
+        In one thread for inference (:func:`one_thread_for`): the mean is a sum, the
+        sigmoid a kernel whose rounding depends on where torch's chunks start, and
+        the rest acts on C numbers.
+        """
+        with one_thread_for(x):
+            g = x.mean(dim=(2, 3), keepdim=True)
+            return torch.sigmoid(self.excite(torch.relu(self.squeeze(g))))
 
 
 class AttentionBlock(nn.Module):
