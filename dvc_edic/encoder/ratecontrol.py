@@ -56,7 +56,6 @@ _BISECTIONS = 40
 class RateControlSettings:
     """The controller's tuning numbers (``ratecontrol:`` in configs/encoder.yaml)."""
 
-    # d ln(bits) / d quality of I-frames at quality 1 and at the top level (linear between)
     # d ln(bits) / d quality of I-frames at knots spread evenly over the ladder (two or more,
     # the first at quality 1, the last at the top; linear in between)
     slope_intra: tuple[float, ...]
