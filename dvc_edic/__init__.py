@@ -16,8 +16,10 @@ def ignore_known_warnings() -> None:
     """Silence warnings that say nothing about this package's behaviour.
 
     compressai scripts a helper with torch.jit when it is imported, which current
-    torch flags as deprecated. Called here, and again by the CLIs after they reset
-    the warning filters (dvc_edic.cli.run_cli), since they import compressai later.
+    torch flags as deprecated. The codec itself no longer imports compressai
+    (dvc_edic.entropy.factorized says why), but the tests that compare it with
+    compressai and bench.bench_image do. Called here, and again by the CLIs
+    after they reset the warning filters (dvc_edic.cli.run_cli).
     """
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 

@@ -2,7 +2,7 @@
 
 Nothing here imports torch at module level: the tools build their argument
 parsers from this module, and ``--help`` (or a usage error) must answer without
-paying the seconds that importing torch and compressai costs.
+paying the seconds that importing torch costs.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _warning_printer(other: Callable[..., None]) -> Callable[..., None]:
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Turn the package's errors and Ctrl-C into one-line messages and exit codes."""
     warnings.simplefilter("default")
-    ignore_known_warnings()  # compressai is imported after this point, not before
+    ignore_known_warnings()  # what a caller imports after this point stays quiet
     previous = warnings.showwarning
     warnings.showwarning = _warning_printer(previous)
     try:

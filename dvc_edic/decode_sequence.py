@@ -35,7 +35,7 @@ from dvc_edic.io.opener import check_writer_path, open_writer
 if TYPE_CHECKING:
     from dvc_edic.codec import SequenceDecoder
 
-# The codec (torch, compressai) is imported in _decode, once the stream's header
+# The codec (and torch) is imported in _decode, once the stream's header
 # and the output path have been checked: --help and those errors answer at once.
 
 

@@ -44,7 +44,7 @@ from dvc_edic.errors import InputError
 from dvc_edic.io import Frame, VideoInfo, open_video
 from dvc_edic.io.atomic import AtomicFile, check_output_path
 
-# torch and compressai take seconds to import, so the modules that need them are
+# torch takes seconds to import, so the modules that need them are
 # imported inside main() once the command line and the input have been checked:
 # --help, a usage error or a bad input answer at once, and the first progress
 # line appears before the wait (tests/test_startup.py checks what is imported).

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from dvc_edic.entropy.compressai_compat import is_table_buffer
+from dvc_edic.entropy.factorized import is_table_buffer
 from dvc_edic.errors import DvcEdicWarning, WeightsError
 from dvc_edic.io.atomic import AtomicFile
 from dvc_edic.models.preset import Preset

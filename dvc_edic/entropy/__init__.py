@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dvc_edic.entropy.coder import GmmEntropyCoder
 from dvc_edic.entropy.config import GmmConfig
-from dvc_edic.entropy.likelihood import gmm_likelihood, lower_bound
+from dvc_edic.entropy.likelihood import gmm_likelihood
 from dvc_edic.entropy.quantize import QuantizedGmm, dequantize_gmm, quantize_gmm
+from dvc_edic.lowerbound import lower_bound
 
 __all__ = [
     "GmmConfig",

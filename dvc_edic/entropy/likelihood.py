@@ -13,33 +13,9 @@ import torch
 
 from dvc_edic.entropy.config import GmmConfig
 from dvc_edic.errors import InputError
+from dvc_edic.lowerbound import lower_bound
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
-
-
-class _LowerBound(torch.autograd.Function):
-    """max(x, bound) that still lets gradients push values below the bound back up.
-
-    A plain clamp has zero gradient below the bound, so a scale (or likelihood)
-    stuck there would never recover.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, bound: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return torch.clamp(x, min=bound)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        pass_through = (x >= ctx.bound) | (grad < 0)
-        return grad * pass_through.to(grad.dtype), None
-
-
-def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
-    """Differentiable lower bound (see ``_LowerBound``)."""
-    return _LowerBound.apply(x, bound)
 
 
 def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:

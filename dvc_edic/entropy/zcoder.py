@@ -1,29 +1,26 @@
 """Real entropy coding of the hyper-latent z.
 
-Training uses compressai's :class:`EntropyBottleneck` for its learned,
-factorized density. For bytes we take the integer CDF tables that
-``EntropyBottleneck.update()`` stores as buffers (so they travel inside the
-weights file and never depend on float noise at decode time) and drive
-constriction's ANS coder with them: constriction checks its input bounds,
-which makes corrupted streams fail cleanly instead of reading past a buffer.
-The tables are compressai internals, read through
-dvc_edic.entropy.compressai_compat.
+Training uses the learned, factorized density of
+:class:`~dvc_edic.entropy.factorized.FactorizedBottleneck`. For bytes we take
+the integer CDF tables that its ``update()`` stores as buffers (so they travel
+inside the weights file and never depend on float noise at decode time) and
+drive constriction's ANS coder with them: constriction checks its input
+bounds, which makes corrupted streams fail cleanly instead of reading past a
+buffer.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck
 
 from dvc_edic.entropy.ans import ans_decode, ans_encode
-from dvc_edic.entropy.compressai_compat import factorized_likelihood, integer_tables, medians
-from dvc_edic.entropy.likelihood import lower_bound
+from dvc_edic.entropy.factorized import FactorizedBottleneck
 
 
-def _tables(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tables(eb: FactorizedBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel integer frequencies (C, L), pmf lengths (C,) and offsets (C,)."""
-    cdf_t, lengths_t, offsets_t = integer_tables(eb)
+    cdf_t, lengths_t, offsets_t = eb.integer_tables()
     cdf = cdf_t.cpu().numpy().astype(np.int64)
     lengths = lengths_t.cpu().numpy().astype(np.int64) - 2  # drop the overflow slot
     width = int(lengths.max())
@@ -34,12 +31,12 @@ def _tables(eb: EntropyBottleneck) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return freqs, lengths, offsets
 
 
-def z_medians(eb: EntropyBottleneck) -> torch.Tensor:
+def z_medians(eb: FactorizedBottleneck) -> torch.Tensor:
     """The per-channel centres z is rounded around, (1, C, 1, 1)."""
-    return medians(eb).detach().reshape(1, -1, 1, 1)
+    return eb.medians().detach().reshape(1, -1, 1, 1)
 
 
-def encode_z(z: torch.Tensor, eb: EntropyBottleneck) -> tuple[bytes, torch.Tensor]:
+def encode_z(z: torch.Tensor, eb: FactorizedBottleneck) -> tuple[bytes, torch.Tensor]:
     """Code z (1, C, h, w); returns the bytes and the decoder's z_hat.
 
     Values outside a channel's table are clamped to its ends; the returned
@@ -54,7 +51,7 @@ def encode_z(z: torch.Tensor, eb: EntropyBottleneck) -> tuple[bytes, torch.Tenso
     return data, _dequantize(idx, offsets, med)
 
 
-def decode_z(data: bytes, shape: tuple[int, int, int], eb: EntropyBottleneck) -> torch.Tensor:
+def decode_z(data: bytes, shape: tuple[int, int, int], eb: FactorizedBottleneck) -> torch.Tensor:
     """Inverse of :func:`encode_z` for a latent of ``shape`` = (C, h, w)."""
     freqs, _, offsets = _tables(eb)
     c, h, w = shape
@@ -68,18 +65,15 @@ def _dequantize(idx: np.ndarray, offsets: np.ndarray, med: torch.Tensor) -> torc
     return torch.from_numpy(sym)[None] + med
 
 
-Z_LIKELIHOOD_FLOOR = 1e-9  # compressai's own bound for the factorized density
+def z_likelihoods(eb: FactorizedBottleneck, z_hat: torch.Tensor) -> torch.Tensor:
+    """P(z_hat - 1/2 < Z < z_hat + 1/2) per element, floored, differentiable in ``z_hat``.
 
-
-def z_likelihoods(eb: EntropyBottleneck, z_hat: torch.Tensor) -> torch.Tensor:
-    """P(z_hat - 1/2 < Z < z_hat + 1/2) per element, differentiable in ``z_hat``.
-
-    ``EntropyBottleneck.forward`` rounds its input itself (no gradient), so the
+    The bottleneck's ``forward`` rounds its input itself (no gradient), so the
     encoder's latent refinement, which must price already-rounded values and
     still pass a gradient, evaluates the density directly.
     """
     c = z_hat.shape[1]
     values = z_hat.transpose(0, 1).reshape(c, 1, -1)
-    likelihood = lower_bound(factorized_likelihood(eb, values), Z_LIKELIHOOD_FLOOR)
+    likelihood = eb.likelihood(values)
     b, _, *rest = z_hat.shape
     return likelihood.reshape(c, b, *rest).transpose(0, 1)

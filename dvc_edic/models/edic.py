@@ -20,12 +20,12 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
 from dvc_edic.bitstream.version import FORMAT_VERSION
 from dvc_edic.config import check_bool, check_int, check_keys
 from dvc_edic.entropy import GmmEntropyCoder, gmm_likelihood, quantize_gmm
+from dvc_edic.entropy.factorized import FactorizedBottleneck
 from dvc_edic.entropy.zcoder import decode_z, encode_z, z_likelihoods, z_medians
 from dvc_edic.errors import BitstreamError
 from dvc_edic.models.gain import GainUnit
@@ -169,7 +169,7 @@ class EDIC(nn.Module):
         self.g_s = _synthesis(cfg)
         self.h_a = _hyper_analysis(cfg)
         self.h_s = _hyper_synthesis(cfg, entropy.mixtures)
-        self.z_bottleneck = EntropyBottleneck(cfg.hyper_N)
+        self.z_bottleneck = FactorizedBottleneck(cfg.hyper_N)
         self.gain = GainUnit(preset.quality_levels, cfg.M, *preset.gain_init)
         self.enhance = (
             EnhancementNet(cfg.in_channels, cfg.enhancement.channels, cfg.enhancement.blocks)

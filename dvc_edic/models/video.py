@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
+from dvc_edic.entropy.factorized import FactorizedBottleneck
 from dvc_edic.models.edic import EDIC
 from dvc_edic.models.ladder import QualityRange
 from dvc_edic.models.pframe import PFrameCodec
@@ -73,8 +73,8 @@ class VideoCodecModel(nn.Module):
     def update_entropy_tables(self) -> None:
         """Recompute the integer z tables from the learned densities (before export/coding)."""
         for m in self.modules():
-            if isinstance(m, EntropyBottleneck):
+            if isinstance(m, FactorizedBottleneck):
                 m.update(force=True)
 
-    def entropy_bottlenecks(self) -> list[EntropyBottleneck]:
-        return [m for m in self.modules() if isinstance(m, EntropyBottleneck)]
+    def entropy_bottlenecks(self) -> list[FactorizedBottleneck]:
+        return [m for m in self.modules() if isinstance(m, FactorizedBottleneck)]

@@ -12,10 +12,9 @@ import math
 from typing import Any
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from dvc_edic.entropy.compressai_compat import QUANTILES, quantiles
+from dvc_edic.entropy.factorized import QUANTILES, FactorizedBottleneck
 from dvc_edic.errors import InputError
 from dvc_edic.models.edic import EDIC
 from dvc_edic.models.video import VideoCodecModel
@@ -56,10 +55,10 @@ def apply_modes(model: VideoCodecModel) -> None:
             module.eval()
 
 
-def aux_bottlenecks(model: VideoCodecModel) -> list[EntropyBottleneck]:
+def aux_bottlenecks(model: VideoCodecModel) -> list[FactorizedBottleneck]:
     """Bottlenecks whose quantiles train (their auxiliary loss is minimised every step)."""
     return [m for m in model.modules()
-            if isinstance(m, EntropyBottleneck) and quantiles(m).requires_grad]
+            if isinstance(m, FactorizedBottleneck) and m.quantiles.requires_grad]
 
 
 def build_optimizers(
