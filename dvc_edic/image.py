@@ -44,6 +44,7 @@ from dvc_edic.io.frames import CHROMA_SUBSAMPLING
 # torch and the codec are imported inside the functions that use them, so that
 # --help and the command-line errors answer without the seconds they take to load.
 if TYPE_CHECKING:
+    from dvc_edic.encoder.settings import EncoderSettings
     from dvc_edic.models.video import VideoCodecModel
 
 IMAGE_MATRIX = "bt709"
@@ -112,9 +113,14 @@ def pad_even(rgb: np.ndarray) -> np.ndarray:
 
 
 def encode_image(
-    rgb: np.ndarray, model, quality: float, limits: Limits = DEFAULT_LIMITS, where: str = "image"
+    rgb: np.ndarray, model, quality: float, limits: Limits = DEFAULT_LIMITS, where: str = "image",
+    settings: EncoderSettings | None = None,
 ) -> tuple[bytes, np.ndarray]:
-    """Returns the stream bytes and the decoder's RGB reconstruction."""
+    """Returns the stream bytes and the decoder's RGB reconstruction.
+
+    ``settings``: the encoder's tools (None: the default preset's); eval.ablation turns
+    the refinement, DCT layer and loop filter off to compare the learned coders alone.
+    """
     from dvc_edic.codec import SequenceEncoder, check_frame_size
 
     h, w = rgb.shape[:2]
@@ -129,7 +135,8 @@ def encode_image(
         matrix=IMAGE_MATRIX,
         full_range=IMAGE_FULL_RANGE,
     )
-    encoder = SequenceEncoder(model, info, quality, intra_period=1, limits=limits)
+    encoder = SequenceEncoder(model, info, quality, intra_period=1, limits=limits,
+                              settings=settings)
     packet, recon = encoder.encode(frame)
     crop = Section(CROP_SECTION, (h, w), CROP_SIZE.pack(h, w))
     packet = Packet(packet.frame_type, (*packet.sections, crop))

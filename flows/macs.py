@@ -7,24 +7,35 @@ operations per pixel per channel (correlation: (2d+1)^2 per channel per pixel, w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 
-def conv_macs(model: nn.Module, *inputs: Tensor) -> int:
-    """Total Conv2d MACs of one forward pass on ``inputs`` (batch included)."""
+def conv_macs(model: nn.Module, *inputs: Tensor, prefixes: Sequence[str] | None = None) -> int:
+    """Total Conv2d and ConvTranspose2d MACs of one forward pass on ``inputs`` (batch
+    included); ``prefixes``: only the modules under these names (e.g. a decoder's part of
+    a model whose forward runs encoder and decoder)."""
     total = 0
 
-    def hook(module: nn.Module, _args: tuple[Tensor, ...], output: Tensor) -> None:
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
         nonlocal total
-        assert isinstance(module, nn.Conv2d)
         kh, kw = module.kernel_size
-        per_output = (module.in_channels // module.groups) * kh * kw
-        total += output.numel() * per_output
+        if isinstance(module, nn.ConvTranspose2d):  # every input sample meets the kernel
+            total += args[0].numel() * (module.out_channels // module.groups) * kh * kw
+        else:
+            total += output.numel() * (module.in_channels // module.groups) * kh * kw
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    def counted(name: str) -> bool:
+        return prefixes is None or any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    handles = [m.register_forward_hook(hook) for name, m in model.named_modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and counted(name)]
     try:
-        with torch.no_grad():
+        # with autograd on: inference-only fast paths (dvc_edic.models.layers' blocked
+        # convolutions) call the kernels without the modules, where no hook sees them
+        with torch.enable_grad():
             model(*inputs)
     finally:
         for handle in handles:

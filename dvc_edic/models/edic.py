@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from dvc_edic.bitstream.version import FORMAT_VERSION
-from dvc_edic.config import check_bool, check_int, check_keys
+from dvc_edic.config import check_bool, check_choice, check_int, check_keys
 from dvc_edic.entropy import GmmEntropyCoder, gmm_likelihood, quantize_gmm
 from dvc_edic.entropy.factorized import FactorizedBottleneck
 from dvc_edic.entropy.zcoder import decode_z, encode_z, z_likelihoods, z_medians
@@ -33,6 +33,7 @@ from dvc_edic.models.layers import (
     GDN,
     AttentionBlock,
     EnhancementNet,
+    ResidualBlock,
     conv,
     one_thread_for,
     upsample,
@@ -43,6 +44,12 @@ if TYPE_CHECKING:  # the preset module imports CoderConfig from here
 
 HYPER_STRIDE_STAGES = 2  # h_a halves twice: z is 4x smaller than y per side
 QUANTIZATION_MODES = ("mixed", "noise", "ste")
+# What stands at the attention points of g_a and g_s: the residual blocks gated by channel
+# attention (EDIC), the same blocks without the gate (the attention ablated at equal
+# capacity), or nothing (the blocks removed). Only an ablation (eval.ablation) sets it;
+# a preset without the key is EDIC as shipped, so its digest and weights stay the same.
+ATTENTION_MODES = ("channel", "residual", "none")
+DEFAULT_ATTENTION = "channel"
 
 
 @dataclass(frozen=True)
@@ -76,16 +83,19 @@ class CoderConfig:
     attention_reduction: int
     hyper_N: int
     enhancement: EnhancementConfig
+    attention: str = DEFAULT_ATTENTION  # one of ATTENTION_MODES; optional in a preset
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> CoderConfig:
         """Parse one coder's section of a preset; ``where`` (``intra``...) starts every
         message, so a refusal names the field as the YAML spells it."""
-        names = [f.name for f in fields(cls)]
-        check_keys(d, where, names)
+        names = [f.name for f in fields(cls) if f.name != "attention"]
+        check_keys(d, where, names, ["attention"])
         sizes = {n: check_int(f"{where}.{n}", d[n], 1) for n in names if n != "enhancement"}
         enhancement = EnhancementConfig.from_dict(d["enhancement"], f"{where}.enhancement")
-        return cls(**sizes, enhancement=enhancement)
+        attention = check_choice(f"{where}.attention", d.get("attention", DEFAULT_ATTENTION),
+                                 ATTENTION_MODES)
+        return cls(**sizes, enhancement=enhancement, attention=attention)
 
     @property
     def stride(self) -> int:
@@ -105,6 +115,15 @@ class CodedLatents:
     version: int = FORMAT_VERSION
 
 
+def _attention(channels: int, cfg: CoderConfig) -> list[nn.Module]:
+    """The block at one attention point of g_a / g_s, as ``cfg.attention`` asks (0 or 1)."""
+    if cfg.attention == "none":
+        return []
+    if cfg.attention == "residual":
+        return [ResidualBlock(channels)]
+    return [AttentionBlock(channels, cfg.attention_reduction)]
+
+
 def _analysis(cfg: CoderConfig) -> nn.Sequential:
     layers: list[nn.Module] = []
     ch = cfg.in_channels
@@ -115,14 +134,14 @@ def _analysis(cfg: CoderConfig) -> nn.Sequential:
         if not last:
             layers.append(GDN(out))
         if i == cfg.downsample // 2 - 1:
-            layers.append(AttentionBlock(out, cfg.attention_reduction))
+            layers += _attention(out, cfg)
         ch = out
-    layers.append(AttentionBlock(cfg.M, cfg.attention_reduction))
+    layers += _attention(cfg.M, cfg)
     return nn.Sequential(*layers)
 
 
 def _synthesis(cfg: CoderConfig) -> nn.Sequential:
-    layers: list[nn.Module] = [AttentionBlock(cfg.M, cfg.attention_reduction)]
+    layers: list[nn.Module] = _attention(cfg.M, cfg)
     ch = cfg.M
     for i in range(cfg.downsample):
         last = i == cfg.downsample - 1
@@ -131,7 +150,7 @@ def _synthesis(cfg: CoderConfig) -> nn.Sequential:
         if not last:
             layers.append(GDN(out, inverse=True))
         if i == cfg.downsample // 2 - 1:
-            layers.append(AttentionBlock(out, cfg.attention_reduction))
+            layers += _attention(out, cfg)
         ch = out
     return nn.Sequential(*layers)
 
@@ -157,6 +176,10 @@ def _hyper_synthesis(cfg: CoderConfig, mixtures: int) -> nn.Sequential:
 
 
 class EDIC(nn.Module):
+    # The modules the decoder runs (g_a and h_a are the encoder's): what a count of the
+    # decoder's multiply-adds takes (eval.ablation).
+    decoder_modules = ("g_s", "h_s", "enhance")
+
     def __init__(self, cfg: CoderConfig, preset: Preset) -> None:
         """``cfg``: this coder's section of ``preset``, which sets what the three coders
         share (entropy model, quality levels, gain init, training quantization)."""

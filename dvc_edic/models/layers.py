@@ -33,7 +33,7 @@ ONE_THREAD_MIX_MACS = 1 << 24
 
 
 @contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """torch on ``n`` threads inside the block; its thread count is restored after.
 
     Setting the count costs well under a microsecond, and oneDNN keeps its
@@ -66,7 +66,7 @@ def one_thread_for(x: torch.Tensor) -> contextlib.AbstractContextManager[None]:
     sigmoid rounds differently (measured); where the chunks start depends on the count.
     Reductions and BLAS can likewise split their sums.
     """
-    return _threads(1) if _several_threads(x) else contextlib.nullcontext()
+    return torch_threads(1) if _several_threads(x) else contextlib.nullcontext()
 
 
 @functools.cache
@@ -144,7 +144,7 @@ def _plain_conv_uses_onednn(
     if select is None or isinstance(padding, str):
         return False
     try:
-        with _threads(threads):
+        with torch_threads(threads):
             backend = select(
                 torch.empty(input_shape), torch.empty(weight_shape), None, list(stride),
                 list(padding), list(dilation), False, [0] * len(stride), groups, None,
@@ -190,7 +190,7 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _conv_needs_one_thread(self, x):
-            with _threads(1):
+            with torch_threads(1):
                 return super().forward(x)
         return super().forward(x)
 

@@ -9,6 +9,7 @@ trained. Every default lives in :data:`DEFAULTS`, so nothing hides in the loop.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,18 @@ DEFAULTS: dict[str, Any] = {
     "memory_format": "channels_last",
     "task": None,
     "steps": None,
+    # Stop when the optimizer steps (forward, backward, updates) have used this much CPU
+    # time of the process, all threads summed, and run the lr schedule's decays over that
+    # budget instead of over `steps` (which then only caps the run): what an equal-budget
+    # comparison needs, where each variant runs at its own speed (eval.ablation). Loading
+    # the batches, validating and checkpointing are not counted: the same work per step
+    # whatever trains.
+    "cpu_budget_minutes": None,
+    # A CompressAI image codec trained in place of the EDIC I-frame coder, for the
+    # equal-budget comparisons of eval.ablation: {arch: bmshj2018-hyperprior |
+    # mbt2018-mean | mbt2018, N, M} (N, M default to the preset's intra section). The
+    # model then holds only `intra`, so only the image task can train it.
+    "image_coder": None,
     "batch_size": 8,  # per process: under torchrun the global batch is N times this
     "num_workers": 0,
     "trainable": [],  # module-name prefixes that train, e.g. [intra] or [pframe.flow]
@@ -255,6 +268,15 @@ def normalise_config(raw: dict[str, Any], where: str = "config") -> dict[str, An
     _check_choice(cfg["memory_format"], MEMORY_FORMATS, f"{where}: memory_format")
     _check_choice(cfg["init_weights"], WEIGHT_KINDS, f"{where}: init_weights")
     check_settings(cfg["ema"], where)
+    budget = cfg["cpu_budget_minutes"]
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                               or not 0 < budget < math.inf):
+        raise InputError(f"{where}: cpu_budget_minutes must be a positive number or null, "
+                         f"got {budget!r}")
+    if cfg["image_coder"] is not None:
+        from dvc_edic.train.baselines import parse_image_coder
+
+        parse_image_coder(cfg["image_coder"], f"{where}: image_coder")
     if not isinstance(cfg["threads"], int) or cfg["threads"] < 1:
         raise InputError(f"{where}: threads must be a positive integer, got {cfg['threads']!r}")
     if not cfg["trainable"]:

@@ -35,6 +35,7 @@ from dvc_edic.metrics import UNIT_PEAK, mse_to_psnr
 from dvc_edic.models.preset import Preset
 from dvc_edic.models.video import MODULE_SECTIONS, VideoCodecModel
 from dvc_edic.train import distributed
+from dvc_edic.train.baselines import build_model
 from dvc_edic.train.batches import BatchStream, ClipItems, describe, split_holdout, take
 from dvc_edic.train.checkpoint import (
     capture_rng,
@@ -99,10 +100,11 @@ class TrainResult:
     checkpoint: Path
     losses: list[float] = field(default_factory=list)  # one per step run by this call
     signal: int | None = None  # the signal that stopped the run, if one did
+    budget_spent: bool = False  # cpu_budget_minutes ended the stage
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.total_steps
+        return self.step >= self.total_steps or self.budget_spent
 
 
 def derived_seed(seed: int, *stream: int) -> int:
@@ -339,7 +341,7 @@ class Trainer:
             preset = load_preset(cfg["model"])
         else:
             preset, tensors = load_preset(cfg["model"]), None
-        self.model = VideoCodecModel(Preset.from_dict(preset))
+        self.model = build_model(Preset.from_dict(preset), cfg["image_coder"])
         if tensors is not None and state is None and cfg["init_fresh"]:
             tensors = _fresh_modules(tensors, self.model, cfg["init_fresh"])
         if tensors is not None:
@@ -359,7 +361,16 @@ class Trainer:
         self.driver_record = None if state is None else state.get(DRIVER_KEY)
         self.validated_at = -1  # the step of the last validation
         self.optimizer, self.aux_optimizer = build_optimizers(self.model, cfg)
-        self.scheduler = build_scheduler(self.optimizer, self.total, cfg["schedule"])
+        budget = cfg["cpu_budget_minutes"]
+        self.cpu_budget_s = None if budget is None else float(budget) * SECONDS_PER_MINUTE
+        # CPU time of the optimizer steps (data loading left out), all runs of the stage
+        self.cpu_s = 0.0
+        if self.cpu_budget_s is not None and self.ctx.distributed:
+            # each rank would measure its own CPU time, and so step its own lr
+            raise InputError("cpu_budget_minutes needs a single process, not torchrun")
+        self.scheduler = build_scheduler(
+            self.optimizer, self.total, cfg["schedule"],
+            None if self.cpu_budget_s is None else self.budget_progress)
         self.bottlenecks = aux_bottlenecks(self.model)
         self.task = TaskModule(self.model)
         self.step_module: nn.Module = self.task
@@ -416,6 +427,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
+        self.cpu_s = float(state.get("cpu_s", 0.0))  # older checkpoints did not count it
         self.data_state = dict(state["data"])
         self.descriptions = {k: list(v) for k, v in state["descriptions"].items()}
         rngs = state["rng"]
@@ -441,6 +453,7 @@ class Trainer:
             "hardware": hardware(),
             "processes": self.ctx.world_size,
             "elapsed_s": self.elapsed_s,
+            "cpu_s": self.cpu_s,
         }
 
     def save(self) -> None:
@@ -454,6 +467,7 @@ class Trainer:
                 "step": self.step,
                 "total_steps": self.total,
                 "elapsed_s": self.elapsed_s,
+                "cpu_s": self.cpu_s,
                 "config": self.cfg,
                 "preset": self.model.preset.to_dict(),
                 "history": [*self.history, self._history_entry()],
@@ -550,7 +564,21 @@ class Trainer:
         if self.hooks.on_validate is not None:
             self.hooks.on_validate(str(self.cfg["stage"]), self.step, rows, weights)
 
-    def run(self) -> TrainResult:
+    @property
+    def budget_spent(self) -> bool:
+        """Whether ``cpu_budget_minutes`` is used up (never, without one)."""
+        return self.cpu_budget_s is not None and self.cpu_s >= self.cpu_budget_s
+
+    def budget_progress(self) -> float:
+        """The share of the CPU budget spent, 0..1 (what the lr schedule follows)."""
+        assert self.cpu_budget_s is not None
+        return min(1.0, self.cpu_s / self.cpu_budget_s)
+
+    def run(self, until_cpu_s: float | None = None) -> TrainResult:
+        """Train until the stage's steps or CPU budget are done, a stop is asked for, or
+        (``until_cpu_s``) the steps have used that much CPU time in all: a driver stops
+        there, measures the weights and calls ``run`` again, which goes on exactly as
+        an uninterrupted run would (eval.ablation's half-budget point)."""
         cfg = self.cfg
         log_every = max(1, int(cfg["log"]["every"]))
         val_every = int(cfg["validate"]["every"])
@@ -569,7 +597,7 @@ class Trainer:
         run_start = last_save = time.monotonic()
         steps_this_run = 0
         with StopRequest() as stop:
-            while self.step < self.total:
+            while self.step < self.total and not self.budget_spent:
                 index, start = phase_at(cfg, self.step)
                 if index != current:
                     current, phase = index, cfg["phase_list"][index]
@@ -589,8 +617,11 @@ class Trainer:
                                    f" on {'; '.join(data.descriptions)}")
                 assert data is not None
                 t0 = time.monotonic()
-                values = self._train_step(data.stream.next())
+                batch = data.stream.next()
+                c0 = time.process_time()  # every thread of this process: the step's CPU
+                values = self._train_step(batch)
                 took = time.monotonic() - t0
+                self.cpu_s += time.process_time() - c0
                 window_time += took
                 self.elapsed_s += took
                 self.step += 1
@@ -604,7 +635,7 @@ class Trainer:
                     for key, value in values.items():
                         window.setdefault(key, []).append(value)
                 logger.advance()
-                phase_end = self.step == start + phase["steps"]
+                phase_end = self.step == start + phase["steps"] or self.budget_spent
                 if self.step % log_every == 0 or phase_end:
                     logger.train(self._row(phase, window, window_time))
                     window, window_time = {}, 0.0
@@ -613,9 +644,12 @@ class Trainer:
                 now = time.monotonic()
                 want_stop = stop.requested or (
                     self.stop_after is not None and steps_this_run >= self.stop_after) or (
-                    self.time_limit_s is not None and now - run_start >= self.time_limit_s)
+                    self.time_limit_s is not None and now - run_start >= self.time_limit_s) or (
+                    until_cpu_s is not None and self.cpu_s >= until_cpu_s
+                    and not self.budget_spent)
                 want_save = (save_steps > 0 and self.step % save_steps == 0) or (
-                    save_s > 0 and now - last_save >= save_s) or self.step == self.total
+                    save_s > 0 and now - last_save >= save_s) or self.step == self.total or (
+                    self.budget_spent)
                 want_stop, want_save = distributed.agree_any(self.ctx, want_stop, want_save)
                 # before the checkpoint, so a driver's record in it counts this time too;
                 # a signal asks for a quick exit, so it skips this
@@ -634,6 +668,7 @@ class Trainer:
                     break
         logger.close()
         result.step = self.step
+        result.budget_spent = self.budget_spent
         return result
 
     def _row(self, phase: dict[str, Any], window: dict[str, list[float]],

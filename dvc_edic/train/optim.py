@@ -9,6 +9,7 @@ gradient reduction; every rank computes the same auxiliary step).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -80,8 +81,15 @@ def build_optimizers(
     return optimizer, aux_optimizer
 
 
-def lr_factor(step: int, total: int, schedule: dict[str, Any]) -> float:
-    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``."""
+def lr_factor(step: int, total: int, schedule: dict[str, Any],
+              progress: float | None = None) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``.
+
+    ``progress`` (0..1), when given, is the share of a CPU budget spent
+    (``cpu_budget_minutes``): the decays then follow it instead of ``step / total``,
+    so variants that run at different speeds decay at the same share of their budget.
+    The warm-up counts steps either way.
+    """
     warmup = int(schedule["warmup_steps"])
     factor = 1.0
     if warmup > 0 and step < warmup:
@@ -89,18 +97,23 @@ def lr_factor(step: int, total: int, schedule: dict[str, Any]) -> float:
     decay = schedule["decay"]
     if decay == "step":
         for fraction in schedule["decay_at"]:
-            if step >= fraction * total:
+            if (step >= fraction * total) if progress is None else (progress >= fraction):
                 factor *= float(schedule["gamma"])
-    elif decay == "cosine" and total > warmup:
-        progress = min(1.0, max(0.0, (step - warmup) / (total - warmup)))
+    elif decay == "cosine" and (total > warmup or progress is not None):
+        done = progress if progress is not None else (step - warmup) / (total - warmup)
+        done = min(1.0, max(0.0, done))
         final = float(schedule["final_factor"])
-        factor *= final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        factor *= final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * done))
     return factor
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, total: int, schedule: dict[str, Any]
+    optimizer: torch.optim.Optimizer, total: int, schedule: dict[str, Any],
+    progress: Callable[[], float] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """``progress``: the share of the CPU budget spent so far (None: the schedule is in
+    steps), read each time the scheduler steps."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, schedule)
+        optimizer,
+        lambda step: lr_factor(step, total, schedule, None if progress is None else progress()),
     )
