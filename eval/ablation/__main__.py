@@ -1,0 +1,98 @@
+"""``python -m eval.ablation run [PLAN]`` and ``python -m eval.ablation report [RESULTS]``.
+
+``run`` trains and measures every variant of the plan (default
+configs/train/ablation/plan.yaml) into ``--out`` (runs/ablation/), then writes
+``--doc`` (docs/ablations.md); run again, it goes on where it stopped. ``report``
+rewrites the page from a results.json, or (``--pending``) from the plan alone,
+saying that nothing has been measured yet.
+
+Exit status: 0 done; 2 a bad plan or argument; 1 another error; 128 + N when
+signal N stopped a training run (its checkpoint is written, and the next call
+resumes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dvc_edic.cli import EXIT_ERROR, EXIT_USAGE
+from dvc_edic.config import CONFIG_ROOT
+from dvc_edic.errors import DvcEdicError, InputError
+from dvc_edic.train.signals import exit_code
+
+DEFAULT_PLAN = CONFIG_ROOT / "train" / "ablation" / "plan.yaml"
+DEFAULT_OUT = Path("runs") / "ablation"
+DEFAULT_DOC = Path("docs") / "ablations.md"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval.ablation",
+                                description="EDIC's claims at an equal training budget "
+                                "(docs/ablations.md).")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and measure every variant, then write the page")
+    run.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN),
+                     help=f"the plan (default {DEFAULT_PLAN})")
+    run.add_argument("--out", default=str(DEFAULT_OUT), help=f"run folder ({DEFAULT_OUT})")
+    run.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
+    run.add_argument("--variants", help="comma-separated names: only these (default: all)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override every variant's training config after the plan, as "
+                     "`python -m dvc_edic.train --set` (repeatable)")
+    report = sub.add_parser("report", help="write the page from results.json")
+    report.add_argument("results", nargs="?", default=str(DEFAULT_OUT / "results.json"))
+    report.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
+    report.add_argument("--pending", metavar="PLAN", nargs="?", const=str(DEFAULT_PLAN),
+                        help="no results yet: write the page from the plan alone")
+    return p
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from eval.ablation.doc import write_doc
+    from eval.ablation.plan import load_plan
+    from eval.ablation.runner import Ablation, Interrupted
+
+    plan = load_plan(args.plan)
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+    ablation = Ablation(plan, Path(args.out), args.set, variants,
+                        say=lambda m: print(m, flush=True), argv=argv)
+    try:
+        results = ablation.run()
+    except Interrupted as exc:
+        print(f"stopped: {exc}; run the same command again to go on", file=sys.stderr)
+        return exit_code(exc.signal)
+    print(f"results: {ablation.path}\npage:    {write_doc(results, plan, Path(args.doc))}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from eval.ablation.doc import plan_of, write_doc
+    from eval.ablation.plan import load_plan
+
+    if args.pending is not None:
+        print(write_doc(None, load_plan(args.pending), Path(args.doc)))
+        return 0
+    path = Path(args.results)
+    if not path.is_file():
+        raise InputError(f"{path}: no results file (run `python -m eval.ablation run` first, "
+                         "or pass --pending)")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    print(write_doc(results, plan_of(results), Path(args.doc)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _run(args, argv) if args.command == "run" else _report(args)
+    except DvcEdicError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InputError) else EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
