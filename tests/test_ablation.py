@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from dvc_edic.config import CONFIG_ROOT, load_preset
+from dvc_edic.entropy.factorized import FactorizedBottleneck
 from dvc_edic.errors import InputError
 from dvc_edic.models.edic import EDIC, CoderConfig
 from dvc_edic.models.layers import AttentionBlock, ResidualBlock
@@ -170,6 +171,9 @@ def test_a_compressai_model_trains_through_the_loop(tmp_path: Path, photos: Path
     assert all(np.isfinite(result.losses))
     state = load_checkpoint(result.checkpoint)
     assert any(k.startswith("intra.net.g_a") for k in state["model"])
+    # the auxiliary loss fitted compressai's own bottleneck: its quantiles left their start
+    quantiles = state["model"]["intra.net.entropy_bottleneck.quantiles"]
+    assert not torch.equal(quantiles, FactorizedBottleneck(quantiles.shape[0]).quantiles.detach())
     # the validation coded real bytes with the net's own compress
     assert (tmp_path / "run" / "val.csv").read_text().count("\n") >= 2
 

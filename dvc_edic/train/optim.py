@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dvc_edic.entropy.factorized import QUANTILES, FactorizedBottleneck
+from dvc_edic.entropy.factorized import QUANTILES
 from dvc_edic.errors import InputError
 from dvc_edic.models.edic import EDIC
 from dvc_edic.models.video import VideoCodecModel
@@ -56,10 +56,17 @@ def apply_modes(model: VideoCodecModel) -> None:
             module.eval()
 
 
-def aux_bottlenecks(model: VideoCodecModel) -> list[FactorizedBottleneck]:
-    """Bottlenecks whose quantiles train (their auxiliary loss is minimised every step)."""
+def aux_bottlenecks(model: nn.Module) -> list[nn.Module]:
+    """Bottlenecks whose quantiles train (their auxiliary loss is minimised every step).
+
+    Found by what they hold (a ``quantiles`` parameter and a ``loss`` method), not by
+    class: the codec's own FactorizedBottleneck (dvc_edic.entropy.factorized) and the
+    compressai bottlenecks of eval.ablation's baselines (dvc_edic.train.baselines) both
+    need their quantiles fitted, or the baselines' integer tables keep their first range.
+    """
     return [m for m in model.modules()
-            if isinstance(m, FactorizedBottleneck) and m.quantiles.requires_grad]
+            if isinstance(getattr(m, QUANTILES, None), nn.Parameter)
+            and getattr(m, QUANTILES).requires_grad and callable(getattr(m, "loss", None))]
 
 
 def build_optimizers(
