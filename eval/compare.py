@@ -6,6 +6,11 @@ preset) into one table: each non-anchor codec's BD-rate against the anchor, per
 sequence and averaged, with the median encode and decode speed per sequence.
 Speeds are frames over the wall time of the CLI call, start-up included, on
 whatever the machine was doing then: compare rows of one run, not across runs.
+
+``--against-first [--rates 1,3,5,8]`` answers the question a change asks: how
+many bits does each later run's dvc_edic curve save against the first run's
+(new weights against old, slow against medium), BD-rate per sequence over the
+rate points both runs coded, with each point's byte and PSNR change.
 """
 
 from __future__ import annotations
@@ -75,6 +80,44 @@ def table(reports: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _points(report: dict[str, Any], codec: str, seq: str,
+            rates: set[float] | None) -> dict[float, dict[str, Any]]:
+    return {p["rate_param"]: p for p in report["results"].get(codec, {}).get(seq, [])
+            if rates is None or p["rate_param"] in rates}
+
+
+def against_first(reports: list[dict[str, Any]], names: list[str],
+                  rates: set[float] | None = None, codec: str = "dvc_edic") -> str:
+    """BD-rate of each later report's ``codec`` curve against the first report's."""
+    from eval.bd import bd_compare
+
+    metric = reports[0]["bd"]["metric"]
+    base = reports[0]
+    lines = [f"BD-rate ({metric}) of {codec} against {names[0]}, over the rate points both "
+             "coded; per point: bytes change / quality change.\n"]
+    for name, report in zip(names[1:], reports[1:], strict=True):
+        lines.append(f"{name}:")
+        found = []
+        for seq in base["results"].get(codec, {}):
+            a, b = _points(base, codec, seq, rates), _points(report, codec, seq, rates)
+            common = sorted(set(a) & set(b))
+            if len(common) < 2:
+                lines.append(f"  {seq}: fewer than 2 common rate points")
+                continue
+            pa, pb = [a[r] for r in common], [b[r] for r in common]
+            bd = bd_compare([p["bpp"] for p in pa], [p["avg"][metric] for p in pa],
+                            [p["bpp"] for p in pb], [p["avg"][metric] for p in pb])
+            found.append(bd.bd_rate_pct)
+            per_point = " ".join(
+                f"{r:g}: {q['bits'] / p['bits'] - 1:+.2%} / "
+                f"{q['avg'][metric] - p['avg'][metric]:+.3f}"
+                for r, p, q in zip(common, pa, pb, strict=True))
+            lines.append(f"  {seq}: {_num(bd.bd_rate_pct, '+.2f')} %  [{per_point}]")
+        if found and None not in found:
+            lines.append(f"  average: {statistics.mean(found):+.2f} %")
+    return "\n".join(lines) + "\n"
+
+
 def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: results file not found (written by python -m eval.rd)")
@@ -88,9 +131,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.compare", description=__doc__.split("\n")[0])
     p.add_argument("results", nargs="+", help="results.json files written by eval.rd")
     p.add_argument("--out", help="also write the markdown table here")
+    p.add_argument("--against-first", action="store_true",
+                   help="BD-rate of each later run's dvc_edic curve against the first run's")
+    p.add_argument("--rates", help="with --against-first: only these rate points (e.g. 1,3,5,8)")
     args = p.parse_args(argv)
     reports = [_load(Path(f)) for f in args.results]
-    text = table(reports)
+    if args.rates and not args.against_first:
+        raise InputError("--rates applies to --against-first only")
+    if args.against_first:
+        if len(reports) < 2:
+            raise InputError("--against-first needs at least two results files")
+        try:
+            rates = None if not args.rates else {float(r) for r in args.rates.split(",")}
+        except ValueError as exc:
+            raise InputError(f"--rates must be numbers separated by commas, got "
+                             f"{args.rates!r}") from exc
+        text = against_first(reports, list(args.results), rates)
+    else:
+        text = table(reports)
     print(text, end="")
     if args.out:
         write_text_atomic(Path(args.out), text)
