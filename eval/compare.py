@@ -25,6 +25,7 @@ from typing import Any
 
 from dvc_edic.cli import run_cli
 from dvc_edic.errors import InputError
+from eval.bd import MIN_POINTS, bd_compare
 from eval.report import write_text_atomic
 
 
@@ -88,11 +89,10 @@ def _points(report: dict[str, Any], codec: str, seq: str,
 
 def against_first(reports: list[dict[str, Any]], names: list[str],
                   rates: set[float] | None = None, codec: str = "dvc_edic") -> str:
-    """BD-rate of each later report's ``codec`` curve against the first report's."""
-    from eval.bd import bd_compare
-
-    metric = reports[0]["bd"]["metric"]
+    """BD-rate of each later report's ``codec`` curve against the first report's, with the
+    first report's BD metric and interpolation (as eval.rd measured it against the anchor)."""
     base = reports[0]
+    metric, method = base["bd"]["metric"], base["bd"]["method"]
     lines = [f"BD-rate ({metric}) of {codec} against {names[0]}, over the rate points both "
              "coded; per point: bytes change / quality change.\n"]
     for name, report in zip(names[1:], reports[1:], strict=True):
@@ -101,12 +101,13 @@ def against_first(reports: list[dict[str, Any]], names: list[str],
         for seq in base["results"].get(codec, {}):
             a, b = _points(base, codec, seq, rates), _points(report, codec, seq, rates)
             common = sorted(set(a) & set(b))
-            if len(common) < 2:
-                lines.append(f"  {seq}: fewer than 2 common rate points")
+            if len(common) < MIN_POINTS:
+                lines.append(f"  {seq}: fewer than {MIN_POINTS} common rate points")
                 continue
             pa, pb = [a[r] for r in common], [b[r] for r in common]
             bd = bd_compare([p["bpp"] for p in pa], [p["avg"][metric] for p in pa],
-                            [p["bpp"] for p in pb], [p["avg"][metric] for p in pb])
+                            [p["bpp"] for p in pb], [p["avg"][metric] for p in pb],
+                            method=method)
             found.append(bd.bd_rate_pct)
             per_point = " ".join(
                 f"{r:g}: {q['bits'] / p['bits'] - 1:+.2%} / "

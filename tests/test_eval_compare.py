@@ -33,7 +33,8 @@ def test_one_row_per_codec_with_speeds() -> None:
 def _run(bits: list[int], psnr: list[float]) -> dict:
     points = [{"rate_param": float(i + 1), "bits": b, "bpp": b / 1e5, "avg": {"psnr_yuv": q}}
               for i, (b, q) in enumerate(zip(bits, psnr, strict=True))]
-    return {"bd": {"metric": "psnr_yuv"}, "results": {"dvc_edic": {"walk": points}}}
+    return {"bd": {"metric": "psnr_yuv", "method": "pchip"},
+            "results": {"dvc_edic": {"walk": points}}}
 
 
 def test_against_first_prices_the_later_run_in_bits_at_equal_quality() -> None:
