@@ -5,6 +5,7 @@ photos made here (nothing downloaded, no data folder)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
+from dvc_edic.cli import EXIT_USAGE
 from dvc_edic.config import CONFIG_ROOT, load_preset
 from dvc_edic.entropy.factorized import FactorizedBottleneck
 from dvc_edic.errors import InputError
@@ -24,10 +26,11 @@ from dvc_edic.train import load_checkpoint, load_train_config
 from dvc_edic.train.baselines import BaselineImageModel, build_model, from_rgb, to_rgb
 from dvc_edic.train.loop import Trainer, train
 from dvc_edic.train.optim import lr_factor
+from eval.ablation.__main__ import main as ablation_main
 from eval.ablation.doc import NO, UNCLEAR, YES, claim_verdict, render, verdict
 from eval.ablation.measure import BaselineCoder, complexity
-from eval.ablation.plan import load_plan, parse_plan, variant_runs
-from eval.ablation.runner import Ablation
+from eval.ablation.plan import ON_PAR, load_plan, parse_plan, variant_runs
+from eval.ablation.runner import Ablation, load_results
 from tests.test_eval_image_rd import photo_like
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -280,3 +283,54 @@ def test_verdict_rules() -> None:
     assert claim_verdict([YES, YES]) == YES
     assert claim_verdict([YES, NO]) == UNCLEAR
     assert claim_verdict([]) == UNCLEAR
+
+
+def test_on_par_verdict_rules() -> None:
+    # BD-rate of the variant against EDIC: below -margin, the variant needs fewer bits
+    assert verdict(-1.5, 0.5, 2.0, ON_PAR) == YES  # within the margin at both points
+    assert verdict(10.0, 5.0, 2.0, ON_PAR) == YES  # EDIC better: on par or better
+    assert verdict(-5.0, -4.0, 2.0, ON_PAR) == NO
+    assert verdict(-5.0, None, 2.0, ON_PAR) == NO
+    assert verdict(-5.0, 1.0, 2.0, ON_PAR) == UNCLEAR  # the ranking changed
+    assert verdict(None, 1.0, 2.0, ON_PAR) == UNCLEAR
+
+
+def test_an_on_par_claim_on_the_page(tmp_path: Path, photos: Path) -> None:
+    raw = tiny_plan(tmp_path, photos)
+    raw["budget"]["cpu_minutes"] = 30
+    raw["claims"] = [{"name": "par", "claim": "EDIC matches the small one",
+                      "variants": ["small"], "test": "on_par"}]
+    plan = parse_plan(raw, tmp_path / "plan.yaml")
+    assert "EDIC matches the small one: **yes**" in render(
+        synthetic_results(raw, 1.01), plan, tmp_path / "a.md")
+    assert "EDIC matches the small one: **no**" in render(
+        synthetic_results(raw, 0.9), plan, tmp_path / "a.md")
+    raw["claims"][0]["test"] = "about_the_same"
+    with pytest.raises(InputError, match=r"claims\[0\]\.test"):
+        parse_plan(raw, tmp_path / "plan.yaml")
+
+
+def test_results_outlive_a_change_of_claims_but_not_of_budget(tmp_path: Path,
+                                                              photos: Path) -> None:
+    raw = tiny_plan(tmp_path, photos)
+    results = synthetic_results(raw, 1.2)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**results, "overrides": []}), encoding="utf-8")
+    reworded = copy.deepcopy(raw)
+    reworded["claims"][0]["claim"] = "EDIC is at least as good as the small one"
+    reworded["verdict"]["margin_pct"] = 1.0
+    loaded = load_results(path, parse_plan(reworded, tmp_path / "plan.yaml"), [])
+    assert loaded is not None and loaded["plan"] == reworded
+    longer = copy.deepcopy(raw)
+    longer["budget"]["cpu_minutes"] = 60
+    with pytest.raises(InputError, match="another plan"):
+        load_results(path, parse_plan(longer, tmp_path / "plan.yaml"), [])
+    # the page command takes the new wording, and refuses a plan that measures otherwise
+    plan_file = tmp_path / "new_plan.yaml"
+    plan_file.write_text(yaml.safe_dump(reworded), encoding="utf-8")
+    doc = tmp_path / "page.md"
+    assert ablation_main(["report", str(path), "--plan", str(plan_file), "--doc", str(doc)]) == 0
+    assert "EDIC is at least as good as the small one: **" in doc.read_text(encoding="utf-8")
+    plan_file.write_text(yaml.safe_dump(longer), encoding="utf-8")
+    assert ablation_main(["report", str(path), "--plan", str(plan_file),
+                          "--doc", str(doc)]) == EXIT_USAGE

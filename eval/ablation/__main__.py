@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the page from results.json")
     report.add_argument("results", nargs="?", default=str(DEFAULT_OUT / "results.json"))
     report.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
+    report.add_argument("--plan", help="state the claims and verdict rule of this plan "
+                        "(its training and measuring must match the results'); default: "
+                        "the plan the results were made with")
     report.add_argument("--pending", metavar="PLAN", nargs="?", const=str(DEFAULT_PLAN),
                         help="no results yet: write the page from the plan alone")
     return p
@@ -71,7 +74,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from eval.ablation.doc import plan_of, write_doc
-    from eval.ablation.plan import load_plan
+    from eval.ablation.plan import load_plan, measured_part
 
     if args.pending is not None:
         print(write_doc(None, load_plan(args.pending), Path(args.doc)))
@@ -81,7 +84,14 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError(f"{path}: no results file (run `python -m eval.ablation run` first, "
                          "or pass --pending)")
     results = json.loads(path.read_text(encoding="utf-8"))
-    print(write_doc(results, plan_of(results), Path(args.doc)))
+    plan = plan_of(results)
+    if args.plan is not None:
+        plan = load_plan(args.plan)
+        if measured_part(plan.raw) != measured_part(results["plan"]):
+            raise InputError(f"{args.plan}: trains or measures otherwise than the plan "
+                             f"{path} was made with; only its claims and verdict may differ")
+        results = {**results, "plan": plan.raw}
+    print(write_doc(results, plan, Path(args.doc)))
     return 0
 
 

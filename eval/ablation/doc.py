@@ -1,10 +1,12 @@
 """docs/ablations.md from results.json: the table, the RD plots and one paragraph per claim.
 
 Every number in the page comes from results.json, and every verdict from a rule
-stated in the page: a claim holds ("yes") when each of its variants needs more
-than ``verdict.margin_pct`` percent more bits than EDIC for the same PSNR-RGB
-(BD-rate) with the whole budget, and none points the other way with half of it;
-it fails ("no") when each needs that much fewer; anything else is "unclear". A
+stated in the page (:func:`verdict`): a claim that EDIC saves bits holds ("yes")
+when each of its variants needs more than ``verdict.margin_pct`` percent more bits
+than EDIC for the same PSNR-RGB (BD-rate) with the whole budget, and none points
+the other way with half of it; it fails ("no") when each needs that much fewer; a
+claim that EDIC is on par holds when none needs that much fewer; anything else is
+"unclear". A
 run whose budget is below ``budget.min_cpu_minutes`` is a smoke test: the page
 says so at the top and draws no verdict. Without results (``--pending``) the page
 states the method and the command, and that nothing has been measured yet.
@@ -21,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from eval.ablation.plan import Claim, Plan, parse_plan
+from eval.ablation.plan import FEWER_BITS, ON_PAR, Claim, Plan, parse_plan
 from eval.ablation.runner import SECONDS_PER_MINUTE, share_key
 from eval.image_rd import bd_or_note
 from eval.plots import plot_rd
@@ -80,11 +82,22 @@ def bd_rate(row: Row | None) -> float | None:
     return None if row is None or row.bd is None else row.bd["bd_rate_pct"]
 
 
-def verdict(full: float | None, half: float | None, margin: float) -> str:
+def verdict(full: float | None, half: float | None, margin: float,
+            test: str = FEWER_BITS) -> str:
     """One variant against the reference (BD-rate in %, positive: the variant needs more
-    bits, as the claim says it should)."""
+    bits than the reference).
+
+    fewer_bits: yes when the variant needs more than ``margin`` % more bits with the
+    whole budget and half of it does not point the other way; no when it needs that
+    much fewer. on_par: yes when the variant needs at most ``margin`` % fewer bits at
+    both measuring points (the reference is as good or better), no when it needs more
+    than that fewer at both; a ranking that changes between them is unclear.
+    """
     if full is None:
         return UNCLEAR
+    if test == ON_PAR:
+        held = [b >= -margin for b in (full, half) if b is not None]
+        return YES if all(held) else NO if not any(held) else UNCLEAR
     for sign, word in ((1.0, YES), (-1.0, NO)):
         if sign * full > margin:
             return word if half is None or sign * half >= -margin else UNCLEAR
@@ -197,10 +210,12 @@ def method(plan: Plan) -> list[str]:
         "latent position, so its time says more of that implementation than of the model. "
         "kMAC/pixel counts convolutions per source pixel (the decoder's "
         "modules, and encoder and decoder together); parameters are the image coder's.",
-        f"- **Verdicts.** A claim holds (yes) when each of its variants needs more than "
-        f"{plan.margin_pct:g} % more bits than EDIC (BD-rate, pchip) with the whole budget "
-        "and none points the other way with half of it; no when each needs that much "
-        "fewer; otherwise unclear.",
+        f"- **Verdicts.** A claim that EDIC saves bits holds (yes) when each of its variants "
+        f"needs more than {plan.margin_pct:g} % more bits than EDIC (BD-rate, pchip) with "
+        "the whole budget and none points the other way with half of it; no when each "
+        "needs that much fewer; otherwise unclear. A claim that EDIC is on par holds when "
+        f"no variant needs more than {plan.margin_pct:g} % fewer bits than EDIC at either "
+        "measuring point, and fails when one does at both.",
     ]
 
 
@@ -215,17 +230,21 @@ def claim_paragraph(claim: Claim, plan: Plan, full: Mapping[str, Row],
             verdicts.append(UNCLEAR)
             continue
         b_full, b_half = bd_rate(row), bd_rate(half.get(name))
-        verdicts.append(verdict(b_full, b_half, plan.margin_pct))
+        verdicts.append(verdict(b_full, b_half, plan.margin_pct, claim.test))
         text = (f"{row.label}: BD-rate {_pct(b_full)} against EDIC with the whole budget, "
                 f"{_pct(b_half)} with {plan.measure_at[0]:g} of it")
         if reference is not None and row.decode_s is not None:
             text += (f"; it decodes {plan.evaluation.decode.width}×"
                      f"{plan.evaluation.decode.height} in {_seconds(row.decode_s)} against "
                      f"EDIC's {_seconds(reference.decode_s)}")
+            if reference.decode_s:
+                text += f" ({row.decode_s / reference.decode_s:.2f} times EDIC's time)"
         sentences.append(text + ".")
     outcome = SMOKE if smoke else claim_verdict(verdicts)
+    expects = ("as the claim expects" if claim.test == FEWER_BITS else
+               f"the claim holds while it stays above -{plan.margin_pct:g} %")
     return [f"### {claim.text}: **{outcome}**", "", " ".join(sentences) + " (BD-rate above "
-            "0: more bits than EDIC for the same PSNR-RGB, as the claim expects.)", ""]
+            f"0: more bits than EDIC for the same PSNR-RGB; {expects}.)", ""]
 
 
 def status(results: Mapping[str, Any] | None, plan: Plan, full: Mapping[str, Row]) -> list[str]:

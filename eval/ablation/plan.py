@@ -38,6 +38,11 @@ from dvc_edic.train.config import DEFAULTS, apply_override, normalise_config, pa
 
 PLAN_KEYS = ("base", "train", "budget", "baselines", "evaluation", "verdict", "reference",
              "variants", "claims")
+# what only the page reads: a results file stays valid when these change
+PAGE_KEYS = ("verdict", "claims")
+# how a claim is tested against the reference's BD-rate (see eval.ablation.doc.verdict)
+FEWER_BITS, ON_PAR = "fewer_bits", "on_par"
+CLAIM_TESTS = (FEWER_BITS, ON_PAR)
 EXTENDS = "extends"  # a plan that changes another (smoke.yaml): see load_plan
 # Lists that a plan extending another adds to (the parent's first); every other value,
 # lists included, replaces the parent's.
@@ -63,7 +68,10 @@ class Variant:
 class Claim:
     name: str
     text: str  # the claim, as the paper makes it
-    variants: tuple[str, ...]  # each should need more bits than the reference if it holds
+    variants: tuple[str, ...]  # the variants the reference is compared with
+    # fewer_bits: each variant should need more bits than the reference; on_par: none
+    # should need fewer (the reference is as good or better)
+    test: str = FEWER_BITS
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,12 @@ def _variant(d: Any, where: str) -> Variant:
                    image_coder=d.get("image_coder"))
 
 
+def measured_part(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A plan's raw mapping without what only the page reads (claims, verdict rule):
+    two plans with the same measured part train and measure the same things."""
+    return {k: v for k, v in raw.items() if k not in PAGE_KEYS}
+
+
 def parse_plan(raw: dict[str, Any], path: Path) -> Plan:
     """Check a plan's mapping; every refusal names the file and the field."""
     where = str(path)
@@ -242,8 +256,12 @@ def parse_plan(raw: dict[str, Any], path: Path) -> Plan:
         raise InputError(f"{where}: variant names must differ, got {names}")
     claims = []
     for i, c in enumerate(check_list(f"{where}: claims", raw["claims"])):
-        check_keys(c, f"{where}: claims[{i}]", ["name", "claim", "variants"])
-        claims.append(Claim(str(c["name"]), str(c["claim"]), tuple(c["variants"])))
+        check_keys(c, f"{where}: claims[{i}]", ["name", "claim", "variants"], ["test"])
+        test = str(c.get("test", FEWER_BITS))
+        if test not in CLAIM_TESTS:
+            raise InputError(f"{where}: claims[{i}].test must be one of {list(CLAIM_TESTS)}, "
+                             f"got {test!r}")
+        claims.append(Claim(str(c["name"]), str(c["claim"]), tuple(c["variants"]), test))
     plan = Plan(
         path=path,
         raw=raw,
