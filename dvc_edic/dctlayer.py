@@ -132,6 +132,15 @@ _BAND_MASKS = tuple(np.equal(BAND, b) for b in range(BANDS))
 # rounding constant added.
 if MAX_LEVEL * MAX_STEP_Q * (BLOCK * int(np.abs(DCT_MATRIX_INT).max())) ** 2 >= 1 << 62:
     raise ImportError("dct layer: inverse transform could overflow int64")
+# The 2-D inverse transform as one matrix on row-major blocks: entry ((k, l), (i, j)) is
+# CI[k, i] * CI[l, j], so flat(D) @ _KRON_FLOAT = flat(CI.T @ D @ CI).
+_KRON_FLOAT = np.kron(DCT_MATRIX_INT, DCT_MATRIX_INT).astype(np.float64)
+_KRON_FLOAT.flags.writeable = False
+# Doubles hold every integer below 2**53 exactly, and no partial sum of a column of that
+# product exceeds |D| times the column's absolute sum: below 2**53, the float64 product is
+# exact integer math.
+if MAX_LEVEL * MAX_STEP_Q * int(np.abs(_KRON_FLOAT).sum(axis=0).max()) >= 1 << 53:
+    raise ImportError("dct layer: the inverse transform's sums could leave float64's exact range")
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,12 +271,17 @@ def inverse_transform(levels: np.ndarray, step_q: int) -> np.ndarray:
 
     ``(CI.T @ (levels * step_q) @ CI + 2**(SHIFT-1)) >> SHIFT``: the shift floors,
     so the result is the exact product rounded half up, whatever the order of sums.
+    The transform runs as one float64 product of the flattened blocks with
+    ``kron(CI, CI)`` (BLAS; about twice as fast as numpy's int64 loops): every
+    operand, product and partial sum is an integer below 2**53 in magnitude (checked
+    at import), so each is exact in a double and the sums agree in any order, on
+    any thread count.
     """
-    d = levels.astype(np.int64) * int(step_q)
-    r = np.matmul(np.matmul(DCT_MATRIX_INT.T, d), DCT_MATRIX_INT)
-    r += 1 << (SHIFT - 1)
-    r >>= SHIFT
-    return r
+    flat = levels.reshape(-1, BLOCK * BLOCK).astype(np.float64) * float(step_q)
+    out = np.matmul(flat, _KRON_FLOAT).reshape(levels.shape).astype(np.int64)
+    out += 1 << (SHIFT - 1)
+    out >>= SHIFT
+    return out
 
 
 def apply_layer(base: Frame, layer: DctLayer) -> Frame:

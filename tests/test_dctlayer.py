@@ -303,6 +303,11 @@ def test_inverse_transform_matches_big_int_reference() -> None:
         (np.full((8, 8), MAX_LEVEL), 65535),  # the int64 worst case
         (np.full((8, 8), -MAX_LEVEL), 65535),
     ]
+    # the largest sums the transform can meet: every level at the bound with the signs of
+    # the output's column of kron(CI, CI), for the column of CI with the largest |sum|
+    col = int(np.abs(DCT_MATRIX_INT).sum(axis=0).argmax())
+    signs = np.sign(np.outer(DCT_MATRIX_INT[:, col], DCT_MATRIX_INT[:, col]))
+    cases += [(MAX_LEVEL * signs, 65535), (-MAX_LEVEL * signs, 65535)]
     for levels, step_q in cases:
         got = inverse_transform(levels.astype(np.int32)[None, None], step_q)[0, 0]
         assert got.tolist() == _reference_residual(levels, step_q)
