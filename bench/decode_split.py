@@ -42,9 +42,12 @@ ENCODE_FLAGS = ("--preset", "fast", "--refine-steps", "0")
 # "medium", "slow": those presets' searches (still without refinement, which changes the
 # latents' values, not what the decoder runs), for the per-mode table (--mode-table): the
 # decoder's cost per frame must not depend on the preset that chose the frame's mode.
+# "medium_p": the default preset's P-frame choices with every P-frame kept a P-frame (on
+# the default clip, fast motion upscaled, medium codes every frame intra otherwise).
 MODES: dict[str, tuple[str, ...]] = {
     "preset": (),
     "medium": ("--preset", "medium"),
+    "medium_p": ("--preset", "medium", "--no-intra-fallback"),
     "slow": ("--preset", "slow"),
     "full": ("--motion", "learned", "--plain-warp", "off", "--no-skip-residual",
              "--no-intra-fallback"),

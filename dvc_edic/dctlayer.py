@@ -234,15 +234,6 @@ def check_shapes(layer: DctLayer, base: Frame, where: str) -> None:
             )
 
 
-def _blocks(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) padded to whole blocks by edge replication -> (nby, nbx, 8, 8)."""
-    nby, nbx = shape
-    padded = np.pad(
-        plane, ((0, nby * BLOCK - plane.shape[0]), (0, nbx * BLOCK - plane.shape[1])), mode="edge"
-    )
-    return padded.reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3)
-
-
 def activity_classes(base: Frame, planes: int = PLANES) -> tuple[np.ndarray, ...]:
     """Activity class (0 .. CLASSES-1) of every block of each plane, (nby, nbx) int64;
     of the first ``planes`` planes only (the in-loop filter needs luma's).
@@ -254,11 +245,15 @@ def activity_classes(base: Frame, planes: int = PLANES) -> tuple[np.ndarray, ...
     """
     shift = base.bit_depth - 8
     out = []
-    for plane, shape in zip(base.planes[:planes], layer_shapes(base)[:planes], strict=True):
-        a = _blocks(plane.astype(np.int32) >> shift, shape)
-        g = np.abs(np.diff(a, axis=3)).sum(axis=(2, 3)) + np.abs(np.diff(a, axis=2)).sum(
-            axis=(2, 3)
-        )
+    for plane, (nby, nbx) in zip(base.planes[:planes], layer_shapes(base)[:planes],
+                                 strict=True):
+        # at 8-bit scale int16 holds every sample and difference; the padded plane seen
+        # as (block row, y, block column, x) needs no transposed copy
+        a = np.pad((plane >> shift).astype(np.int16),
+                   ((0, nby * BLOCK - plane.shape[0]), (0, nbx * BLOCK - plane.shape[1])),
+                   mode="edge").reshape(nby, BLOCK, nbx, BLOCK)
+        g = (np.abs(np.diff(a, axis=3)).sum(axis=(1, 3), dtype=np.int32)
+             + np.abs(np.diff(a, axis=1)).sum(axis=(1, 3), dtype=np.int32))
         cls = np.zeros(g.shape, dtype=np.int64)
         for threshold in ACTIVITY_THRESHOLDS:
             cls += g >= threshold

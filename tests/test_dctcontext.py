@@ -258,3 +258,26 @@ def test_corrupt_sections_are_refused(coded, case: str) -> None:
     spoil, message = CORRUPTIONS[case]
     with pytest.raises(BitstreamError, match=message):
         read_layer(bytes(spoil(bytearray(data))), base)
+
+
+def test_coded_cells_running_energy_gives_block_contexts_cells() -> None:
+    """coded_cells keeps each plane's lower-band energy as a running sum; the cells must be
+    the ones block_contexts' full sums give, for every split."""
+    rng = np.random.default_rng(5)
+    flats = [rng.integers(-4, 5, (n, dctcontext.POSITIONS)).astype(np.int32)
+             * (rng.random((n, 1)) < 0.6) for n in (300, 80, 80)]
+    classes = tuple(rng.integers(0, 3, f.shape[0]) for f in flats)
+    for split in dctcontext.CONTEXT_SPLITS:
+        expected = []
+        for band in range(dctcontext.BANDS):
+            for plane in range(3):
+                contexts = dctcontext.block_contexts(flats[plane], band, split)
+                for cls in range(3):
+                    for ctx in range(len(split) + 1 if band else 1):
+                        rows = np.flatnonzero((classes[plane] == cls) & (contexts == ctx))
+                        if rows.size:
+                            expected.append((band, plane, cls, ctx, rows.tolist()))
+        got = [(b, p, c, x, r.tolist())
+               for b, p, c, x, r in dctcontext.coded_cells(flats, classes, split)]
+        assert got == expected
+        assert len({x for _, _, _, x, _ in got}) == len(split) + 1  # every context occurs

@@ -340,11 +340,12 @@ def test_frequency_rows_are_the_documented_mixture() -> None:
     assert hashlib.sha256(rows.astype("<i8").tobytes()).hexdigest() == ROWS_SHA256
 
 
-def test_activity_classes_follow_the_definition() -> None:
-    source, _ = _pair(10, 37, 29, 10, "noise")
+@pytest.mark.parametrize("depth", [8, 10, 16])
+def test_activity_classes_follow_the_definition(depth: int) -> None:
+    source, _ = _pair(10, 37, 29, depth, "noise")
     classes = activity_classes(source)
     for plane, cls in zip(source.planes, classes, strict=True):
-        a = (plane.astype(np.int64) >> 2).tolist()
+        a = (plane.astype(np.int64) >> (depth - 8)).tolist()
         h, w = plane.shape
         for by in range(cls.shape[0]):
             for bx in range(cls.shape[1]):
