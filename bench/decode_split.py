@@ -52,6 +52,9 @@ MODES: dict[str, tuple[str, ...]] = {
     "full": ("--motion", "learned", "--plain-warp", "off", "--no-skip-residual",
              "--no-intra-fallback"),
 }  # fmt: skip
+# How the README's table names each kind of stream (the encoder that made it).
+MODE_LABELS = {"preset": "fast", "medium": "medium", "medium_p": "medium, P kept",
+               "slow": "slow", "full": "fast, all learned"}
 MIN_FRAMES = 4  # 1 I-frame and at least 3 P-frames
 FPS = 30
 MS = 1000.0
@@ -362,14 +365,15 @@ def _line(row: dict[str, Any]) -> str:
 def markdown_table(report: dict[str, Any]) -> str:
     """The README's decode-speed table, from a --decode-split report: steady-state fps per
     frame type and the P-frame modes, per size, quality and stream modes."""
-    lines = ["| size | quality | P-frame modes | bpp | I-frame | P-frame | start-up |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| size | quality | encoder | P-frame modes | bpp | I-frame | P-frame | start-up |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in report["streams"]:
         steady = row["steady"]
         p_sections = {s for f in row["steady_frames"] if f["type"] == "P" for s in f["sections"]}
         cells = [
             row["size"].replace("x", "×"),
             f"{row['quality']:g}",
+            MODE_LABELS.get(row["modes"], row["modes"]),
             _modes_label(p_sections),
             f"{row['bpp']:.2f}",
             *(f"{steady[k]['ms']:.0f} ms ({steady[k]['fps']:.2f} fps)" if k in steady else "-"
@@ -443,6 +447,8 @@ def _modes_label(sections: set[str]) -> str:
         parts.append("intra-coded residual")
     elif "res_y" not in sections:
         parts.append("no residual")
+    parts += [name for key, name in (("dct", "DCT layer"), ("lf", "loop filter"))
+              if key in sections]
     return " + ".join(parts)
 
 
