@@ -41,6 +41,7 @@ from flows import backward_warp
 from tests.conftest import carphone_frames, run_tool, write_yuv
 
 V1_DIR = Path(__file__).parent / "data" / "v1"
+F12_DIR = Path(__file__).parent / "data" / "f12"  # made by tests/make_golden.py
 ALL_MODES = EncoderSettings("test", ("learned", "dis", "zero", "block"), skip_residual=True,
                             intra_fallback=True, dis_preset="ultrafast", plain_warp="search")
 # Each P-frame layout in turn: both parts, motion only, residual only, neither; with and
@@ -305,6 +306,22 @@ def test_version_1_stream_still_decodes() -> None:
     model = load_weights(V1_DIR / "tiny.safetensors")
     data = (V1_DIR / "carphone_96x64_3f.dvce").read_bytes()
     assert BitstreamReader(data).header.version == 1
+    decoded = _decode(model, data)
+    digest = hashlib.sha256(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes()
+                                     for f in decoded)).hexdigest()
+    assert digest == expected["decoded_sha256"]
+
+
+def test_format_12_golden_stream_decodes_to_its_bytes() -> None:
+    """A committed format-12 stream (tests/make_golden.py) with block motion, the DCT
+    layer and the in-loop filter: decoder speed-ups must leave every output byte as it
+    was (the decoder of commit 629aaa0, before the layer's float transform, gave these)."""
+    expected = json.loads((F12_DIR / "carphone_112x80_4f_q8.json").read_text())
+    model = load_weights(V1_DIR / "tiny.safetensors")
+    data = (F12_DIR / "carphone_112x80_4f_q8.dvce").read_bytes()
+    reader = BitstreamReader(data)
+    assert reader.header.version == expected["format_version"]
+    assert {s.name for p in reader for s in p.sections} >= {"bmv", "dct", "lf"}
     decoded = _decode(model, data)
     digest = hashlib.sha256(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes()
                                      for f in decoded)).hexdigest()
