@@ -6,11 +6,12 @@ keeps buying quality at a steady rate. A packet may carry one ``dct`` section;
 the decoder decodes the learned parts, rounds them to an integer
 :class:`~dvc_edic.io.Frame` (the *base*), and adds this layer's residual.
 
-Everything the decoder does here is integer arithmetic on int64 arrays (integer
-sums are exact in any order), and the one float table, the DCT matrix, is
-rounded to integers whose float values sit far from every rounding boundary
-(tests/test_dctlayer.py checks it), so encoder and decoder agree bit for bit on
-every machine.
+Everything the decoder does here is integer arithmetic (integer sums are exact
+in any order; the inverse transform runs its integer products in float64, where
+every value it meets is an integer below 2**53 and so exact), and the one float
+table, the DCT matrix, is rounded to integers whose float values sit far from
+every rounding boundary (tests/test_dctlayer.py checks it), so encoder and
+decoder agree bit for bit on every machine.
 
 Each plane (y, u, v) is tiled by 8x8 blocks, padded at the bottom and right for
 the transform only. Block levels are dequantized (``levels * step_q``, in units
