@@ -27,7 +27,15 @@ from dvc_edic.train.baselines import BaselineImageModel, build_model, from_rgb, 
 from dvc_edic.train.loop import Trainer, train
 from dvc_edic.train.optim import lr_factor
 from eval.ablation.__main__ import main as ablation_main
-from eval.ablation.doc import NO, UNCLEAR, YES, claim_verdict, render, verdict
+from eval.ablation.doc import (
+    NO,
+    UNCLEAR,
+    YES,
+    claim_verdict,
+    ranking_changed,
+    render,
+    verdict,
+)
 from eval.ablation.measure import BaselineCoder, complexity
 from eval.ablation.plan import ON_PAR, load_plan, parse_plan, variant_runs
 from eval.ablation.runner import Ablation, load_results
@@ -283,6 +291,13 @@ def test_verdict_rules() -> None:
     assert claim_verdict([YES, YES]) == YES
     assert claim_verdict([YES, NO]) == UNCLEAR
     assert claim_verdict([]) == UNCLEAR
+
+
+def test_a_changed_ranking_is_named() -> None:
+    assert ranking_changed(5.0, -3.0, 2.0)
+    assert not ranking_changed(5.0, -1.0, 2.0)  # within the margin at half: no swap
+    assert not ranking_changed(5.0, 3.0, 2.0)
+    assert not ranking_changed(5.0, None, 2.0)
 
 
 def test_on_par_verdict_rules() -> None:

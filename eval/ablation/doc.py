@@ -104,6 +104,13 @@ def verdict(full: float | None, half: float | None, margin: float,
     return UNCLEAR
 
 
+def ranking_changed(full: float | None, half: float | None, margin: float) -> bool:
+    """Whether the variant and the reference swapped places between the two measuring
+    points, each time by more than ``margin`` %."""
+    return full is not None and half is not None and full * half < 0 \
+        and min(abs(full), abs(half)) > margin
+
+
 def claim_verdict(verdicts: Sequence[str]) -> str:
     if verdicts and all(v == YES for v in verdicts):
         return YES
@@ -233,6 +240,8 @@ def claim_paragraph(claim: Claim, plan: Plan, full: Mapping[str, Row],
         verdicts.append(verdict(b_full, b_half, plan.margin_pct, claim.test))
         text = (f"{row.label}: BD-rate {_pct(b_full)} against EDIC with the whole budget, "
                 f"{_pct(b_half)} with {plan.measure_at[0]:g} of it")
+        if ranking_changed(b_full, b_half, plan.margin_pct):
+            text += " (the ranking against EDIC changed between the two)"
         if reference is not None and row.decode_s is not None:
             text += (f"; it decodes {plan.evaluation.decode.width}×"
                      f"{plan.evaluation.decode.height} in {_seconds(row.decode_s)} against "
