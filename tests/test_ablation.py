@@ -32,6 +32,7 @@ from eval.ablation.doc import (
     UNCLEAR,
     YES,
     claim_verdict,
+    pareto_front,
     ranking_changed,
     render,
     verdict,
@@ -267,9 +268,10 @@ def test_the_page_states_the_numbers_and_derives_the_verdict(tmp_path: Path,
     raw["budget"]["cpu_minutes"] = 30  # a real budget: verdicts are drawn
     plan = parse_plan(raw, tmp_path / "plan.yaml")
     text = render(synthetic_results(raw, 1.2), plan, tmp_path / "ablations.md")
-    assert "| Small | +20.0 % |" in text
+    assert "| Small | +20.0 % (-0.79 dB) |" in text
     assert "| EDIC | reference | 0.50 s | 2.00 M | 40.0 / 90.0 | 700 | 15.0 |" in text
-    assert "| Small | +20.0 % | 0.50 s | 2.00 M | 40.0 / 90.0 | 1400 (700 + 700) | 30.0 |" in text
+    assert ("| Small | +20.0 % (-0.79 dB) | 0.50 s | 2.00 M | 40.0 / 90.0 | 1400 (700 + 700) "
+            "| 30.0 |") in text
     assert "EDIC beats the small one: **yes**" in text
     assert "Smoke run" not in text
     worse = render(synthetic_results(raw, 0.8), plan, tmp_path / "ablations.md")
@@ -349,3 +351,13 @@ def test_results_outlive_a_change_of_claims_but_not_of_budget(tmp_path: Path,
     plan_file.write_text(yaml.safe_dump(longer), encoding="utf-8")
     assert ablation_main(["report", str(path), "--plan", str(plan_file),
                           "--doc", str(doc)]) == EXIT_USAGE
+
+
+def test_dominated_points_leave_the_curve() -> None:
+    points = [{"bpp": 0.1, "psnr_rgb": 20.0, "rate_param": 1},
+              {"bpp": 0.3, "psnr_rgb": 22.0, "rate_param": 3},
+              {"bpp": 0.2, "psnr_rgb": 21.0, "rate_param": 2},
+              {"bpp": 0.4, "psnr_rgb": 21.9, "rate_param": 4}]  # more bits, less PSNR
+    kept, dropped = pareto_front(points)
+    assert [p["rate_param"] for p in kept] == [1, 2, 3]
+    assert [p["rate_param"] for p in dropped] == [4]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,24 @@ class Row:
     decode_s: float | None
     complexity: Mapping[str, Any]
     bd: dict[str, Any] | None  # against the reference; None for the reference itself
+    dominated: list[float] = dataclasses.field(default_factory=list)  # qualities left out
+
+
+def pareto_front(points: Iterable[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]],
+                                                               list[Mapping[str, Any]]]:
+    """The points no cheaper point matches in PSNR, by rate, and the rest.
+
+    A briefly trained variable-rate model can give a higher quality level more bits
+    and no more PSNR; no encoder would choose that level, and BD-rate needs a rising
+    curve, so such points leave the curve (the page names them)."""
+    kept: list[Mapping[str, Any]] = []
+    dropped: list[Mapping[str, Any]] = []
+    for p in sorted(points, key=lambda p: p["bpp"]):
+        if kept and p["psnr_rgb"] <= kept[-1]["psnr_rgb"]:
+            dropped.append(p)
+        else:
+            kept.append(p)
+    return kept, dropped
 
 
 def rows(results: Mapping[str, Any], plan: Plan, share: float) -> dict[str, Row]:
@@ -59,11 +77,12 @@ def rows(results: Mapping[str, Any], plan: Plan, share: float) -> dict[str, Row]
                 if key in r["measurements"]]
         if len(runs) < len(entry["runs"]) or not runs:
             continue  # not every run of the variant has got there yet
-        points = sorted((p for m in runs for p in m["points"]), key=lambda p: p["bpp"])
+        points, dominated = pareto_front(p for m in runs for p in m["points"])
         decode = next((m["decode"] for m in runs if "decode" in m), None)
         out[name] = Row(
             name=name, label=entry["label"],
             curve={k: [p[k] for p in points] for k in ("bpp", "psnr_rgb", "rate_param")},
+            dominated=[p["rate_param"] for p in dominated],
             steps=[m["steps"] for m in runs],
             cpu_minutes=sum(m["cpu_s"] for m in runs) / SECONDS_PER_MINUTE,
             decode_s=None if decode is None else decode["seconds"],
@@ -139,12 +158,14 @@ def _seconds(value: float | None) -> str:
 def _bd_cell(row: Row) -> str:
     if row.bd is None:
         return "reference"
-    return _pct(row.bd["bd_rate_pct"]) + (" *" if row.bd["notes"] else "")
+    db = row.bd["bd_psnr_db"]
+    return (_pct(row.bd["bd_rate_pct"]) + ("" if db is None else f" ({db:+.2f} dB)")
+            + (" *" if row.bd["notes"] else ""))
 
 
 def table(table_rows: Mapping[str, Row], threads: int) -> list[str]:
     lines = [
-        f"| variant | BD-rate vs EDIC (PSNR-RGB) | decode 768×512, {threads} threads | "
+        f"| variant | BD-rate (BD-PSNR) vs EDIC, PSNR-RGB | decode 768×512, {threads} threads | "
         "parameters | kMAC/pixel (decoder / all) | training steps | CPU-minutes |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -159,7 +180,11 @@ def table(table_rows: Mapping[str, Row], threads: int) -> list[str]:
         lines.append(f"| {row.label} | {_bd_cell(row)} | {_seconds(row.decode_s)} | {params} "
                      f"| {macs} | {steps} | {row.cpu_minutes:.1f} |")
         if row.bd and row.bd["notes"]:
-            notes.append(f"\\* {row.label}: {'; '.join(row.bd['notes'])}")
+            notes.append(f"- \\* {row.label}: {'; '.join(row.bd['notes'])}")
+        if row.dominated:
+            notes.append(f"- {row.label}: quality {', '.join(f'{q:g}' for q in row.dominated)} "
+                         "left out of the curve (more bits than a lower quality for no more "
+                         "PSNR-RGB)")
     return [*lines, *(["", *notes] if notes else [])]
 
 
@@ -217,6 +242,12 @@ def method(plan: Plan) -> list[str]:
         "latent position, so its time says more of that implementation than of the model. "
         "kMAC/pixel counts convolutions per source pixel (the decoder's "
         "modules, and encoder and decoder together); parameters are the image coder's.",
+        "- **Curves.** A quality level that gets more bits than a lower one for no more "
+        "PSNR-RGB (briefly trained variable-rate models do this at the top of their ladder) "
+        "leaves its variant's curve, as no encoder would choose it and BD-rate needs a "
+        "rising curve; the notes under each table name such levels. BD-PSNR (dB, positive: "
+        "the variant is better) stands beside each BD-rate: on the flat curves of a short "
+        "budget a small PSNR difference is a large BD-rate.",
         f"- **Verdicts.** A claim that EDIC saves bits holds (yes) when each of its variants "
         f"needs more than {plan.margin_pct:g} % more bits than EDIC (BD-rate, pchip) with "
         "the whole budget and none points the other way with half of it; no when each "
