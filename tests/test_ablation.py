@@ -228,6 +228,18 @@ def test_a_tiny_ablation_runs_resumes_and_writes_its_page(tmp_path: Path,
     # a second call finds everything measured and trains nothing
     again = Ablation(plan, out, say=lambda _: pytest.fail("trained again")).run()
     assert again["variants"] == results["variants"]
+    # timing again: from each timed run's last checkpoint, the first timing kept beside it
+    first = edic["1"]["decode"]
+    retimed = Ablation(plan, out, say=lambda _: None).retime(repeats=2)
+    timed = retimed["variants"]["edic"]["runs"]["all"]["measurements"]["1"]
+    assert timed["decode_first"] == first and len(timed["decode"]["all_seconds"]) == 2
+    assert timed["decode"]["bytes"] == first["bytes"]  # the same weights code the same
+    assert "retimed" in timed["decode"]
+    half = retimed["variants"]["edic"]["runs"]["all"]["measurements"]["0.5"]
+    assert "decode_first" not in half  # no checkpoint of half the budget is kept
+    small_timed = retimed["variants"]["small"]["runs"]["level8"]["measurements"]["1"]
+    assert "retimed" in small_timed["decode"]
+    assert "timed again back to back" in render(retimed, plan, tmp_path / "again.md")
     doc = tmp_path / "docs" / "ablations.md"
     text = render(results, plan, doc)
     assert "Smoke run" in text and "none (smoke run)" in text

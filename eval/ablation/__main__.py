@@ -1,10 +1,12 @@
-"""``python -m eval.ablation run [PLAN]`` and ``python -m eval.ablation report [RESULTS]``.
+"""``python -m eval.ablation run|retime [PLAN]`` and ``python -m eval.ablation report [RESULTS]``.
 
 ``run`` trains and measures every variant of the plan (default
 configs/train/ablation/plan.yaml) into ``--out`` (runs/ablation/), then writes
-``--doc`` (docs/ablations.md); run again, it goes on where it stopped. ``report``
-rewrites the page from a results.json, or (``--pending``) from the plan alone,
-saying that nothing has been measured yet.
+``--doc`` (docs/ablations.md); run again, it goes on where it stopped. ``retime``
+times every variant's decoder again, back to back on idle cores, from the
+checkpoints the runs ended with (never while ``run`` is going: both rewrite
+results.json). ``report`` rewrites the page from a results.json, or
+(``--pending``) from the plan alone, saying that nothing has been measured yet.
 
 Exit status: 0 done; 2 a bad plan or argument; 1 another error; 128 + N when
 signal N stopped a training run (its checkpoint is written, and the next call
@@ -43,6 +45,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override every variant's training config after the plan, as "
                      "`python -m dvc_edic.train --set` (repeatable)")
+    retime = sub.add_parser("retime", help="time every variant's decoder again, back to "
+                            "back, from the checkpoints of its whole budget (run it on idle "
+                            "cores after `run`), then write the page")
+    retime.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN),
+                        help=f"the plan (default {DEFAULT_PLAN})")
+    retime.add_argument("--out", default=str(DEFAULT_OUT), help=f"run folder ({DEFAULT_OUT})")
+    retime.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
+    retime.add_argument("--variants", help="comma-separated names: only these (default: all)")
+    retime.add_argument("--repeats", type=int, help="timed decodes each (default: the plan's)")
+    retime.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="the --set overrides the run was made with")
     report = sub.add_parser("report", help="write the page from results.json")
     report.add_argument("results", nargs="?", default=str(DEFAULT_OUT / "results.json"))
     report.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
@@ -63,6 +76,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     ablation = Ablation(plan, Path(args.out), args.set, variants,
                         say=lambda m: print(m, flush=True), argv=argv)
+    if args.command == "retime":
+        results = ablation.retime(args.repeats)
+        print(f"results: {ablation.path}\npage:    {write_doc(results, plan, Path(args.doc))}")
+        return 0
     try:
         results = ablation.run()
     except Interrupted as exc:
@@ -98,7 +115,7 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return _run(args, argv) if args.command == "run" else _report(args)
+        return _report(args) if args.command == "report" else _run(args, argv)
     except DvcEdicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, InputError) else EXIT_ERROR

@@ -301,6 +301,17 @@ def status(results: Mapping[str, Any] | None, plan: Plan, full: Mapping[str, Row
         lines.append(f"> **Smoke run: {plan.cpu_minutes:g} CPU-minutes a variant, below the "
                      f"{plan.min_cpu_minutes:g} a result needs. The numbers show that the "
                      "machinery works, not whether the claims hold; no verdict is drawn.**")
+    retimed = [m["decode"]["retimed"] for entry in results["variants"].values()
+               for r in entry["runs"].values() for m in r["measurements"].values()
+               if "retimed" in m.get("decode", {})]
+    if retimed:
+        dates = sorted(t["date"] for t in retimed)
+        loads = [t["load_average"][0] for t in retimed]
+        lines.append(f"> Decode times with the whole budget: timed again back to back by "
+                     f"`python -m eval.ablation retime` ({len(retimed)} runs, {dates[0]} to "
+                     f"{dates[-1]}; 1-minute load average {min(loads):.2f}-{max(loads):.2f} "
+                     "as each began); the timings taken as each run ended are kept in "
+                     "results.json as `decode_first`.")
     missing = [v.label for v in plan.variants if v.name not in full]
     if results["status"] != "complete" or missing:
         lines.append(f"> **Partial:** not measured with the whole budget yet: "
@@ -329,8 +340,10 @@ def render(results: Mapping[str, Any] | None, plan: Plan, doc: Path) -> str:
              "Issue 15: EDIC against Ballé's and Minnen's hyperprior coders, its mixture "
              "against one Gaussian, its enhancement and its channel attention on and off, "
              "each trained the same way for the same CPU time. The plan is "
-             f"`{shown(plan.path)}`; `python -m eval.ablation report RESULTS` rewrites this page "
-             "from the run folder's results.json (runs/ablation/ by default).", "",
+             f"`{shown(plan.path)}`; `python -m eval.ablation retime` then times every "
+             "decoder again back to back on idle cores, and `python -m eval.ablation report "
+             "RESULTS` rewrites this page from the run folder's results.json "
+             "(runs/ablation/ by default).", "",
              *method(plan), ""]
     if results is not None:
         images = ", ".join(results["images"])

@@ -16,6 +16,8 @@ its checkpoint (the CPU time spent before is in the checkpoint).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +30,14 @@ from dvc_edic.train.baselines import build_model
 from dvc_edic.train.checkpoint import capture_rng, checkpoint_path, restore_rng
 from dvc_edic.train.loop import Trainer
 from dvc_edic.weights import load_state
-from eval.ablation.measure import Pictures, complexity, load_pictures, measure
+from eval.ablation.measure import (
+    Pictures,
+    complexity,
+    decode_time,
+    load_pictures,
+    make_coder,
+    measure,
+)
 from eval.ablation.plan import Plan, RunPlan, measured_part, variant_runs
 from eval.report import machine_info, write_json_atomic
 
@@ -181,6 +190,50 @@ class Ablation:
                            for p in measured["points"])
         self.say(f"{run.cfg['stage']} at {share:g} of its budget (step {trainer.step}, "
                  f"{trainer.cpu_s / SECONDS_PER_MINUTE:.2f} CPU-min): {points}")
+
+    def retime(self, repeats: int | None = None) -> dict[str, Any]:
+        """Time every variant's decoder again, one after the other, from the checkpoint
+        its run ended with (the whole budget), and put that in place of the timing taken
+        while the run was measured; the first timing is kept as ``decode_first``.
+
+        Why: each variant is timed when its training ends, and whatever else the machine
+        did at that moment is in its figure; timing them all back to back, on cores left
+        idle for it, compares like with like. Only the whole budget is timed again (no
+        checkpoint of the earlier shares is kept); runs without a checkpoint are skipped
+        and named."""
+        key = share_key(self.plan.measure_at[-1])
+        timing = self.plan.evaluation.decode
+        if repeats is not None:
+            timing = dataclasses.replace(timing, repeats=repeats)
+        for variant in self.variants:
+            entry = self.results["variants"].get(variant.name)
+            for run in self.runs[variant.name]:
+                record = None if entry is None else entry["runs"].get(run.name)
+                measured = None if record is None else record["measurements"].get(key)
+                if measured is None or "decode" not in measured:
+                    continue  # not measured with the whole budget, or not the timed run
+                ckpt = checkpoint_path(run.cfg["out_dir"])
+                if not ckpt.is_file():
+                    self.say(f"{run.cfg['stage']}: no checkpoint at {ckpt}; timing kept")
+                    continue
+                trainer = Trainer(run.cfg, resume=ckpt)
+                try:
+                    if trainer.step != measured["steps"]:
+                        self.say(f"{run.cfg['stage']}: checkpoint at step {trainer.step}, "
+                                 f"measured at {measured['steps']}; timing kept")
+                        continue
+                    coder = make_coder(snapshot(trainer), dict(self.plan.evaluation.encoder))
+                finally:
+                    trainer.close()
+                measured.setdefault("decode_first", measured["decode"])
+                load = list(os.getloadavg())  # what the machine was doing as it began
+                measured["decode"] = {**decode_time(coder, self.pictures.timed, timing),
+                                      "retimed": {**machine_info("eval.ablation retime", None),
+                                                  "load_average": load}}
+                self._write()
+                self.say(f"{run.cfg['stage']}: decode {measured['decode']['seconds']:.3f} s "
+                         f"(first {measured['decode_first']['seconds']:.3f} s)")
+        return self.results
 
     def _write(self) -> None:
         write_json_atomic(self.path, self.results)
