@@ -31,6 +31,8 @@ from eval.ablation.doc import (
     NO,
     UNCLEAR,
     YES,
+    Row,
+    claim_paragraph,
     claim_verdict,
     pareto_front,
     ranking_changed,
@@ -373,3 +375,20 @@ def test_dominated_points_leave_the_curve() -> None:
     kept, dropped = pareto_front(points)
     assert [p["rate_param"] for p in kept] == [1, 2, 3]
     assert [p["rate_param"] for p in dropped] == [4]
+
+
+def test_bd_psnr_decides_where_the_curves_share_no_psnr_range(tmp_path: Path,
+                                                              photos: Path) -> None:
+    raw = tiny_plan(tmp_path, photos)
+    raw["budget"]["cpu_minutes"] = 30
+    plan = parse_plan(raw, tmp_path / "plan.yaml")
+
+    def row(name: str, db: float | None) -> Row:
+        bd = None if db is None else {"bd_rate_pct": None, "bd_psnr_db": db, "notes": []}
+        return Row(name=name, label=name, curve={}, steps=[1], cpu_minutes=30.0,
+                   decode_s=None, complexity={}, bd=bd)
+
+    for db, word in ((-3.0, "yes"), (3.0, "no"), (-0.05, "unclear")):
+        rows = {"edic": row("edic", None), "small": row("small", db)}
+        text = "\n".join(claim_paragraph(plan.claims[0], plan, rows, rows, smoke=False))
+        assert f"**{word}**" in text and "BD-PSNR decides" in text

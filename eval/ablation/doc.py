@@ -101,6 +101,14 @@ def bd_rate(row: Row | None) -> float | None:
     return None if row is None or row.bd is None else row.bd["bd_rate_pct"]
 
 
+def bd_psnr(row: Row | None) -> float | None:
+    return None if row is None or row.bd is None else row.bd["bd_psnr_db"]
+
+
+def _negated(value: float | None) -> float | None:
+    return None if value is None else -value
+
+
 def verdict(full: float | None, half: float | None, margin: float,
             test: str = FEWER_BITS) -> str:
     """One variant against the reference (BD-rate in %, positive: the variant needs more
@@ -251,7 +259,9 @@ def method(plan: Plan) -> list[str]:
         f"- **Verdicts.** A claim that EDIC saves bits holds (yes) when each of its variants "
         f"needs more than {plan.margin_pct:g} % more bits than EDIC (BD-rate, pchip) with "
         "the whole budget and none points the other way with half of it; no when each "
-        "needs that much fewer; otherwise unclear. A claim that EDIC is on par holds when "
+        "needs that much fewer; otherwise unclear. Where two curves share no PSNR range "
+        f"(BD-rate undefined) the same rule runs on BD-PSNR with a {plan.margin_db:g} dB "
+        "margin. A claim that EDIC is on par holds when "
         f"no variant needs more than {plan.margin_pct:g} % fewer bits than EDIC at either "
         "measuring point, and fails when one does at both.",
     ]
@@ -268,10 +278,21 @@ def claim_paragraph(claim: Claim, plan: Plan, full: Mapping[str, Row],
             verdicts.append(UNCLEAR)
             continue
         b_full, b_half = bd_rate(row), bd_rate(half.get(name))
-        verdicts.append(verdict(b_full, b_half, plan.margin_pct, claim.test))
         text = (f"{row.label}: BD-rate {_pct(b_full)} against EDIC with the whole budget, "
                 f"{_pct(b_half)} with {plan.measure_at[0]:g} of it")
-        if ranking_changed(b_full, b_half, plan.margin_pct):
+        margin = plan.margin_pct
+        if b_full is None and bd_psnr(row) is not None:
+            # the curves share no PSNR range (BD-rate is undefined) but do share rates:
+            # judge by BD-PSNR, negated so that positive still means worse than EDIC
+            b_full, b_half = -bd_psnr(row), _negated(bd_psnr(half.get(name)))
+            margin = plan.margin_db
+            text += (f"; the curves share no PSNR range, so BD-PSNR decides: {-b_full:+.2f} "
+                     f"dB against EDIC with the whole budget"
+                     + ("" if b_half is None else f", {-b_half:+.2f} dB with "
+                        f"{plan.measure_at[0]:g} of it")
+                     + f" (margin {plan.margin_db:g} dB)")
+        verdicts.append(verdict(b_full, b_half, margin, claim.test))
+        if ranking_changed(b_full, b_half, margin):
             text += " (the ranking against EDIC changed between the two)"
         if reference is not None and row.decode_s is not None:
             text += (f"; it decodes {plan.evaluation.decode.width}×"

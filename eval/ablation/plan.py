@@ -38,6 +38,8 @@ from dvc_edic.train.config import DEFAULTS, apply_override, normalise_config, pa
 
 PLAN_KEYS = ("base", "train", "budget", "baselines", "evaluation", "verdict", "reference",
              "variants", "claims")
+# verdict.margin_db when a plan gives none: 0.1 dB is about 2 % of rate on a usual curve
+DEFAULT_MARGIN_DB = 0.1
 # what only the page reads: a results file stays valid when these change
 PAGE_KEYS = ("verdict", "claims")
 # how a claim is tested against the reference's BD-rate (see eval.ablation.doc.verdict)
@@ -107,6 +109,7 @@ class Plan:
     split_budget: bool
     evaluation: Evaluation
     margin_pct: float
+    margin_db: float  # the same rule on BD-PSNR where the curves share no PSNR range
     reference: str
     variants: tuple[Variant, ...]
     claims: tuple[Claim, ...]
@@ -248,7 +251,7 @@ def parse_plan(raw: dict[str, Any], path: Path) -> Plan:
         raise InputError(f"{where}: budget.measure_at must rise and end at 1 (the whole "
                          f"budget), got {list(measure_at)}")
     base = check_keys(raw["baselines"], f"{where}: baselines", ["levels", "split_budget"])
-    verdict = check_keys(raw["verdict"], f"{where}: verdict", ["margin_pct"])
+    verdict = check_keys(raw["verdict"], f"{where}: verdict", ["margin_pct"], ["margin_db"])
     variants = tuple(_variant(v, f"{where}: variants[{i}]")
                      for i, v in enumerate(check_list(f"{where}: variants", raw["variants"])))
     names = [v.name for v in variants]
@@ -275,6 +278,8 @@ def parse_plan(raw: dict[str, Any], path: Path) -> Plan:
         split_budget=check_bool(f"{where}: baselines.split_budget", base["split_budget"]),
         evaluation=_evaluation(raw["evaluation"], f"{where}: evaluation"),
         margin_pct=check_positive(f"{where}: verdict.margin_pct", verdict["margin_pct"]),
+        margin_db=check_positive(f"{where}: verdict.margin_db",
+                                 verdict.get("margin_db", DEFAULT_MARGIN_DB)),
         reference=str(raw["reference"]),
         variants=variants,
         claims=tuple(claims),
