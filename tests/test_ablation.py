@@ -37,6 +37,7 @@ from eval.ablation.doc import (
     pareto_front,
     ranking_changed,
     render,
+    rows,
     verdict,
 )
 from eval.ablation.measure import BaselineCoder, complexity
@@ -392,3 +393,13 @@ def test_bd_psnr_decides_where_the_curves_share_no_psnr_range(tmp_path: Path,
         rows = {"edic": row("edic", None), "small": row("small", db)}
         text = "\n".join(claim_paragraph(plan.claims[0], plan, rows, rows, smoke=False))
         assert f"**{word}**" in text and "BD-PSNR decides" in text
+
+
+def test_a_baseline_with_runs_not_begun_is_not_in_the_table(tmp_path: Path,
+                                                            photos: Path) -> None:
+    raw = tiny_plan(tmp_path, photos)
+    plan = parse_plan(raw, tmp_path / "plan.yaml")
+    results = synthetic_results(raw, 1.2)
+    assert "small" in rows(results, plan, 1.0)
+    del results["variants"]["small"]["runs"]["level8"]  # results.json before it began
+    assert "small" not in rows(results, plan, 1.0)

@@ -75,8 +75,9 @@ def rows(results: Mapping[str, Any], plan: Plan, share: float) -> dict[str, Row]
     for name, entry in results["variants"].items():
         runs = [r["measurements"][key] for r in entry["runs"].values()
                 if key in r["measurements"]]
-        if len(runs) < len(entry["runs"]) or not runs:
-            continue  # not every run of the variant has got there yet
+        expected = 1 if entry["kind"] == "edic" else len(plan.levels)
+        if len(runs) < max(expected, len(entry["runs"])) or not runs:
+            continue  # not every run of the variant has got there yet (or begun)
         points, dominated = pareto_front(p for m in runs for p in m["points"])
         decode = next((m["decode"] for m in runs if "decode" in m), None)
         out[name] = Row(
