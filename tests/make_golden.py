@@ -12,7 +12,6 @@ integer parts of the decoder that speed work touches.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -21,18 +20,13 @@ from dvc_edic.bitstream import BitstreamReader
 from dvc_edic.codec import SequenceEncoder
 from dvc_edic.encoder.settings import load_encoder_settings
 from dvc_edic.weights import load_weights
-from tests.test_encoder_search import V1_DIR, _code, _decode, _info, _middle
+from tests.test_encoder_search import V1_DIR, _code, _decode, _info, _middle, frames_sha256
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "f12"
 STREAM = "carphone_112x80_4f_q8.dvce"
 FRAMES = 4
 QUALITY = 8.0
 PRESET = "medium"
-
-
-def frames_digest(frames: list) -> str:
-    return hashlib.sha256(b"".join(f.y.tobytes() + f.u.tobytes() + f.v.tobytes()
-                                   for f in frames)).hexdigest()
 
 
 def main() -> None:
@@ -52,7 +46,7 @@ def main() -> None:
         "made_by_commit": commit, "format_version": reader.header.version,
         "weights": "tests/data/v1/tiny.safetensors", "frames": FRAMES, "quality": QUALITY,
         "preset": PRESET, "sections": sections, "bytes": len(data),
-        "decoded_sha256": frames_digest(recons),
+        "decoded_sha256": frames_sha256(recons),
     }, indent=2) + "\n")
 
 

@@ -37,25 +37,22 @@ def parser() -> argparse.ArgumentParser:
                                 "(docs/ablations.md).")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and measure every variant, then write the page")
-    run.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN),
-                     help=f"the plan (default {DEFAULT_PLAN})")
-    run.add_argument("--out", default=str(DEFAULT_OUT), help=f"run folder ({DEFAULT_OUT})")
-    run.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
-    run.add_argument("--variants", help="comma-separated names: only these (default: all)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override every variant's training config after the plan, as "
-                     "`python -m dvc_edic.train --set` (repeatable)")
     retime = sub.add_parser("retime", help="time every variant's decoder again, back to "
                             "back, from the checkpoints of its whole budget (run it on idle "
                             "cores after `run`), then write the page")
-    retime.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN),
-                        help=f"the plan (default {DEFAULT_PLAN})")
-    retime.add_argument("--out", default=str(DEFAULT_OUT), help=f"run folder ({DEFAULT_OUT})")
-    retime.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
-    retime.add_argument("--variants", help="comma-separated names: only these (default: all)")
+    for command in (run, retime):  # the same plan, run folder and overrides name the run
+        command.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN),
+                             help=f"the plan (default {DEFAULT_PLAN})")
+        command.add_argument("--out", default=str(DEFAULT_OUT),
+                             help=f"run folder ({DEFAULT_OUT})")
+        command.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
+        command.add_argument("--variants",
+                             help="comma-separated names: only these (default: all)")
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="override every variant's training config after the plan, "
+                             "as `python -m dvc_edic.train --set` (repeatable; retime: the "
+                             "overrides the run was made with)")
     retime.add_argument("--repeats", type=int, help="timed decodes each (default: the plan's)")
-    retime.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="the --set overrides the run was made with")
     report = sub.add_parser("report", help="write the page from results.json")
     report.add_argument("results", nargs="?", default=str(DEFAULT_OUT / "results.json"))
     report.add_argument("--doc", default=str(DEFAULT_DOC), help=f"the page ({DEFAULT_DOC})")
