@@ -50,7 +50,7 @@ from dvc_edic.bitstream.header import CRC, FIELD_OFFSETS, FIXED, FIXED_FIELDS
 from dvc_edic.bitstream.packet import FIXED_SECTION_BYTES, LEAN_SECTION_ORDER, U8, U32
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
-from dvc_edic.encoder.decision import INTRA_RESIDUAL_SUFFIX, Chooser
+from dvc_edic.encoder.decision import INTRA_RESIDUAL_SUFFIX, Chooser, Rd
 from dvc_edic.errors import BitstreamError, WeightsError
 from dvc_edic.io import Frame, VideoInfo
 from dvc_edic.models.video import VideoCodecModel
@@ -412,9 +412,9 @@ def cycle_modes() -> Chooser:
     """A chooser that takes the P modes in turn, so the corpus holds every layout."""
     turn = 0
 
-    def pick(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+    def pick(candidates: list[Candidate], source: Frame, rd: Rd) -> Decision:
         nonlocal turn
-        decision = choose(candidates, source, lam)
+        decision = choose(candidates, source, rd)
         if len(candidates) == 1:  # an I position
             return decision
         mode = P_MODE_CYCLE[turn % len(P_MODE_CYCLE)]

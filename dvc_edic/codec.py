@@ -22,11 +22,10 @@ from dvc_edic.encoder.decision import (
     Candidate,
     Chooser,
     Decision,
-    Picture,
+    Rd,
     choose,
     intra_candidate,
     p_candidates,
-    rd_weight,
     refine_chosen,
     search_residual_quality,
     try_dct_layer,
@@ -270,15 +269,17 @@ class SequenceEncoder:
         q = self.quality if quality is None else coded_quality(quality, self.model.quality_range)
         if scheduled == FrameType.P:
             q = self._pattern_quality(q, position)
-        lam = self._lambda(self._intra_quality(q) if scheduled == FrameType.I else q)
+        rd = Rd(self._lambda(self._intra_quality(q) if scheduled == FrameType.I else q),
+                self.settings.chroma_weight)
         x, size = self._pipe.to_tensor(frame)
-        picture = Picture(x, size, lambda t: self._pipe.round_frame(t, size))
+        picture = rd.picture(x, size, lambda t: self._pipe.round_frame(t, size),
+                             self.model.representation)
 
         candidates: list[Candidate] = []
         if scheduled == FrameType.P:
             assert self._pipe.reference is not None
             candidates += p_candidates(self.model, picture, self._pipe.reference, q,
-                                       self.settings, rd_weight(frame, lam),
+                                       self.settings, rd.weight(frame),
                                        own_quality=q != self.quality)
         if scheduled == FrameType.I:
             iq = self._intra_quality(q)
@@ -287,20 +288,20 @@ class SequenceEncoder:
         elif self.settings.intra_fallback:
             candidates.append(intra_candidate(self.model, picture, q,
                                               own_quality=q != self.quality))
-        decision = self._choose(candidates, frame, lam)
+        decision = self._choose(candidates, frame, rd)
         if self.settings.intra_residual:
-            decision = try_intra_residual(decision, frame, lam)
+            decision = try_intra_residual(decision, frame, rd)
         deltas = self.settings.residual_quality_deltas
         if deltas:
             others = sorted({self._on_ladder(q + d) for d in deltas})
-            decision = search_residual_quality(decision, frame, lam,
+            decision = search_residual_quality(decision, frame, rd,
                                                [(o, o != self.quality) for o in others])
-        decision = refine_chosen(decision, frame, lam,
+        decision = refine_chosen(decision, frame, rd,
                                  self.settings.refine_for(scheduled == FrameType.I))
         if max_bits is not None:
             decision = within_budget(decision, max_bits)
-        decision = try_dct_layer(decision, frame, lam, self.settings.dct, max_bits)
-        decision, self._filters = try_loop_filter(decision, frame, lam, self._filters,
+        decision = try_dct_layer(decision, frame, rd, self.settings.dct, max_bits)
+        decision, self._filters = try_loop_filter(decision, frame, rd, self._filters,
                                                   self.settings.loop_filter, max_bits)
         self.last_decision = decision
         packet = decision.chosen.packet

@@ -228,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
         "by S; the training ladder's lambda is 1. Default: the preset's",
     )
     p.add_argument(
+        "--chroma-weight",
+        type=_chroma_weight,
+        default=None,
+        metavar="W",
+        help="count a U or V sample's squared error W times a Y sample's in every encoder "
+        "decision (modes, refinement, the DCT layer's and the loop filter's choices); 1 "
+        "weighs them as training does, above 1 codes chroma finer, which PSNR-YUV and "
+        "PSNR-RGB reward. Default: the preset's",
+    )
+    p.add_argument(
         "--dct-steps",
         type=_step_factors,
         default=None,
@@ -348,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         block_kernels=args.block_kernels,
         p_quality_offsets=args.p_quality_offsets, gop_tail_offsets=args.gop_tail_offsets,
         intra_residual=args.intra_residual,
-        lambda_scale=args.lambda_scale, residual_quality_deltas=args.residual_quality_deltas,
+        lambda_scale=args.lambda_scale, chroma_weight=args.chroma_weight,
+        residual_quality_deltas=args.residual_quality_deltas,
         dct_steps=args.dct_steps, chroma_step_ratio=args.chroma_step_ratio,
         loop_filter=None if args.loop_filter is None else args.loop_filter == "on",
     )
@@ -469,6 +480,17 @@ def _step_factors(text: str) -> tuple[float, ...]:
     if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"step factors must be positive, got {text!r}")
     return values
+
+
+def _chroma_weight(text: str) -> float:
+    """--chroma-weight: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"the chroma weight must be above 0, got {text!r}")
+    return value
 
 
 def _chroma_step(text: str) -> float:

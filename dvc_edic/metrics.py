@@ -38,17 +38,19 @@ def array_psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
     return mse_to_psnr(_mse(a, b), peak)
 
 
-def pooled_mse(ref: Frame, dec: Frame) -> float:
-    """MSE over every Y, U and V sample together, on [0, 1] samples.
+def pooled_mse(ref: Frame, dec: Frame, chroma_weight: float = 1.0) -> float:
+    """MSE over every Y, U and V sample together, on [0, 1] samples, a U or V sample's
+    squared error counted ``chroma_weight`` times.
 
-    This is the distortion training minimises (the mean over the 4:2:0 model
-    tensor's channels), so an encoder decision judged with it values quality
-    as the model was trained to.
+    With weight 1 this is the distortion training minimises (the mean over the 4:2:0
+    model tensor's channels), so an encoder decision judged with it values quality
+    as the model was trained to; the encoder's presets weigh chroma more, as the
+    metrics do (dvc_edic.encoder.decision.Rd).
     """
     peak = float((1 << ref.bit_depth) - 1)
-    planes = ((ref.y, dec.y), (ref.u, dec.u), (ref.v, dec.v))
-    samples = sum(a.size for a, _ in planes)
-    return sum(_mse(a, b) * a.size for a, b in planes) / samples / (peak * peak)
+    planes = ((ref.y, dec.y, 1.0), (ref.u, dec.u, chroma_weight), (ref.v, dec.v, chroma_weight))
+    samples = sum(a.size for a, _, _ in planes)
+    return sum(_mse(a, b) * a.size * w for a, b, w in planes) / samples / (peak * peak)
 
 
 def plane_psnrs(ref: Frame, dec: Frame) -> tuple[float, float, float]:

@@ -147,7 +147,7 @@ def test_intra_fallback_keeps_the_cheaper_candidate_and_decodes_exactly(
     info = VideoInfo(width=176, height=144, fps=Fraction(30), bit_depth=8)
     seen: list[int] = []
 
-    def intra_is_cheaper(source, recon, bits, lam) -> float:
+    def intra_is_cheaper(source, recon, bits, lam, chroma_weight=1.0) -> float:
         seen.append(bits)  # the I position first, then P and I at each P position
         return 0.0 if len(seen) % 2 == 1 else 1.0
 
@@ -185,6 +185,32 @@ def test_pooled_mse_is_the_mse_training_sees_on_the_model_tensor() -> None:
     a, b = carphone_frames(2)
     ta, tb = (frame_to_tensor(f, "yuv420") for f in (a, b))
     assert pooled_mse(a, b) == pytest.approx(float(((ta - tb) ** 2).mean()), rel=1e-5)
+
+
+def test_chroma_weight_counts_chroma_error_that_many_times_in_j_and_in_refinement() -> None:
+    """The encoder's J on frames and the refinement's distortion on the model tensor must
+    weigh chroma alike, or a refined winner would be judged by another measure."""
+    from dvc_edic.encoder.decision import Rd
+    from dvc_edic.representation import frame_to_tensor
+
+    y = np.full((4, 4), 100, np.uint8)
+    u = v = np.full((2, 2), 100, np.uint8)
+    src = Frame(y, u, v, 8)
+    luma_off, chroma_off = Frame(y + 2, u, v, 8), Frame(y, u + 2, v, 8)
+    plain, heavy = Rd(0.5), Rd(0.5, chroma_weight=3.0)
+    assert heavy.cost(src, luma_off, 7) == plain.cost(src, luma_off, 7)
+    assert heavy.cost(src, chroma_off, 0) == pytest.approx(3 * plain.cost(src, chroma_off, 0))
+    assert heavy.plane_weights(src) == pytest.approx(
+        tuple(w * c for w, c in zip(plain.plane_weights(src), (1, 3, 3), strict=True)))
+
+    a, b = carphone_frames(2)
+    for rd in (plain, heavy):
+        ta, tb = (frame_to_tensor(f, "yuv420") for f in (a, b))
+        picture = rd.picture(ta, (ta.shape[2], ta.shape[3]), lambda t: a, "yuv420")
+        weighted_mse = rd.cost(a, b, 0) / rd.weight(a)
+        assert float(picture.mse(tb)) == pytest.approx(weighted_mse, rel=1e-5)
+    rgb = heavy.picture(frame_to_tensor(a, "rgb"), (a.height, a.width), lambda t: a, "rgb")
+    assert rgb.channel_weights is None  # rgb channels mix the planes
 
 
 # Each CLI test runs in this process by default (the tools' cli(), as `python -m` calls it)

@@ -24,7 +24,7 @@ from dvc_edic.bitstream.version import Y_WINDOW_VERSION
 from dvc_edic.blockmotion import BlockMotion
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
-from dvc_edic.encoder.decision import DCT_SUFFIX, LOOP_FILTER_SUFFIX, Picture
+from dvc_edic.encoder.decision import DCT_SUFFIX, LOOP_FILTER_SUFFIX, Picture, Rd
 from dvc_edic.encoder.motion import dis_flow
 from dvc_edic.encoder.settings import (
     BlockSearchSettings,
@@ -86,9 +86,9 @@ def _info(frame: Frame) -> VideoInfo:
 def _cycle():
     turn = 0
 
-    def pick(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+    def pick(candidates: list[Candidate], source: Frame, rd: Rd) -> Decision:
         nonlocal turn
-        ranked = choose(candidates, source, lam)
+        ranked = choose(candidates, source, rd)
         if len(candidates) == 1:
             return ranked
         mode = MODE_CYCLE[turn % len(MODE_CYCLE)]
@@ -387,6 +387,9 @@ def test_the_chroma_step_flag_overrides_the_preset_and_refuses_bad_ratios(
     for bad in ("0", "4", "-1", "fine"):
         result = run_tool("dvc_edic.encode_sequence", src, "--chroma-step", bad, "-q")
         assert result.returncode == 2 and "--chroma-step" in result.stderr, (bad, result.stderr)
+    for bad in ("0", "-2", "inf", "nan", "heavy"):
+        result = run_tool("dvc_edic.encode_sequence", src, "--chroma-weight", bad, "-q")
+        assert result.returncode == 2 and "--chroma-weight" in result.stderr, (bad, result.stderr)
 
 
 def test_intra_frames_may_carry_their_own_quality(tiny_model) -> None:
@@ -456,13 +459,13 @@ def test_an_intra_coded_residual_decodes_exactly(tiny_model) -> None:
     frames = _middle(3)
     settings = ALL_MODES.with_overrides(motion=("block", "zero"))
 
-    def forced(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
-        decision = choose(candidates, source, lam)
+    def forced(candidates: list[Candidate], source: Frame, rd: Rd) -> Decision:
+        decision = choose(candidates, source, rd)
         if len(candidates) == 1:
             return decision
         base = next(c for c in candidates if c.with_intra_residual is not None)
         other = base.with_intra_residual()
-        other.price(source, lam)
+        other.price(source, rd)
         return Decision(other, None, candidates)
 
     enc = SequenceEncoder(tiny_model, _info(frames[0]), 5.0, -1, settings=settings,
@@ -498,6 +501,28 @@ def test_lambda_scale_weighs_every_decision(tiny_model) -> None:
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(InputError, match="lambda_scale"):
             ALL_MODES.with_overrides(lambda_scale=bad)
+        with pytest.raises(InputError, match="chroma_weight"):
+            ALL_MODES.with_overrides(chroma_weight=bad)
+
+
+def test_chroma_weight_buys_chroma_quality_and_decodes_exactly(tiny_model) -> None:
+    """Weighing chroma more moves quality from Y to U and V (or costs more bits for it)
+    through the same decisions, and the stream still decodes to the encoder's frames."""
+    from dvc_edic.metrics import plane_psnrs
+
+    frames = carphone_frames(2)
+    out = {}
+    for weight in (1.0, 8.0):
+        settings = ALL_MODES.with_overrides(motion=("block", "zero"), chroma_weight=weight,
+                                            refine_steps=4, dct_steps=(1.0,), loop_filter=True)
+        enc = SequenceEncoder(tiny_model, _info(frames[0]), 4.0, -1, settings=settings)
+        data, recons, _ = _code(enc, frames)
+        assert _decode(tiny_model, data) == recons
+        psnrs = np.array([plane_psnrs(f, r) for f, r in zip(frames, recons, strict=True)])
+        out[weight] = (len(data), psnrs.mean(axis=0))
+    (bytes_1, (y1, u1, v1)), (bytes_8, (y8, u8, v8)) = out[1.0], out[8.0]
+    assert (u8 + v8) - (u1 + v1) > 0.0 or bytes_8 > bytes_1
+    assert (u8 + v8) - (u1 + v1) >= (y8 - y1)  # chroma gains against luma
 
 
 def test_residual_quality_search_keeps_the_lowest_cost_and_decodes_exactly(tiny_model) -> None:

@@ -144,17 +144,17 @@ def _psnr(a: Frame, b: Frame) -> float:
 def test_the_fit_undoes_a_blur_and_weighs_its_bits() -> None:
     source = carphone_frames(1)[0]
     blurred = Frame(*(_box_blur(p) for p in source.planes), source.bit_depth)
-    fit = fit_loop_filter(source, blurred, NO_FILTERS, weight=1.0)
+    fit = fit_loop_filter(source, blurred, NO_FILTERS, (1.0,) * 3)
     assert fit is not None and fit.section.modes[0] == MODE_NEW
     section = fit.section
     sharpened = apply_filters(blurred, section.filters(NO_FILTERS))
     assert fit.frame == sharpened  # the frame the fit hands back is the decoder's
     assert _psnr(source, sharpened) > _psnr(source, blurred) + 1.0
     # the previous frame's filter is kept when it does as well: no bits for coefficients
-    kept = fit_loop_filter(source, blurred, section.remembered(NO_FILTERS), weight=1e-6)
+    kept = fit_loop_filter(source, blurred, section.remembered(NO_FILTERS), (1e-6,) * 3)
     assert kept is None or MODE_NEW not in kept.section.modes
     # and with distortion worth nothing, nothing is sent
-    assert fit_loop_filter(source, blurred, NO_FILTERS, weight=1e-9) is None
+    assert fit_loop_filter(source, blurred, NO_FILTERS, (1e-9,) * 3) is None
 
 
 def test_filtered_streams_decode_exactly_across_gops(tiny_model) -> None:

@@ -21,7 +21,7 @@ from dvc_edic.bitstream import BitstreamReader, BitstreamWriter, FrameType
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encode_sequence import main as encode_main
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings, choose
-from dvc_edic.encoder.decision import rd_weight, within_budget
+from dvc_edic.encoder.decision import Rd, within_budget
 from dvc_edic.encoder.ratecontrol import RateController, RateControlSettings
 from dvc_edic.encoder.refine import RefineSettings
 from dvc_edic.encoder.settings import load_ratecontrol_settings
@@ -115,8 +115,8 @@ def _forced(plan: list[tuple[str, bool] | None]):
     can carry a quality of its own gets written and decoded."""
     turns = iter(plan)
 
-    def pick(candidates: list[Candidate], source, lam: float) -> Decision:
-        ranked = choose(candidates, source, lam)
+    def pick(candidates: list[Candidate], source, rd: Rd) -> Decision:
+        ranked = choose(candidates, source, rd)
         want = next(turns)
         if want is None:
             return ranked
@@ -124,8 +124,8 @@ def _forced(plan: list[tuple[str, bool] | None]):
         chosen = next(c for c in candidates if c.mode == mode)
         if refine:
             assert chosen.recode is not None
-            chosen = chosen.recode(RefineSettings(steps=1), rd_weight(source, lam))
-            chosen.price(source, lam)
+            chosen = chosen.recode(RefineSettings(steps=1), rd.weight(source))
+            chosen.price(source, rd)
         return Decision(chosen, None, candidates)
 
     return pick

@@ -12,7 +12,7 @@ import torch
 from dvc_edic.bitstream import BitstreamReader, BitstreamWriter
 from dvc_edic.codec import SequenceDecoder, SequenceEncoder
 from dvc_edic.encoder import Candidate, Decision, EncoderSettings
-from dvc_edic.encoder.decision import Picture, intra_candidate, refine_chosen
+from dvc_edic.encoder.decision import Picture, Rd, intra_candidate, refine_chosen
 from dvc_edic.encoder.refine import RefineSettings, round_soft_grad, soft_round
 from dvc_edic.encoder.settings import BlockSearchSettings, _merged
 from dvc_edic.errors import InputError
@@ -43,8 +43,8 @@ def _intra_j(model, frame: Frame, quality: float, refine: RefineSettings) -> tup
     x, size = enc._pipe.to_tensor(frame)
     picture = Picture(x, size, lambda t: enc._pipe.round_frame(t, size))
     base = intra_candidate(model, picture, quality)
-    decision = refine_chosen(Decision(base, None, [base]), frame, enc.lam, refine)
-    decision.chosen.price(frame, enc.lam)
+    decision = refine_chosen(Decision(base, None, [base]), frame, Rd(enc.lam), refine)
+    decision.chosen.price(frame, Rd(enc.lam))
     return decision.chosen.cost, decision.chosen
 
 
@@ -65,12 +65,12 @@ def test_a_refined_winner_that_costs_more_is_not_kept(tiny_model) -> None:
     worse = Candidate("intra", base.packet, _black(frame), refined=True)
     base.recode = lambda settings, weight: worse
     decision = Decision(base, None, [base])
-    base.price(frame, enc.lam)
-    kept = refine_chosen(decision, frame, enc.lam, REFINE)
+    base.price(frame, Rd(enc.lam))
+    kept = refine_chosen(decision, frame, Rd(enc.lam), REFINE)
     assert kept.chosen is base and not kept.chosen.refined
     better = Candidate("intra", base.packet, frame, refined=True)  # a perfect reconstruction
     base.recode = lambda settings, weight: better
-    taken = refine_chosen(decision, frame, enc.lam, REFINE)
+    taken = refine_chosen(decision, frame, Rd(enc.lam), REFINE)
     assert taken.chosen is better and taken.runner_up is base
 
 

@@ -46,7 +46,7 @@ from dvc_edic.models.ladder import LADDER_PEAK
 from dvc_edic.models.pframe import INTRA_RESIDUAL_OFFSET, PFrameCodec, PFrameLatents
 from dvc_edic.models.video import VideoCodecModel
 from dvc_edic.packets import intra_packet, p_packet, with_dct_layer, with_loop_filter
-from dvc_edic.representation import crop_to
+from dvc_edic.representation import crop_to, luma_fold
 
 INTRA_MODE = "intra"
 SKIP_SUFFIX = "+skip"  # a P mode with no residual sections
@@ -66,10 +66,58 @@ class Picture:
     x: torch.Tensor
     size: tuple[int, int]
     round_frame: RoundFrame
+    # per channel of x, how much its squared error counts (None: all alike); see Rd
+    channel_weights: torch.Tensor | None = None
 
     def mse(self, x_hat: torch.Tensor) -> torch.Tensor:
-        """Pooled MSE over the frame's samples (padding excluded), differentiable."""
-        return (crop_to(x_hat, self.size) - crop_to(self.x, self.size)).square().mean()
+        """Pooled MSE over the frame's samples (padding excluded), each channel weighted as
+        ``channel_weights`` says, differentiable."""
+        error = (crop_to(x_hat, self.size) - crop_to(self.x, self.size)).square()
+        if self.channel_weights is not None:
+            error = error * self.channel_weights
+        return error.mean()
+
+
+@dataclass(frozen=True)
+class Rd:
+    """What J = bits + weight * D weighs at a frame.
+
+    ``lam``: the training ladder's lambda (times the preset's scale). ``chroma_weight``:
+    how much a U or V sample's squared error counts against a Y sample's. Training pools
+    every sample alike, but PSNR-YUV weighs the planes' PSNRs 6:1:1, and a chroma plane's
+    MSE is several times smaller than luma's, so a unit of chroma error costs the metric
+    more; the same holds for PSNR-RGB, where each chroma sample reaches four pixels
+    (docs/encoder.md, "Chroma weight").
+    """
+
+    lam: float
+    chroma_weight: float = 1.0
+
+    def weight(self, source: Frame) -> float:
+        """Bits per unit of (weighted, pooled) MSE in J: lambda * 255^2 * pixels."""
+        return rd_weight(source, self.lam)
+
+    def cost(self, source: Frame, recon: Frame, bits: int) -> float:
+        return rd_cost(source, recon, bits, self.lam, self.chroma_weight)
+
+    def plane_weights(self, source: Frame) -> tuple[float, float, float]:
+        """Bits per squared sample error (in sample units) of the Y, U and V planes: the
+        weight spread over the frame's samples, as pooled_mse pools them."""
+        samples = source.y.size + source.u.size + source.v.size
+        peak = float(max_sample_value(source.bit_depth))
+        luma = self.weight(source) / (samples * peak * peak)
+        return luma, luma * self.chroma_weight, luma * self.chroma_weight
+
+    def picture(self, x: torch.Tensor, size: tuple[int, int], round_frame: RoundFrame,
+                representation: str) -> Picture:
+        """The frame being coded, its model tensor's channels weighted as J weighs them (the
+        rgb representation's channels mix the planes, so it weighs them alike)."""
+        weights = None
+        luma = luma_fold(representation) ** 2  # channels holding luma (1: rgb, none apart)
+        if self.chroma_weight != 1.0 and luma > 1:
+            weights = torch.tensor([1.0] * luma + [self.chroma_weight] * (x.shape[1] - luma),
+                                   dtype=x.dtype).view(1, -1, 1, 1)
+        return Picture(x, size, round_frame, weights)
 
 
 def rd_weight(source: Frame, lam: float) -> float:
@@ -77,9 +125,11 @@ def rd_weight(source: Frame, lam: float) -> float:
     return lam * LADDER_PEAK * LADDER_PEAK * source.y.size
 
 
-def rd_cost(source: Frame, recon: Frame, bits: int, lam: float) -> float:
-    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame."""
-    return rd_weight(source, lam) * pooled_mse(source, recon) + bits
+def rd_cost(source: Frame, recon: Frame, bits: int, lam: float,
+            chroma_weight: float = 1.0) -> float:
+    """J = lambda * 255^2 * MSE * pixels + bits: the training loss L = lambda*D + R, per frame
+    (MSE with chroma weighted by ``chroma_weight``; 1: as training pools it)."""
+    return rd_weight(source, lam) * pooled_mse(source, recon, chroma_weight) + bits
 
 
 def code_picture(
@@ -122,9 +172,9 @@ class Candidate:
     quality: float | None = None  # the residual's (P candidates with a residual only)
     label: str = ""  # tells apart, in --stats, re-codings of one mode (e.g. "@q5")
 
-    def price(self, source: Frame, lam: float) -> None:
+    def price(self, source: Frame, rd: Rd) -> None:
         self.size = len(self.packet.to_bytes())
-        self.cost = rd_cost(source, self.recon, BITS_PER_BYTE * self.size, lam)
+        self.cost = rd.cost(source, self.recon, BITS_PER_BYTE * self.size)
 
 
 @dataclass
@@ -153,14 +203,14 @@ class Decision:
         return out
 
 
-def choose(candidates: list[Candidate], source: Frame, lam: float) -> Decision:
+def choose(candidates: list[Candidate], source: Frame, rd: Rd) -> Decision:
     for c in candidates:
-        c.price(source, lam)
+        c.price(source, rd)
     ranked = sorted(candidates, key=lambda c: c.cost)
     return Decision(ranked[0], ranked[1] if len(ranked) > 1 else None, candidates)
 
 
-def try_intra_residual(decision: Decision, source: Frame, lam: float) -> Decision:
+def try_intra_residual(decision: Decision, source: Frame, rd: Rd) -> Decision:
     """Code the residual of the best residual-carrying candidate with the I-frame coder,
     and keep that if its real J is the lowest.
 
@@ -175,14 +225,14 @@ def try_intra_residual(decision: Decision, source: Frame, lam: float) -> Decisio
     base = min(coded, key=lambda c: c.cost)
     assert base.with_intra_residual is not None
     other = base.with_intra_residual()
-    other.price(source, lam)
+    other.price(source, rd)
     tried = [*decision.tried, other]
     if other.cost >= decision.chosen.cost:
         return Decision(decision.chosen, decision.runner_up, tried)
     return Decision(other, decision.chosen, tried)
 
 
-def search_residual_quality(decision: Decision, source: Frame, lam: float,
+def search_residual_quality(decision: Decision, source: Frame, rd: Rd,
                             qualities: list[tuple[float, bool]]) -> Decision:
     """Re-code the residual of the best residual-carrying candidate at each of
     ``qualities`` ((quality, carried in the packet)), and keep the lowest real J.
@@ -205,14 +255,14 @@ def search_residual_quality(decision: Decision, source: Frame, lam: float,
         if quality == base.quality:
             continue
         other = replace(base.at_quality(quality, own), label=f"@q{quality:g}")
-        other.price(source, lam)
+        other.price(source, rd)
         tried.append(other)
         if other.cost < chosen.cost:
             chosen, runner_up = other, chosen
     return Decision(chosen, runner_up, tried)
 
 
-def refine_chosen(decision: Decision, source: Frame, lam: float,
+def refine_chosen(decision: Decision, source: Frame, rd: Rd,
                   refine: RefineSettings) -> Decision:
     """Re-code the winner with refined latents, and keep it if its real J is lower.
 
@@ -223,8 +273,8 @@ def refine_chosen(decision: Decision, source: Frame, lam: float,
     chosen = decision.chosen
     if refine.steps == 0 or chosen.recode is None:
         return decision
-    better = chosen.recode(refine, rd_weight(source, lam))
-    better.price(source, lam)
+    better = chosen.recode(refine, rd.weight(source))
+    better.price(source, rd)
     if better.cost >= chosen.cost:
         return decision
     return Decision(better, chosen, decision.tried)
@@ -250,14 +300,6 @@ def within_budget(decision: Decision, max_bits: float) -> Decision:
     return Decision(pick, decision.chosen, decision.tried)
 
 
-def sample_weight(source: Frame, lam: float) -> float:
-    """Bits per squared sample error (in sample units) in J: rd_weight spread over the
-    frame's Y, U and V samples, as pooled_mse pools them."""
-    samples = source.y.size + source.u.size + source.v.size
-    peak = float(max_sample_value(source.bit_depth))
-    return rd_weight(source, lam) / (samples * peak * peak)
-
-
 def _layered(base: Candidate, layer: DctLayer) -> Candidate:
     """``base`` with ``layer`` coding what is left of the frame."""
     return Candidate(
@@ -267,7 +309,7 @@ def _layered(base: Candidate, layer: DctLayer) -> Candidate:
     )
 
 
-def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLayerSettings,
+def try_dct_layer(decision: Decision, source: Frame, rd: Rd, settings: DctLayerSettings,
                   max_bits: float | None = None) -> Decision:
     """Add the DCT refinement layer to the winner at each of the preset's steps (and to the
     best P candidate without a learned residual), and keep the lowest real J.
@@ -287,7 +329,7 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
         best_skip = min(skips, key=lambda c: c.cost)
         if best_skip is not decision.chosen:
             bases.append(best_skip)
-    weight = sample_weight(source, lam)
+    weight = rd.plane_weights(source)[0]  # Y's: U's and V's steps follow chroma_step_ratio
     centre = optimal_step(weight)
     chroma = chroma_ratio_of(settings.chroma_step_ratio)
     chosen, runner_up, tried = decision.chosen, decision.runner_up, list(decision.tried)
@@ -300,7 +342,7 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
             else:
                 layer = quantize_coefficients(coefs, centre * factor, settings.deadzone, chroma)
             other = _layered(base, layer)
-            other.price(source, lam)
+            other.price(source, rd)
             tried.append(other)
             fits = max_bits is None or other.size * BITS_PER_BYTE <= max_bits
             if fits and other.cost < chosen.cost:
@@ -308,7 +350,7 @@ def try_dct_layer(decision: Decision, source: Frame, lam: float, settings: DctLa
     return Decision(chosen, runner_up, tried)
 
 
-def try_loop_filter(decision: Decision, source: Frame, lam: float, last: Filters,
+def try_loop_filter(decision: Decision, source: Frame, rd: Rd, last: Filters,
                     enabled: bool, max_bits: float | None = None) -> tuple[Decision, Filters]:
     """Fit the in-loop filter to the winner's frame and keep it if the real J is lower.
 
@@ -322,7 +364,7 @@ def try_loop_filter(decision: Decision, source: Frame, lam: float, last: Filters
     prior = held_filters(chosen.packet.frame_type, last)
     if not enabled:
         return decision, prior
-    fit = fit_loop_filter(source, chosen.recon, prior, sample_weight(source, lam))
+    fit = fit_loop_filter(source, chosen.recon, prior, rd.plane_weights(source))
     if fit is None:
         return decision, prior
     section = fit.section
@@ -332,7 +374,7 @@ def try_loop_filter(decision: Decision, source: Frame, lam: float, last: Filters
         fit.frame, chosen.warped, chosen.prediction, quality=chosen.quality,
         label=chosen.label,
     )
-    other.price(source, lam)
+    other.price(source, rd)
     tried = [*decision.tried, other]
     fits = max_bits is None or other.size * BITS_PER_BYTE <= max_bits
     if fits and other.cost < chosen.cost:
@@ -340,7 +382,7 @@ def try_loop_filter(decision: Decision, source: Frame, lam: float, last: Filters
     return Decision(chosen, decision.runner_up, tried), prior
 
 
-Chooser = Callable[[list[Candidate], Frame, float], Decision]
+Chooser = Callable[[list[Candidate], Frame, Rd], Decision]
 
 
 def intra_candidate(

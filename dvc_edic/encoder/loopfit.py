@@ -76,16 +76,18 @@ class FittedFilter(NamedTuple):
 
 
 def fit_loop_filter(source: Frame, recon: Frame, last: Filters,
-                    weight: float) -> FittedFilter | None:
-    """Each plane's cheapest of off, the last filter and a new fit, by bits + ``weight`` *
-    SSE (``weight``: bits per squared sample error); None when every plane is off."""
+                    weights: tuple[float, float, float]) -> FittedFilter | None:
+    """Each plane's cheapest of off, the last filter and a new fit, by bits + its weight *
+    SSE (``weights``: bits per squared sample error of Y, U and V); None when every plane
+    is off."""
     blocks = activity_classes(recon, planes=1)[0]
     h, w = recon.y.shape
     classes = np.repeat(np.repeat(blocks, BLOCK, axis=0), BLOCK, axis=1)[:h, :w]
     modes: list[int] = []
     coefficients: list[np.ndarray | None] = []
     planes: list[np.ndarray] = []
-    for plane, (src, rec) in enumerate(zip(source.planes, recon.planes, strict=True)):
+    for plane, (src, rec, weight) in enumerate(zip(source.planes, recon.planes, weights,
+                                                    strict=True)):
         cls = blocks if plane == 0 else None
         new = fit_plane(src, rec, plane, classes if plane == 0 else None)
         prev = last[plane]

@@ -168,6 +168,9 @@ class EncoderSettings:
     dct: DctLayerSettings = field(default_factory=DctLayerSettings)
     # fit the in-loop filter to each frame and send it where it lowers J (format version 8)
     loop_filter: bool = False
+    # how much a U or V sample's squared error counts in J against a Y sample's
+    # (dvc_edic.encoder.decision.Rd; 1: as training pools them)
+    chroma_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.motion:
@@ -187,9 +190,11 @@ class EncoderSettings:
                 f"encoder preset {self.preset!r}: plain_warp must be one of "
                 f"{list(PLAIN_WARP_MODES)}, got {self.plain_warp!r}"
             )
-        if not (self.lambda_scale > 0 and math.isfinite(self.lambda_scale)):
-            raise InputError(f"encoder preset {self.preset!r}: lambda_scale must be a positive "
-                             f"number, got {self.lambda_scale!r}")
+        for name in ("lambda_scale", "chroma_weight"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise InputError(f"encoder preset {self.preset!r}: {name} must be a positive "
+                                 f"number, got {value!r}")
         if self.dis_preset not in DIS_PRESETS:
             raise InputError(
                 f"dis preset must be one of {list(DIS_PRESETS)}, got {self.dis_preset!r}"
@@ -223,6 +228,7 @@ class EncoderSettings:
         gop_tail_offsets: tuple[float, ...] | None = None,
         intra_residual: bool | None = None,
         lambda_scale: float | None = None,
+        chroma_weight: float | None = None,
         residual_quality_deltas: tuple[float, ...] | None = None,
         dct_steps: tuple[float, ...] | None = None,
         loop_filter: bool | None = None,
@@ -243,6 +249,7 @@ class EncoderSettings:
             "gop_tail_offsets": gop_tail_offsets,
             "intra_residual": intra_residual,
             "lambda_scale": lambda_scale,
+            "chroma_weight": chroma_weight,
             "residual_quality_deltas": residual_quality_deltas,
             "dct": _dct_overrides(self.dct, dct_steps, chroma_step_ratio),
             "loop_filter": loop_filter,
@@ -296,6 +303,7 @@ def load_encoder_settings(preset: str | None = None) -> EncoderSettings:
                       BlockSearchSettings),
         intra_residual=bool(p.get("intra_residual", False)),
         lambda_scale=float(p.get("lambda_scale", 1.0)),
+        chroma_weight=float(p.get("chroma_weight", 1.0)),
         residual_quality_deltas=tuple(float(d) for d in p.get("residual_quality_deltas", ())),
         dct=_merged(name, cfg, "dct_layer", p.get("dct_layer", {}), DctLayerSettings),
         loop_filter=bool(p.get("loop_filter", False)),
