@@ -482,12 +482,16 @@ def _step_factors(text: str) -> tuple[float, ...]:
     return values
 
 
-def _chroma_weight(text: str) -> float:
-    """--chroma-weight: a positive, finite number."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _chroma_weight(text: str) -> float:
+    """--chroma-weight: a positive, finite number."""
+    value = _number(text)
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"the chroma weight must be above 0, got {text!r}")
     return value
@@ -495,10 +499,7 @@ def _chroma_weight(text: str) -> float:
 
 def _chroma_step(text: str) -> float:
     """--chroma-step: a ratio in (0, 4), what the section's byte (in 1/64) can carry."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     if not 0 < value < MAX_CHROMA_STEP_RATIO:
         raise argparse.ArgumentTypeError(
             f"the chroma step ratio must be in (0, {MAX_CHROMA_STEP_RATIO:g}), got {text!r}")

@@ -204,8 +204,8 @@ def test_chroma_weight_counts_chroma_error_that_many_times_in_j_and_in_refinemen
         tuple(w * c for w, c in zip(plain.plane_weights(src), (1, 3, 3), strict=True)))
 
     a, b = carphone_frames(2)
+    ta, tb = (frame_to_tensor(f, "yuv420") for f in (a, b))
     for rd in (plain, heavy):
-        ta, tb = (frame_to_tensor(f, "yuv420") for f in (a, b))
         picture = rd.picture(ta, (ta.shape[2], ta.shape[3]), lambda t: a, "yuv420")
         weighted_mse = rd.cost(a, b, 0) / rd.weight(a)
         assert float(picture.mse(tb)) == pytest.approx(weighted_mse, rel=1e-5)
